@@ -1,0 +1,62 @@
+//! What the trainer needs from a backend (the CPU reference, the GPU): the same epoch loop
+//! runs on either. A backend owns the training and test sets, the parameters, the step
+//! sizes and the momentum buffer; the host owns the SDLM schedule.
+
+use crate::Result;
+
+/// Running totals of a training pass, measured on each pattern just before its update.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TrainStats {
+    pub loss_sum: f64,
+    pub errors: u64,
+    pub patterns: u64,
+}
+
+impl TrainStats {
+    pub fn add(&mut self, o: TrainStats) {
+        self.loss_sum += o.loss_sum;
+        self.errors += o.errors;
+        self.patterns += o.patterns;
+    }
+}
+
+/// The outcome of classifying a whole split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub loss_sum: f64,
+    pub errors: u64,
+    /// argmin of the RBF outputs, per pattern.
+    pub predictions: Vec<u8>,
+}
+
+impl Evaluation {
+    pub fn error_rate(&self) -> f64 {
+        self.errors as f64 / self.predictions.len().max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+pub trait Backend {
+    /// What runs the math, for reports ("cpu (2 threads)", an adapter name).
+    fn describe(&self) -> String;
+    /// Replaces the parameters (flat layout of `params`).
+    fn set_params(&mut self, p: &[f32]) -> Result<()>;
+    /// The current parameters.
+    fn params(&mut self) -> Result<Vec<f32>>;
+    /// The SDLM estimate of the Hessian diagonal: the mean over the training patterns `idx`
+    /// of each pattern's back-propagated second derivatives (DESIGN.md section 2).
+    fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>>;
+    /// Per-parameter step sizes used by every following update.
+    fn set_step_sizes(&mut self, eps: &[f32]) -> Result<()>;
+    /// Trains on the training patterns `order`, `batch` at a time: for each batch, forward,
+    /// backward, then v = momentum * v + g and w -= eps * v, with g the gradient summed over
+    /// the batch.
+    fn train(&mut self, order: &[u32], batch: usize) -> Result<TrainStats>;
+    /// Classifies every pattern of a split with the current parameters.
+    fn evaluate(&mut self, split: Split) -> Result<Evaluation>;
+}

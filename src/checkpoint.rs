@@ -1,0 +1,525 @@
+//! Checkpoints: the parameters, the output-layer centres and a little metadata in one
+//! safetensors file (f32 little-endian, PyTorch layouts), so other tools load it unchanged.
+//!
+//! | name | shape |
+//! |---|---|
+//! | `c1.weight`, `c1.bias` | `[6,1,5,5]`, `[6]` |
+//! | `s2.weight`, `s2.bias` | `[6]`, `[6]` |
+//! | `c3.weight`, `c3.bias` | `[16,6,5,5]` (zero where the table has no link), `[16]` |
+//! | `s4.weight`, `s4.bias` | `[16]`, `[16]` |
+//! | `c5.weight`, `c5.bias` | `[120,16,5,5]`, `[120]` |
+//! | `f6.weight`, `f6.bias` | `[84,120]`, `[84]` |
+//! | `output.centers` | `[10,84]` |
+//!
+//! Every tensor but `c3.weight` has the same order in the flat buffer of [`crate::params`]
+//! as in the file. `c3.weight` is compact in the buffer (only the links of
+//! [`C3_TABLE`]) and dense in the file; see [`c3_to_dense`] and [`c3_from_dense`].
+//!
+//! [`save`] is atomic: an existing checkpoint is only ever replaced by a complete one.
+//! [`load`] checks names, shapes, dtypes, finiteness, the C3 connection table and the
+//! format version, and never panics on what the file holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::Error;
+use crate::params::{C3_LINKS, C3_TABLE, C3_W, N_PARAMS, TENSORS, c3_link_start};
+
+/// Version of the checkpoint layout this program writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+
+/// Value of the `format` metadata entry.
+pub const FORMAT: &str = "lenet-gpu";
+
+/// Value of the `normalisation` metadata entry: how input images were scaled.
+pub const NORMALISATION: &str = "x = p/255*1.275 - 0.1; 28x28 padded by 2 to 32x32 with -0.1";
+
+/// Name of the output-layer centres (the RBF prototypes) in a checkpoint.
+pub const CENTERS_NAME: &str = "output.centers";
+
+/// Number of values in the output-layer centres: 10 classes x 84 F6 units.
+pub const N_CENTERS: usize = 10 * 84;
+
+/// Metadata keys written by [`save`] itself; [`Meta::extra`] may not use them.
+pub const RESERVED_KEYS: [&str; 6] = [
+    "format",
+    "format_version",
+    "epoch",
+    "seed",
+    "loss",
+    "normalisation",
+];
+
+/// Number of values of the dense `[16,6,5,5]` C3 weight tensor.
+const C3_DENSE_LEN: usize = 16 * 6 * 25;
+/// Number of values of the compact C3 weights (60 links x 25).
+const C3_COMPACT_LEN: usize = C3_LINKS * 25;
+
+/// What a checkpoint records besides the weights (goes into the safetensors
+/// `__metadata__` as strings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    /// Number of completed training epochs.
+    pub epoch: u32,
+    /// Seed the run was started with.
+    pub seed: u64,
+    /// Loss function, as free text (e.g. "mse" or "map").
+    pub loss: String,
+    /// Any further entries; keys must not be one of [`RESERVED_KEYS`].
+    pub extra: BTreeMap<String, String>,
+}
+
+/// A loaded checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The [`N_PARAMS`] parameters in the flat layout of [`crate::params`] (C3 compact).
+    pub params: Vec<f32>,
+    /// The output-layer centres, 10 x 84, row-major (class, F6 unit).
+    pub centers: Vec<f32>,
+    /// The metadata.
+    pub meta: Meta,
+}
+
+/// PyTorch shape of the checkpoint tensor `name`, or `None` for a name not in a checkpoint.
+pub fn shape_of(name: &str) -> Option<&'static [usize]> {
+    Some(match name {
+        "c1.weight" => &[6, 1, 5, 5],
+        "c1.bias" | "s2.weight" | "s2.bias" => &[6],
+        "c3.weight" => &[16, 6, 5, 5],
+        "c3.bias" | "s4.weight" | "s4.bias" => &[16],
+        "c5.weight" => &[120, 16, 5, 5],
+        "c5.bias" => &[120],
+        "f6.weight" => &[84, 120],
+        "f6.bias" => &[84],
+        CENTERS_NAME => &[10, 84],
+        _ => return None,
+    })
+}
+
+/// Position of S2 map `input` among the inputs of C3 map `map`, if the table links them.
+fn c3_link(map: usize, input: usize) -> Option<usize> {
+    C3_TABLE
+        .get(map)
+        .and_then(|ins| ins.iter().position(|&i| i == input))
+}
+
+/// Expands the compact C3 weights (1500 = 60 links x 25, as in the flat buffer) to the
+/// dense PyTorch tensor `[16,6,5,5]` (2400 values), with zeros where the connection
+/// table has no link.
+///
+/// # Panics
+/// If `compact.len()` is not 1500.
+pub fn c3_to_dense(compact: &[f32]) -> Vec<f32> {
+    assert_eq!(
+        compact.len(),
+        C3_COMPACT_LEN,
+        "compact C3 weights must hold {C3_COMPACT_LEN} values"
+    );
+    let mut dense = vec![0.0f32; C3_DENSE_LEN];
+    for (map, inputs) in C3_TABLE.iter().enumerate() {
+        for (j, &input) in inputs.iter().enumerate() {
+            let src = (c3_link_start(map) + j) * 25;
+            let dst = (map * 6 + input) * 25;
+            dense[dst..dst + 25].copy_from_slice(&compact[src..src + 25]);
+        }
+    }
+    dense
+}
+
+/// Packs the dense C3 weights `[16,6,5,5]` (2400 values) into the compact layout of the
+/// flat buffer (1500 values).
+///
+/// Fails, saying which C3 map and S2 map, if a weight where the connection table has no
+/// link is not zero (or is NaN), or if `dense` does not hold 2400 values.
+pub fn c3_from_dense(dense: &[f32]) -> Result<Vec<f32>, String> {
+    if dense.len() != C3_DENSE_LEN {
+        return Err(format!(
+            "dense C3 weights must hold {C3_DENSE_LEN} values (16x6x5x5), got {}",
+            dense.len()
+        ));
+    }
+    let mut compact = vec![0.0f32; C3_COMPACT_LEN];
+    for (k, window) in dense.chunks_exact(25).enumerate() {
+        let (map, input) = (k / 6, k % 6);
+        match c3_link(map, input) {
+            Some(j) => {
+                let dst = (c3_link_start(map) + j) * 25;
+                compact[dst..dst + 25].copy_from_slice(window);
+            }
+            None => {
+                if let Some((w, v)) = window.iter().enumerate().find(|&(_, &v)| v != 0.0) {
+                    return Err(format!(
+                        "C3 map {map} does not read S2 map {input} (connection table), so \
+                         c3.weight[{map},{input},{},{}] must be 0, but it is {v}",
+                        w / 5,
+                        w % 5
+                    ));
+                }
+            }
+        }
+    }
+    Ok(compact)
+}
+
+/// Formats flat index `i` of a tensor of `shape` as a multi-index, e.g. `[3,0,2,4]`.
+fn index_string(mut i: usize, shape: &[usize]) -> String {
+    let mut idx = vec![0usize; shape.len()];
+    for (slot, &dim) in idx.iter_mut().zip(shape).rev() {
+        if dim > 0 {
+            *slot = i % dim;
+            i /= dim;
+        }
+    }
+    let parts: Vec<String> = idx.iter().map(usize::to_string).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Error naming the first non-finite value of tensor `name`, if there is one.
+fn check_finite(name: &str, shape: &[usize], values: &[f32]) -> Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "tensor `{name}` has a non-finite value at index {} (flat {i}): {}",
+            index_string(i, shape),
+            values.get(i).copied().unwrap_or(f32::NAN)
+        )),
+    }
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Serializes the checkpoint to the bytes of a safetensors file.
+fn to_bytes(path: &Path, params: &[f32], centers: &[f32], meta: &Meta) -> crate::Result<Vec<u8>> {
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if params.len() != N_PARAMS {
+        return Err(bad(format!(
+            "refusing to write: {} parameters given, a LeNet-5 has {N_PARAMS}",
+            params.len()
+        )));
+    }
+    if centers.len() != N_CENTERS {
+        return Err(bad(format!(
+            "refusing to write: {} output centres given, expected {N_CENTERS} (10x84)",
+            centers.len()
+        )));
+    }
+    if let Some(key) = meta
+        .extra
+        .keys()
+        .find(|k| RESERVED_KEYS.contains(&k.as_str()))
+    {
+        return Err(Error::Config(format!(
+            "checkpoint metadata key `{key}` is reserved; rename the extra entry"
+        )));
+    }
+
+    let mut data: Vec<(&str, &'static [usize], Vec<u8>)> = Vec::with_capacity(TENSORS.len() + 1);
+    for t in TENSORS {
+        let shape = shape_of(t.name).ok_or_else(|| bad(format!("no shape for `{}`", t.name)))?;
+        let values = t.of(params);
+        let dense;
+        let values = if t == C3_W {
+            dense = c3_to_dense(values);
+            &dense[..]
+        } else {
+            values
+        };
+        check_finite(t.name, shape, values).map_err(|e| bad(format!("refusing to write: {e}")))?;
+        data.push((t.name, shape, f32_bytes(values)));
+    }
+    let centers_shape: &'static [usize] = &[10, 84];
+    check_finite(CENTERS_NAME, centers_shape, centers)
+        .map_err(|e| bad(format!("refusing to write: {e}")))?;
+    data.push((CENTERS_NAME, centers_shape, f32_bytes(centers)));
+
+    let views = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.to_vec(), bytes).map(|v| (*name, v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("cannot serialize: {e}")))?;
+
+    let mut info: HashMap<String, String> = meta
+        .extra
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    info.insert("format".into(), FORMAT.into());
+    info.insert("format_version".into(), FORMAT_VERSION.into());
+    info.insert("epoch".into(), meta.epoch.to_string());
+    info.insert("seed".into(), meta.seed.to_string());
+    info.insert("loss".into(), meta.loss.clone());
+    info.insert("normalisation".into(), NORMALISATION.into());
+
+    safetensors::serialize(views, Some(info)).map_err(|e| bad(format!("cannot serialize: {e}")))
+}
+
+/// Writes `bytes` to `tmp`, flushed to disk.
+fn write_synced(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Saves a checkpoint to `path` atomically.
+///
+/// `params` is the flat buffer of [`crate::params`] ([`N_PARAMS`] values, C3 compact),
+/// `centers` the 10x84 output centres. The file is first written to a temporary file
+/// `.<name>.tmp-<pid>-<n>` next to `path`, synced, then renamed over `path`, so an
+/// existing checkpoint is only ever replaced by a complete one; on any error the
+/// temporary file is removed. The parent directory must exist (it is not created).
+///
+/// Errors: [`Error::Checkpoint`] if the buffers have the wrong length or hold a
+/// non-finite value, [`Error::Config`] if an extra metadata key is reserved,
+/// [`Error::Io`] (naming `path`) if the file cannot be written.
+pub fn save(path: &Path, params: &[f32], centers: &[f32], meta: &Meta) -> crate::Result<()> {
+    let bytes = to_bytes(path, params, centers, meta)?;
+
+    let Some(file_name) = path.file_name() else {
+        return Err(Error::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+        ));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::io(
+            path,
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "directory {} does not exist; create it first",
+                    dir.display()
+                ),
+            ),
+        ));
+    }
+
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+
+    let result = write_synced(&tmp, &bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    // Make the rename itself durable where the platform allows syncing a directory.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads the values of tensor `name` from `st`, checking dtype, shape and finiteness.
+fn read_tensor(st: &SafeTensors<'_>, name: &str) -> Result<Vec<f32>, String> {
+    let expected = shape_of(name).ok_or_else(|| format!("no shape known for `{name}`"))?;
+    let view = st.tensor(name).map_err(|_| {
+        format!("tensor `{name}` is missing (a lenet-gpu checkpoint has `{name}` {expected:?})")
+    })?;
+    if view.dtype() != Dtype::F32 {
+        return Err(format!(
+            "tensor `{name}` has dtype {}, expected F32",
+            view.dtype()
+        ));
+    }
+    if view.shape() != expected {
+        return Err(format!(
+            "tensor `{name}` has shape {:?}, expected {expected:?}",
+            view.shape()
+        ));
+    }
+    let data = view.data();
+    let n: usize = expected.iter().product();
+    if data.len() != n * 4 {
+        return Err(format!(
+            "tensor `{name}` holds {} bytes, expected {}",
+            data.len(),
+            n * 4
+        ));
+    }
+    let values: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    check_finite(name, expected, &values)?;
+    Ok(values)
+}
+
+/// Reads metadata entry `key`, failing with a reason if it is missing.
+fn meta_entry<'a>(meta: &'a HashMap<String, String>, key: &str) -> Result<&'a str, String> {
+    meta.get(key)
+        .map(String::as_str)
+        .ok_or_else(|| format!("metadata entry `{key}` is missing"))
+}
+
+fn parse_meta(meta: Option<&HashMap<String, String>>) -> Result<Meta, String> {
+    let Some(meta) = meta else {
+        return Err(format!(
+            "the header has no __metadata__ (no format_version); this is not a lenet-gpu \
+             checkpoint (this program reads format version {FORMAT_VERSION})"
+        ));
+    };
+    if let Some(format) = meta.get("format")
+        && format != FORMAT
+    {
+        return Err(format!(
+            "metadata says format `{format}`, this program reads `{FORMAT}` checkpoints"
+        ));
+    }
+    let version = meta.get("format_version").ok_or_else(|| {
+        format!(
+            "metadata entry `format_version` is missing; this program reads format version \
+             {FORMAT_VERSION}"
+        )
+    })?;
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "the file has checkpoint format version {version:?}, but this program reads \
+             version {FORMAT_VERSION:?}; use a lenet-gpu that matches the file, or retrain"
+        ));
+    }
+    let epoch = meta_entry(meta, "epoch")?;
+    let epoch = epoch
+        .parse::<u32>()
+        .map_err(|e| format!("metadata `epoch` = {epoch:?} is not a whole number: {e}"))?;
+    let seed = meta_entry(meta, "seed")?;
+    let seed = seed
+        .parse::<u64>()
+        .map_err(|e| format!("metadata `seed` = {seed:?} is not a whole number: {e}"))?;
+    let loss = meta.get("loss").cloned().unwrap_or_default();
+    let extra = meta
+        .iter()
+        .filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Meta {
+        epoch,
+        seed,
+        loss,
+        extra,
+    })
+}
+
+/// Parses the bytes of a checkpoint file.
+fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
+    let wrap = |e: safetensors::SafeTensorError| {
+        format!("not a readable safetensors file (truncated or corrupt?): {e}")
+    };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(wrap)?;
+    let st = SafeTensors::deserialize(bytes).map_err(wrap)?;
+    let meta = parse_meta(header.metadata().as_ref())?;
+
+    let mut params = vec![0.0f32; N_PARAMS];
+    for t in TENSORS {
+        let values = read_tensor(&st, t.name)?;
+        let values = if t == C3_W {
+            c3_from_dense(&values).map_err(|e| format!("tensor `c3.weight`: {e}"))?
+        } else {
+            values
+        };
+        let dst = params
+            .get_mut(t.range())
+            .ok_or_else(|| format!("internal layout error for `{}`", t.name))?;
+        if dst.len() != values.len() {
+            return Err(format!("internal layout error for `{}`", t.name));
+        }
+        dst.copy_from_slice(&values);
+    }
+    let centers = read_tensor(&st, CENTERS_NAME)?;
+    Ok(Checkpoint {
+        params,
+        centers,
+        meta,
+    })
+}
+
+/// Loads and checks a checkpoint written by [`save`] (or any tool that follows the same
+/// names, shapes and metadata).
+///
+/// Errors: [`Error::Io`] (naming `path`) if the file cannot be read;
+/// [`Error::Checkpoint`] if it is not a safetensors file, is truncated, lacks a tensor,
+/// has a tensor of the wrong shape or dtype, holds a non-finite value, has a non-zero
+/// C3 weight where the connection table has no link, or has missing/different
+/// `format_version` or unparsable `epoch`/`seed`. Tensors not in a checkpoint are ignored.
+pub fn load(path: &Path) -> crate::Result<Checkpoint> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes).map_err(|reason| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compact_ramp() -> Vec<f32> {
+        (0..C3_COMPACT_LEN).map(|i| i as f32 + 1.0).collect()
+    }
+
+    #[test]
+    fn c3_dense_round_trip() {
+        let compact = compact_ramp();
+        let dense = c3_to_dense(&compact);
+        assert_eq!(dense.len(), 2400);
+        assert_eq!(c3_from_dense(&dense).unwrap(), compact);
+        // Exactly the linked 60 x 25 entries are non-zero.
+        assert_eq!(dense.iter().filter(|&&v| v != 0.0).count(), 1500);
+        // C3 map 4 reads S2 maps 4, 5, 0: its third link (S2 map 0) sits at dense [4,0].
+        let src = (c3_link_start(4) + 2) * 25;
+        let dst = (4 * 6) * 25;
+        assert_eq!(dense[dst..dst + 25], compact[src..src + 25]);
+        // C3 map 0 does not read S2 map 3.
+        assert!(dense[(3) * 25..4 * 25].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn c3_from_dense_rejects_non_links() {
+        let mut dense = c3_to_dense(&compact_ramp());
+        // C3 map 12 reads 0, 1, 3, 4: not S2 map 2.
+        dense[(12 * 6 + 2) * 25 + 7] = 0.5;
+        let err = c3_from_dense(&dense).unwrap_err();
+        assert!(
+            err.contains("C3 map 12") && err.contains("S2 map 2"),
+            "{err}"
+        );
+        assert!(err.contains("[12,2,1,2]"), "{err}");
+
+        let mut dense = c3_to_dense(&compact_ramp());
+        dense[(6 + 5) * 25] = f32::NAN; // C3 map 1 reads 1, 2, 3
+        assert!(c3_from_dense(&dense).unwrap_err().contains("S2 map 5"));
+
+        // Negative zero counts as zero.
+        let mut dense = c3_to_dense(&compact_ramp());
+        dense[5 * 25] = -0.0;
+        assert!(c3_from_dense(&dense).is_ok());
+
+        assert!(c3_from_dense(&[0.0; 10]).is_err());
+    }
+
+    #[test]
+    fn index_strings() {
+        assert_eq!(index_string(0, &[6]), "[0]");
+        assert_eq!(index_string(5 * 25 + 7, &[16, 6, 5, 5]), "[0,5,1,2]");
+        assert_eq!(index_string(121, &[84, 120]), "[1,1]");
+    }
+}

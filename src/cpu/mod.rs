@@ -1,0 +1,213 @@
+//! The CPU reference: LeNet-5 as plain loops, one function per layer and pass
+//! (`<layer>_forward`, `<layer>_backward`, `<layer>_hessian`), generic over f32 (training)
+//! and f64 (the tests' independent checks). This code is the spec every GPU kernel is tested
+//! against.
+//!
+//! Per pattern, the buffers are (shapes as (maps, rows, cols)):
+//! x0 (1,32,32) -C1-> x1 (6,28,28) -S2-> x2 (6,14,14) -C3-> x3 (16,10,10) -S4-> x4 (16,5,5)
+//! -C5-> x5 (120) -F6-> x6 (84) -RBF-> y (10). Every x is already squashed; the squashing
+//! derivative is computed from it: f'(a) = A S (1 - (x/A)^2).
+
+pub mod batch;
+pub mod conv;
+pub mod full;
+pub mod rbf;
+pub mod subsample;
+
+pub use conv::*;
+pub use full::*;
+pub use rbf::*;
+pub use subsample::*;
+
+use std::ops::{AddAssign, MulAssign, SubAssign};
+
+/// The float type a pass runs in: f32 for training, f64 for the reference checks.
+pub trait Real:
+    num_traits::Float
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Default
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
+    fn c(v: f64) -> Self;
+}
+impl Real for f32 {
+    fn c(v: f64) -> Self {
+        v as f32
+    }
+}
+impl Real for f64 {
+    fn c(v: f64) -> Self {
+        v
+    }
+}
+
+/// Squashing function constants: f(a) = A tanh(S a).
+pub const SQUASH_A: f64 = 1.7159;
+pub const SQUASH_S: f64 = 2.0 / 3.0;
+
+#[inline]
+pub fn squash<T: Real>(a: T) -> T {
+    T::c(SQUASH_A) * (T::c(SQUASH_S) * a).tanh()
+}
+
+/// f'(a) expressed through x = f(a).
+#[inline]
+pub fn squash_derivative<T: Real>(x: T) -> T {
+    let t = x / T::c(SQUASH_A);
+    T::c(SQUASH_A * SQUASH_S) * (T::one() - t * t)
+}
+
+/// dE/dx -> dE/da in place, x the layer's squashed output.
+pub fn squash_backward<T: Real>(x: &[T], d: &mut [T]) {
+    for (d, &x) in d.iter_mut().zip(x) {
+        *d *= squash_derivative(x);
+    }
+}
+
+/// d2E/dx2 -> d2E/da2 in place: times f'(a)^2 (the f'' term is dropped, per SDLM).
+pub fn squash_hessian<T: Real>(x: &[T], d2: &mut [T]) {
+    for (d, &x) in d2.iter_mut().zip(x) {
+        let f = squash_derivative(x);
+        *d *= f * f;
+    }
+}
+
+/// Background and ink levels of the input: x = p/255 * 1.275 - 0.1.
+pub const INPUT_BACKGROUND: f64 = -0.1;
+pub const INPUT_SCALE: f64 = 1.275 / 255.0;
+
+/// A u8 image of side 28 (padded by 2 with background) or 32 -> x0: (1,32,32).
+pub fn input_forward<T: Real>(img: &[u8], side: usize, x0: &mut [T]) {
+    let pad = (32 - side) / 2;
+    x0.fill(T::c(INPUT_BACKGROUND));
+    for r in 0..side {
+        for c in 0..side {
+            x0[(r + pad) * 32 + c + pad] =
+                T::c(img[r * side + c] as f64 * INPUT_SCALE + INPUT_BACKGROUND);
+        }
+    }
+}
+
+/// All per-pattern buffers of one forward/backward/second-derivative pass.
+#[derive(Clone)]
+pub struct Workspace<T> {
+    pub x0: Vec<T>, // (1,32,32)
+    pub x1: Vec<T>, // (6,28,28)
+    pub x2: Vec<T>, // (6,14,14)
+    pub x3: Vec<T>, // (16,10,10)
+    pub x4: Vec<T>, // (16,5,5)
+    pub x5: Vec<T>, // (120)
+    pub x6: Vec<T>, // (84)
+    pub y: Vec<T>,  // (10)
+    // First (or second) derivatives w.r.t. each layer's output, then its pre-activation.
+    pub d1: Vec<T>, // (6,28,28)
+    pub d2: Vec<T>, // (6,14,14)
+    pub d3: Vec<T>, // (16,10,10)
+    pub d4: Vec<T>, // (16,5,5)
+    pub d5: Vec<T>, // (120)
+    pub d6: Vec<T>, // (84)
+    pub dy: Vec<T>, // (10)
+    /// Squared activations x0..x5 for the second-derivative pass.
+    pub sq: [Vec<T>; 6],
+}
+
+impl<T: Real> Default for Workspace<T> {
+    fn default() -> Self {
+        let z = |n| vec![T::zero(); n];
+        Workspace {
+            x0: z(1024),
+            x1: z(4704),
+            x2: z(1176),
+            x3: z(1600),
+            x4: z(400),
+            x5: z(120),
+            x6: z(84),
+            y: z(10),
+            d1: z(4704),
+            d2: z(1176),
+            d3: z(1600),
+            d4: z(400),
+            d5: z(120),
+            d6: z(84),
+            dy: z(10),
+            sq: [z(1024), z(4704), z(1176), z(1600), z(400), z(120)],
+        }
+    }
+}
+
+/// Forward pass of one pattern whose input is already in `ws.x0`; fills x1..x6 and y.
+pub fn pattern_forward<T: Real>(p: &[T], centers: &[T], ws: &mut Workspace<T>) {
+    c1_forward(p, &ws.x0, &mut ws.x1);
+    s2_forward(p, &ws.x1, &mut ws.x2);
+    c3_forward(p, &ws.x2, &mut ws.x3);
+    s4_forward(p, &ws.x3, &mut ws.x4);
+    c5_forward(p, &ws.x4, &mut ws.x5);
+    f6_forward(p, &ws.x5, &mut ws.x6);
+    rbf_forward(centers, &ws.x6, &mut ws.y);
+}
+
+/// Backward pass of one pattern after `pattern_forward`: adds dE/dp into `g` and returns E.
+pub fn pattern_backward<T: Real>(
+    p: &[T],
+    centers: &[T],
+    loss: Loss,
+    label: usize,
+    ws: &mut Workspace<T>,
+    g: &mut [T],
+) -> T {
+    let e = loss_forward_backward(loss, &ws.y, label, &mut ws.dy);
+    rbf_backward(centers, &ws.x6, &ws.dy, &mut ws.d6);
+    squash_backward(&ws.x6, &mut ws.d6);
+    ws.d5.fill(T::zero());
+    f6_backward(p, &ws.x5, &ws.d6, g, &mut ws.d5);
+    squash_backward(&ws.x5, &mut ws.d5);
+    ws.d4.fill(T::zero());
+    c5_backward(p, &ws.x4, &ws.d5, g, &mut ws.d4);
+    squash_backward(&ws.x4, &mut ws.d4);
+    ws.d3.fill(T::zero());
+    s4_backward(p, &ws.x3, &ws.d4, g, &mut ws.d3);
+    squash_backward(&ws.x3, &mut ws.d3);
+    ws.d2.fill(T::zero());
+    c3_backward(p, &ws.x2, &ws.d3, g, &mut ws.d2);
+    squash_backward(&ws.x2, &mut ws.d2);
+    ws.d1.fill(T::zero());
+    s2_backward(p, &ws.x1, &ws.d2, g, &mut ws.d1);
+    squash_backward(&ws.x1, &mut ws.d1);
+    c1_backward(p, &ws.x0, &ws.d1, g);
+    e
+}
+
+/// SDLM second-derivative pass of one pattern after `pattern_forward`: adds this pattern's
+/// estimate of each h_kk into `h`. `p2` holds the squared parameters.
+pub fn pattern_hessian<T: Real>(p2: &[T], ws: &mut Workspace<T>, h: &mut [T]) {
+    let acts: [&Vec<T>; 6] = [&ws.x0, &ws.x1, &ws.x2, &ws.x3, &ws.x4, &ws.x5];
+    for (sq, x) in ws.sq.iter_mut().zip(acts) {
+        for (s, &v) in sq.iter_mut().zip(x.iter()) {
+            *s = v * v;
+        }
+    }
+    let [sq0, sq1, sq2, sq3, sq4, sq5] = &ws.sq;
+    rbf_hessian(&mut ws.d6);
+    squash_hessian(&ws.x6, &mut ws.d6);
+    ws.d5.fill(T::zero());
+    f6_hessian(p2, sq5, &ws.d6, h, &mut ws.d5);
+    squash_hessian(&ws.x5, &mut ws.d5);
+    ws.d4.fill(T::zero());
+    c5_hessian(p2, sq4, &ws.d5, h, &mut ws.d4);
+    squash_hessian(&ws.x4, &mut ws.d4);
+    ws.d3.fill(T::zero());
+    s4_hessian(p2, sq3, &ws.d4, h, &mut ws.d3);
+    squash_hessian(&ws.x3, &mut ws.d3);
+    ws.d2.fill(T::zero());
+    c3_hessian(p2, sq2, &ws.d3, h, &mut ws.d2);
+    squash_hessian(&ws.x2, &mut ws.d2);
+    ws.d1.fill(T::zero());
+    s2_hessian(p2, sq1, &ws.d2, h, &mut ws.d1);
+    squash_hessian(&ws.x1, &mut ws.d1);
+    c1_hessian(p2, sq0, &ws.d1, h);
+}

@@ -1,0 +1,14 @@
+//! lenet-gpu: the original LeNet-5 (LeCun et al., 1998) trained on MNIST.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod cpu;
+pub mod data;
+pub mod error;
+pub mod fetch;
+pub mod params;
+pub mod train;
+
+pub use error::{Error, Result};
+
+include!(concat!(env!("OUT_DIR"), "/rbf_centers.rs"));

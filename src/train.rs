@@ -1,0 +1,222 @@
+//! The epoch loop and SDLM (stochastic diagonal Levenberg-Marquardt, LeCun et al. 1998,
+//! appendix C), the same for every backend.
+//!
+//! Before each pass: draw `hessian_samples` training patterns at random, estimate the
+//! Hessian diagonal h_kk on them (the backend's second-derivative pass), and set each
+//! parameter's step size to eps_k = eta / (mu + h_kk), held for the whole pass.
+//!
+//! The batch rule: the gradient of a batch is the SUM of its patterns' gradients, and
+//! eta is per pattern. With batch 1 this is exactly the paper's online update; with batch B
+//! one step moves as far as B online steps would to first order, so the paper's eta needs no
+//! rescaling. h_kk is a per-pattern curvature, so the step's curvature along k is at most
+//! B * eta * h_kk / (mu + h_kk) < B * eta: stable (in the diagonal model) while B * eta < 2.
+
+use crate::backend::{Backend, Split, TrainStats};
+use crate::cpu::Loss;
+use crate::params::{LAYERS, N_PARAMS};
+use crate::{Error, Result};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// The paper's eta per pass (online, batch 1): passes 1-2, 3-5, 6-8, 9-12, 13-20.
+pub const PAPER_SCHEDULE: [(u32, f64); 5] = [
+    (2, 0.0005),
+    (5, 0.0002),
+    (8, 0.0001),
+    (12, 0.00005),
+    (20, 0.00001),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: u32,
+    pub batch: usize,
+    pub seed: u64,
+    pub loss: Loss,
+    /// Multiplies every eta of the schedule.
+    pub eta_scale: f64,
+    /// (last pass, eta) pairs, 1-based passes; the last eta holds beyond the last pass.
+    pub schedule: Vec<(u32, f64)>,
+    pub mu: f64,
+    pub hessian_samples: usize,
+    pub momentum: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 20,
+            batch: 16,
+            seed: 1,
+            loss: Loss::Mse,
+            eta_scale: 1.0,
+            schedule: PAPER_SCHEDULE.to_vec(),
+            mu: 0.02,
+            hessian_samples: 500,
+            momentum: 0.0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// eta for pass `epoch` (1-based).
+    pub fn eta(&self, epoch: u32) -> f64 {
+        let eta = self
+            .schedule
+            .iter()
+            .find(|(last, _)| epoch <= *last)
+            .or(self.schedule.last())
+            .map_or(0.0, |s| s.1);
+        eta * self.eta_scale
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.epochs == 0 {
+            return bad("--epochs must be at least 1".into());
+        }
+        if self.batch == 0 {
+            return bad("--batch must be at least 1".into());
+        }
+        if !(self.eta_scale.is_finite() && self.eta_scale > 0.0) {
+            return bad(format!(
+                "--eta-scale must be a positive number, got {}",
+                self.eta_scale
+            ));
+        }
+        if !(self.mu.is_finite() && self.mu > 0.0) {
+            return bad(format!("--mu must be a positive number, got {}", self.mu));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad(format!(
+                "--momentum must be in [0, 1), got {}",
+                self.momentum
+            ));
+        }
+        if self.hessian_samples == 0 {
+            return bad("--hessian-samples must be at least 1".into());
+        }
+        if self.schedule.is_empty()
+            || self
+                .schedule
+                .iter()
+                .any(|s| !(s.1.is_finite() && s.1 > 0.0))
+        {
+            return bad("the eta schedule needs positive, finite values".into());
+        }
+        if let Loss::Map { j } = self.loss
+            && !(j.is_finite() && j > 0.0)
+        {
+            return bad(format!("--map-j must be a positive number, got {j}"));
+        }
+        Ok(())
+    }
+}
+
+/// The per-pass random streams: the shuffle and the Hessian sample of pass `epoch` depend
+/// only on (seed, epoch), so a resumed run draws what an uninterrupted one would.
+pub fn epoch_rng(seed: u64, epoch: u32) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64);
+    rng
+}
+
+/// min, median, mean, max of a slice.
+pub fn summary(v: &[f32]) -> [f64; 4] {
+    let mut s: Vec<f32> = v.to_vec();
+    s.sort_by(f32::total_cmp);
+    let mean = s.iter().map(|&x| x as f64).sum::<f64>() / s.len().max(1) as f64;
+    [
+        s[0] as f64,
+        s[s.len() / 2] as f64,
+        mean,
+        s[s.len() - 1] as f64,
+    ]
+}
+
+/// What one pass produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    pub epoch: u32,
+    pub eta: f64,
+    /// Running mean loss and error over the pass (each pattern measured before its update).
+    pub train_loss: f64,
+    pub train_error: f64,
+    pub test_loss: f64,
+    pub test_error: f64,
+    pub seconds: f64,
+    /// Training throughput (SDLM estimate included, evaluation excluded).
+    pub samples_per_s: f64,
+    /// (min, median, mean, max) of h_kk and of eps_k per layer, in `params::LAYERS` order.
+    pub h_layers: [[f64; 4]; 6],
+    pub eps_layers: [[f64; 4]; 6],
+}
+
+/// Computes eps_k = eta / (mu + h_kk).
+pub fn step_sizes(h: &[f32], eta: f64, mu: f64) -> Vec<f32> {
+    h.iter().map(|&h| (eta / (mu + h as f64)) as f32).collect()
+}
+
+/// Runs passes `first..=cfg.epochs` (1-based), calling `report` after each.
+pub fn train(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    n_train: usize,
+    first: u32,
+    mut report: impl FnMut(&EpochReport, &mut dyn Backend) -> Result<()>,
+) -> Result<()> {
+    cfg.validate()?;
+    for epoch in first..=cfg.epochs {
+        let start = Instant::now();
+        let eta = cfg.eta(epoch);
+        let mut rng = epoch_rng(cfg.seed, epoch);
+        let mut order: Vec<u32> = (0..n_train as u32).collect();
+        order.shuffle(&mut rng);
+        let mut sample: Vec<u32> = (0..n_train as u32).collect();
+        let (picked, _) = sample.partial_shuffle(&mut rng, cfg.hessian_samples.min(n_train));
+        let picked = picked.to_vec();
+
+        let h = backend.hessian(&picked)?;
+        if let Some(k) = h.iter().position(|v| !v.is_finite() || *v < 0.0) {
+            return Err(Error::Numeric(format!(
+                "pass {epoch}: Hessian estimate of parameter {k} is {} (parameters diverged?)",
+                h[k]
+            )));
+        }
+        let eps = step_sizes(&h, eta, cfg.mu);
+        backend.set_step_sizes(&eps)?;
+        let stats: TrainStats = backend.train(&order, cfg.batch)?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        if !stats.loss_sum.is_finite() {
+            return Err(Error::Numeric(format!(
+                "pass {epoch}: the training loss became {} (eta too large? try a smaller --eta-scale)",
+                stats.loss_sum
+            )));
+        }
+        let test = backend.evaluate(Split::Test)?;
+        let per_layer = |v: &[f32]| {
+            LAYERS.map(|(_, [w, b])| {
+                let mut all = w.of(v).to_vec();
+                all.extend_from_slice(b.of(v));
+                summary(&all)
+            })
+        };
+        debug_assert_eq!(eps.len(), N_PARAMS);
+        let r = EpochReport {
+            epoch,
+            eta,
+            train_loss: stats.loss_sum / stats.patterns.max(1) as f64,
+            train_error: stats.errors as f64 / stats.patterns.max(1) as f64,
+            test_loss: test.loss_sum / test.predictions.len().max(1) as f64,
+            test_error: test.error_rate(),
+            seconds: start.elapsed().as_secs_f64(),
+            samples_per_s: (n_train + picked.len()) as f64 / train_seconds,
+            h_layers: per_layer(&h),
+            eps_layers: per_layer(&eps),
+        };
+        report(&r, backend)?;
+    }
+    Ok(())
+}
