@@ -48,7 +48,7 @@ enum LossKind {
 #[derive(clap::Args)]
 struct DataArgs {
     /// Folder with the four MNIST-format IDX files (plain or .gz). Default: $LENET_DATA,
-    /// else data/mnist.
+    /// else data/mnist (fetched there on first use when missing).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Use only the first N training images.
@@ -84,8 +84,9 @@ struct TrainArgs {
     /// Multiplies every eta of the schedule.
     #[arg(long, default_value_t = 1.0)]
     eta_scale: f64,
-    /// eta schedule as LAST_PASS:ETA,... (default: the paper's
-    /// 2:0.0005,5:0.0002,8:0.0001,12:0.00005,20:0.00001; the last eta holds after).
+    /// Per-pattern eta by pass, as LAST_PASS:ETA,... (the last eta holds after), or
+    /// `paper` for the paper's online schedule 2:5e-4,5:2e-4,8:1e-4,12:5e-5,20:1e-5.
+    /// Default: 1:1.25e-5,3:5e-5,6:2.5e-5,10:1.25e-5,15:5e-6,20:2e-6 (for batch 16).
     #[arg(long, value_name = "SCHEDULE")]
     schedule: Option<String>,
     /// SDLM's mu in eps_k = eta / (mu + h_kk).
@@ -103,6 +104,10 @@ struct TrainArgs {
     /// Continue from a checkpoint: its weights, its seed and the pass after its epoch.
     #[arg(long, value_name = "PATH")]
     resume: Option<PathBuf>,
+    /// Re-estimate the Hessian in pass 1 after N patterns, then 2N, 4N, ... (0: once per
+    /// pass).
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().warmup)]
+    warmup: usize,
     /// Print, each pass, the per-layer range of the Hessian estimates h_kk and step sizes.
     #[arg(long)]
     sdlm_stats: bool,
@@ -149,7 +154,18 @@ fn main() -> ExitCode {
 
 fn load_data(a: &DataArgs) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
     let dir = data::data_dir(a.data.as_deref());
-    let (mut train, mut test) = data::load_mnist(&dir)?;
+    let explicit =
+        a.data.is_some() || std::env::var_os("LENET_DATA").is_some_and(|v| !v.is_empty());
+    let (mut train, mut test) = match data::load_mnist(&dir) {
+        // The default folder is ours to fill: fetch MNIST there on first use, so that
+        // `lenet-gpu train` works on a fresh machine. A folder the user named is only read.
+        Err(Error::DataMissing { .. }) if !explicit => {
+            eprintln!("MNIST is not in {}: fetching it (once)", dir.display());
+            fetch::fetch(&fetch::FetchOptions::new(&dir))?;
+            data::load_mnist(&dir)?
+        }
+        r => r?,
+    };
     for (limit, set, flag) in [
         (a.train_limit, &mut train, "--train-limit"),
         (a.test_limit, &mut test, "--test-limit"),
@@ -165,6 +181,9 @@ fn load_data(a: &DataArgs) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
 }
 
 fn parse_schedule(s: &str) -> Result<Vec<(u32, f64)>> {
+    if s == "paper" {
+        return Ok(train::PAPER_SCHEDULE.to_vec());
+    }
     let bad = || {
         Error::Config(format!(
             "--schedule {s:?}: expected LAST_PASS:ETA,... with increasing passes, e.g. 2:0.0005,5:0.0002"
@@ -212,6 +231,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         mu: a.mu,
         hessian_samples: a.hessian_samples,
         momentum: a.momentum,
+        warmup: a.warmup,
         ..TrainConfig::default()
     };
     if let Some(s) = &a.schedule {

@@ -12,7 +12,7 @@
 //!   it is exactly the backward pass with every weight and every input squared, so it is
 //!   that, called with squared arguments.
 
-use super::{Real, squash};
+use super::{Real, dense_backward, dense_forward, dot, squash};
 use crate::params::{self, C3_TABLE};
 
 const K: usize = 5;
@@ -88,9 +88,7 @@ pub fn conv_backward<T: Real>(
                     let mut s = T::zero();
                     for oy in 0..ho {
                         let xrow = &xm[(oy + ky) * hin + kx..(oy + ky) * hin + kx + ho];
-                        for (&d, &xv) in dao[oy * ho..(oy + 1) * ho].iter().zip(xrow) {
-                            s += d * xv;
-                        }
+                        s += dot(&dao[oy * ho..(oy + 1) * ho], xrow);
                     }
                     gw[link * K * K + ky * K + kx] += s;
                 }
@@ -157,14 +155,16 @@ pub fn c3_hessian<T: Real>(p2: &[T], x2sq: &[T], d2a3: &[T], h: &mut [T], d2x2: 
     c3_backward(p2, x2sq, d2a3, h, d2x2);
 }
 
-/// x4: (16,5,5) -> x5: (120) (a 1x1 map each).
+/// x4: (16,5,5) -> x5: (120) (a 1x1 map each). A 5x5 valid convolution of a 5x5 input is
+/// one dot product per output map, and the [120,16,5,5] weights are row-major (120, 400),
+/// so this is `conv_forward(x4, 5, &C5_MAPS, ..)` computed as a dense layer.
 pub fn c5_forward<T: Real>(p: &[T], x4: &[T], x5: &mut [T]) {
-    conv_forward(x4, 5, &C5_MAPS, params::C5_W.of(p), params::C5_B.of(p), x5);
+    dense_forward(params::C5_W.of(p), params::C5_B.of(p), x4, x5);
 }
 /// da5: (120) -> dx4: (16,5,5) (added), gradients into g.
 pub fn c5_backward<T: Real>(p: &[T], x4: &[T], da5: &[T], g: &mut [T], dx4: &mut [T]) {
     let (gw, gb) = split2(g, params::C5_W, params::C5_B);
-    conv_backward(x4, 5, &C5_MAPS, params::C5_W.of(p), da5, gw, gb, Some(dx4));
+    dense_backward(params::C5_W.of(p), x4, da5, gw, gb, dx4);
 }
 pub fn c5_hessian<T: Real>(p2: &[T], x4sq: &[T], d2a5: &[T], h: &mut [T], d2x4: &mut [T]) {
     c5_backward(p2, x4sq, d2a5, h, d2x4);
@@ -179,4 +179,55 @@ pub(crate) fn split2<T>(
     debug_assert_eq!(w.offset + w.len, b.offset);
     let (wpart, bpart) = buf[w.offset..b.offset + b.len].split_at_mut(w.len);
     (wpart, bpart)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// C5 runs as a dense layer; it must equal the generic convolution with C5_MAPS.
+    #[test]
+    fn c5_dense_equals_generic_convolution() {
+        let p: Vec<f64> = params::init(5).iter().map(|&v| v as f64 * 40.0).collect();
+        let x4: Vec<f64> = (0..400)
+            .map(|i| ((i * 37 % 101) as f64 / 50.0) - 1.0)
+            .collect();
+        let da5: Vec<f64> = (0..120)
+            .map(|i| ((i * 13 % 29) as f64 / 14.0) - 1.0)
+            .collect();
+        let (mut y_dense, mut y_conv) = (vec![0.0; 120], vec![0.0; 120]);
+        c5_forward(&p, &x4, &mut y_dense);
+        conv_forward(
+            &x4,
+            5,
+            &C5_MAPS,
+            params::C5_W.of(&p),
+            params::C5_B.of(&p),
+            &mut y_conv,
+        );
+        let mut g1 = vec![0.0; params::N_PARAMS];
+        let mut g2 = vec![0.0; params::N_PARAMS];
+        let (mut dx1, mut dx2) = (vec![0.0; 400], vec![0.0; 400]);
+        c5_backward(&p, &x4, &da5, &mut g1, &mut dx1);
+        let (gw, gb) = split2(&mut g2, params::C5_W, params::C5_B);
+        conv_backward(
+            &x4,
+            5,
+            &C5_MAPS,
+            params::C5_W.of(&p),
+            &da5,
+            gw,
+            gb,
+            Some(&mut dx2),
+        );
+        let close = |a: &[f64], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + y.abs()))
+        };
+        assert!(close(&y_dense, &y_conv));
+        assert!(close(&g1, &g2));
+        assert!(close(&dx1, &dx2));
+        assert!(y_conv.iter().any(|v| v.abs() > 0.1));
+    }
 }

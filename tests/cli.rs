@@ -1,0 +1,123 @@
+//! End to end through the binary: train on a subset, save, evaluate the checkpoint.
+
+mod common;
+
+use std::path::PathBuf;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lenet-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// "test error X.XX%" from the last line that has it.
+fn test_error(out: &str) -> f64 {
+    out.lines()
+        .rev()
+        .find_map(|l| {
+            let i = l.find("test error ")?;
+            l[i + 11..].split('%').next()?.trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no test error in:\n{out}"))
+}
+
+#[test]
+fn train_then_eval_on_a_subset() {
+    let data = common::mnist_dir();
+    let dir = tmp("e2e");
+    let model = dir.join("lenet.safetensors");
+    let out = common::bin()
+        // Online (batch 1) with a larger eta than the defaults, which are tuned for 20 passes
+        // over 60,000 images, not 2 over 2,000.
+        .args([
+            "train",
+            "--backend",
+            "cpu",
+            "--train-limit",
+            "2000",
+            "--test-limit",
+            "1000",
+            "--epochs",
+            "2",
+        ])
+        .args(["--batch", "1", "--schedule", "1:5e-5,2:1.5e-4"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--save")
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "train failed:\n{stdout}\n{stderr}");
+    let trained = test_error(&stdout);
+    println!("{stdout}");
+    assert!(
+        trained <= 10.0,
+        "accuracy below 90% after 2 passes on 2,000 images: error {trained}%"
+    );
+
+    let out = common::bin()
+        .args(["eval", "--test-limit", "1000", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "eval failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+    assert_eq!(test_error(&stdout), trained, "eval disagrees with train");
+    assert!(stdout.contains("confusion matrix"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_data_is_a_clear_error() {
+    let dir = tmp("nodata");
+    let out = common::bin()
+        .args(["train", "--epochs", "1", "--data"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lenet-gpu fetch") && stderr.contains(&dir.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    let data = common::mnist_dir();
+    for args in [
+        vec!["--batch", "0"],
+        vec!["--epochs", "0"],
+        vec!["--eta-scale", "-1"],
+        vec!["--eta-scale", "NaN"],
+        vec!["--schedule", "2:0.1,1:0.2"],
+        vec!["--momentum", "1.5"],
+    ] {
+        let out = common::bin()
+            .arg("train")
+            .arg("--data")
+            .arg(&data)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr.starts_with("error:") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
