@@ -36,6 +36,12 @@ pub enum Error {
     )]
     Fetch { file: String, tried: String },
 
+    #[error("{0}")]
+    NoAdapter(String),
+
+    #[error("GPU: {0}")]
+    Gpu(String),
+
     #[error("invalid setting: {0}")]
     Config(String),
 

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod fetch;
+pub mod gpu;
 pub mod params;
 pub mod train;
 

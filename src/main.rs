@@ -8,7 +8,7 @@ use lenet_gpu::cpu::{Loss, batch::CpuBackend};
 use lenet_gpu::data::{self, Dataset};
 use lenet_gpu::params;
 use lenet_gpu::train::{self, EpochReport, TrainConfig};
-use lenet_gpu::{Error, RBF_CENTERS, Result, fetch};
+use lenet_gpu::{Error, RBF_CENTERS, Result, fetch, gpu};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,12 +29,75 @@ enum Command {
     Eval(EvalArgs),
     /// Download the four MNIST files from public mirrors and verify their SHA-256.
     Fetch(FetchArgs),
+    /// List the GPU adapters (every graphics API) with the limits that matter here.
+    Devices,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
 enum BackendKind {
+    /// The best GPU adapter through any graphics API (a CPU adapter such as lavapipe when
+    /// no GPU exists).
+    Gpu,
+    /// The GPU backend through Vulkan only.
+    Vulkan,
+    /// The GPU backend through Metal only.
+    Metal,
+    /// The GPU backend through DirectX 12 only.
+    Dx12,
+    /// The GPU backend through OpenGL (ES) only.
+    Gl,
     /// The plain-Rust reference, parallel over the batch.
     Cpu,
+}
+
+/// Which device runs the math.
+#[derive(clap::Args)]
+struct DeviceArgs {
+    /// Where the math runs.
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: BackendKind,
+    /// Use the GPU adapter whose name contains NAME (case-insensitive; see `lenet-gpu
+    /// devices`). WGPU_ADAPTER_NAME does the same.
+    #[arg(long, value_name = "NAME")]
+    adapter: Option<String>,
+    /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
+    #[arg(long)]
+    cpu_adapter: bool,
+}
+
+impl DeviceArgs {
+    fn backend(
+        &self,
+        train: Arc<Dataset>,
+        test: Arc<Dataset>,
+        loss: Loss,
+        momentum: f32,
+        batch: usize,
+    ) -> Result<Box<dyn Backend>> {
+        let api = match self.backend {
+            BackendKind::Cpu => {
+                if self.adapter.is_some() || self.cpu_adapter {
+                    return Err(Error::Config(
+                        "--adapter and --cpu-adapter choose a GPU adapter; drop them or --backend cpu".into(),
+                    ));
+                }
+                return Ok(Box::new(CpuBackend::new(train, test, loss, momentum)));
+            }
+            BackendKind::Gpu => None,
+            BackendKind::Vulkan => gpu::parse_api("vulkan"),
+            BackendKind::Metal => gpu::parse_api("metal"),
+            BackendKind::Dx12 => gpu::parse_api("dx12"),
+            BackendKind::Gl => gpu::parse_api("gl"),
+        };
+        let adapter = gpu::pick(&gpu::AdapterChoice {
+            backends: api,
+            name: self.adapter.clone(),
+            cpu: self.cpu_adapter,
+        })?;
+        Ok(Box::new(gpu::GpuBackend::new(
+            adapter, train, test, loss, momentum, batch,
+        )?))
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -63,9 +126,8 @@ struct DataArgs {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Where the math runs.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: BackendKind,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Number of passes over the training set.
     #[arg(long, default_value_t = 20)]
     epochs: u32,
@@ -120,6 +182,8 @@ struct TrainArgs {
 struct EvalArgs {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// The checkpoint to evaluate.
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
@@ -142,6 +206,18 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a),
         Command::Eval(a) => run_eval(a),
         Command::Fetch(a) => run_fetch(a),
+        Command::Devices => {
+            let all = gpu::describe_all();
+            if all.is_empty() {
+                println!(
+                    "no GPU adapter found; `apt-get install mesa-vulkan-drivers` (Debian/Ubuntu) gives lavapipe, or use --backend cpu"
+                );
+            }
+            for d in all {
+                println!("{d}");
+            }
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -255,14 +331,13 @@ fn run_train(a: TrainArgs) -> Result<()> {
     };
     let (train_set, test_set) = load_data(&a.data)?;
     let n_train = train_set.len();
-    let mut backend: Box<dyn Backend> = match a.backend {
-        BackendKind::Cpu => Box::new(CpuBackend::new(
-            train_set,
-            test_set.clone(),
-            cfg.loss,
-            cfg.momentum,
-        )),
-    };
+    let mut backend = a.device.backend(
+        train_set,
+        test_set.clone(),
+        cfg.loss,
+        cfg.momentum,
+        cfg.batch,
+    )?;
     backend.set_params(&init)?;
     println!(
         "LeNet-5, {} parameters | backend {} | {} training, {} test images | batch {} | loss {} | seed {}",
@@ -348,7 +423,9 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     if ck.centers.as_slice() != RBF_CENTERS.as_slice() {
         centers_differ = true;
     }
-    let mut b = CpuBackend::new(train_set, test_set.clone(), Loss::Mse, 0.0);
+    let mut b = a
+        .device
+        .backend(train_set, test_set.clone(), Loss::Mse, 0.0, 1)?;
     b.set_params(&ck.params)?;
     let ev = b.evaluate(Split::Test)?;
     if centers_differ {

@@ -59,7 +59,14 @@ fn train_then_eval_on_a_subset() {
     );
 
     let out = common::bin()
-        .args(["eval", "--test-limit", "1000", "--model"])
+        .args([
+            "eval",
+            "--backend",
+            "cpu",
+            "--test-limit",
+            "1000",
+            "--model",
+        ])
         .arg(&model)
         .arg("--data")
         .arg(&data)

@@ -1,0 +1,108 @@
+// Shared by every LeNet-5 kernel; prepended to each shader file at load, after the
+// constants that the host generates from src/params.rs (parameter offsets, the C3 table,
+// the RBF centres, the per-pattern buffer layout).
+//
+// One bind-group layout serves all kernels (seven storage buffers, under the default
+// limit of eight per stage):
+//   state:  [params | grad | eps | velocity | hacc], each N_PARAMS floats, flat layout
+//   acts:   per pattern [x0 | x1 | x2 | x3 | x4 | x5 | x6 | y], squashed outputs
+//   deltas: per pattern [d1 | d2 | d3 | d4 | d5 | d6 | dy]: dE/da of each layer (or, in
+//           second-derivative mode, d2E/da2), then dE/dy
+//   images: the split's u8 pixels, four to a word; labels: u32 per pattern
+//   order:  pattern indices; a batch is order[start .. start + batch]
+//   stats:  per position in order, (loss, predicted class)
+
+struct Step {
+    start: u32,     // first position of this batch in `order`
+    batch: u32,     // patterns in this batch
+    mode: u32,      // 0: first derivatives (backward); 1: SDLM second derivatives (hessian)
+    loss: u32,      // 0: mse, 1: map
+    map_j: f32,     // the MAP criterion's constant j
+    momentum: f32,  // update: v = momentum * v + g
+    side: u32,      // image side, 28 or 32
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read_write> state: array<f32>;
+@group(0) @binding(2) var<storage, read_write> acts: array<f32>;
+@group(0) @binding(3) var<storage, read_write> deltas: array<f32>;
+@group(0) @binding(4) var<storage, read> images: array<u32>;
+@group(0) @binding(5) var<storage, read> labels: array<u32>;
+@group(0) @binding(6) var<storage, read> order: array<u32>;
+@group(0) @binding(7) var<storage, read_write> stats: array<f32>;
+
+const WG: u32 = 64u;
+
+// Regions of `state`.
+const P_OFF: u32 = 0u;
+const G_OFF: u32 = N_PARAMS;
+const E_OFF: u32 = 2u * N_PARAMS;
+const V_OFF: u32 = 3u * N_PARAMS;
+const H_OFF: u32 = 4u * N_PARAMS;
+
+// Dispatches are 2-D when one dimension would exceed 65535 workgroups.
+fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+const SQUASH_A: f32 = 1.7159;
+const SQUASH_S: f32 = 0.6666667;
+
+// f(a) = A tanh(S a), computed as on the CPU: tanh(u) = sign(u) (1 - e) / (1 + e),
+// e = exp(-2|u|), which never overflows.
+fn squash(a: f32) -> f32 {
+    let u = SQUASH_S * a;
+    let e = exp(-2.0 * abs(u));
+    let t = (1.0 - e) / (1.0 + e);
+    return SQUASH_A * select(t, -t, u < 0.0);
+}
+
+// f'(a) from x = f(a); squared in second-derivative mode (the f'' term is dropped).
+fn dfac(x: f32) -> f32 {
+    let t = x / SQUASH_A;
+    let d = SQUASH_A * SQUASH_S * (1.0 - t * t);
+    return select(d, d * d, step.mode == 1u);
+}
+
+// A parameter, squared in second-derivative mode.
+fn wt(k: u32) -> f32 {
+    let w = state[P_OFF + k];
+    return select(w, w * w, step.mode == 1u);
+}
+
+// An input activation as a parameter's gradient sees it: squared in second-derivative mode.
+fn xin(v: f32) -> f32 {
+    return select(v, v * v, step.mode == 1u);
+}
+
+// Where a parameter's batch sum goes: the gradient (overwritten each batch), or the
+// Hessian accumulator (summed over the batches of an estimate, in order).
+fn put_grad(k: u32, s: f32) {
+    if (step.mode == 1u) {
+        state[H_OFF + k] = state[H_OFF + k] + s;
+    } else {
+        state[G_OFF + k] = s;
+    }
+}
+
+fn act(b: u32, off: u32, i: u32) -> f32 {
+    return acts[b * ACT_STRIDE + off + i];
+}
+fn delta(b: u32, off: u32, i: u32) -> f32 {
+    return deltas[b * DELTA_STRIDE + off + i];
+}
+
+// Deterministic sum of the 64 partial sums of a workgroup: a fixed tree.
+var<workgroup> partial: array<f32, 64>;
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            partial[lid] = partial[lid] + partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}

@@ -1,0 +1,131 @@
+//! Choosing a wgpu adapter: the best GPU by default; `--adapter NAME` (substring),
+//! `--backend vulkan|metal|dx12|gl`, `--cpu-adapter` (a software adapter such as lavapipe);
+//! `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` work as in every wgpu program.
+
+use crate::{Error, Result};
+
+/// Which adapter to use.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AdapterChoice {
+    /// Only these graphics APIs (None: every API, or `WGPU_BACKEND`).
+    pub backends: Option<wgpu::Backends>,
+    /// A case-insensitive substring of the adapter name (None: `WGPU_ADAPTER_NAME`, if set).
+    pub name: Option<String>,
+    /// Only software (CPU) adapters.
+    pub cpu: bool,
+}
+
+pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = backends {
+        desc.backends = b;
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the machine offers for these APIs.
+pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let inst = instance(backends);
+    let b = backends.unwrap_or_else(|| wgpu::Backends::all().with_env());
+    pollster::block_on(inst.enumerate_adapters(b))
+}
+
+/// Higher is better: discrete GPU first, software adapters last; a native API beats GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 1,
+        wgpu::DeviceType::Cpu => 0,
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 1,
+        _ => 0,
+    };
+    (kind, api)
+}
+
+/// Picks the adapter: filters by `choice`, then takes the best by `rank`.
+pub fn pick(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let all = adapters(choice.backends);
+    let name = choice.name.clone().or_else(|| {
+        std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let seen: Vec<String> = all
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+        })
+        .collect();
+    let mut found: Vec<wgpu::Adapter> = all
+        .into_iter()
+        .filter(|a| {
+            let i = a.get_info();
+            (!choice.cpu || i.device_type == wgpu::DeviceType::Cpu)
+                && name
+                    .as_ref()
+                    .is_none_or(|n| i.name.to_lowercase().contains(&n.to_lowercase()))
+        })
+        .collect();
+    found.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+    match found.into_iter().next() {
+        Some(a) => Ok(a),
+        None => Err(Error::NoAdapter(if seen.is_empty() {
+            "no GPU adapter found (no Vulkan, Metal, DX12 or GL driver). On Debian/Ubuntu, \
+             `apt-get install mesa-vulkan-drivers` gives the lavapipe CPU adapter; or train on \
+             the CPU with `--backend cpu`."
+                .into()
+        } else {
+            let want = match (&name, choice.cpu) {
+                (Some(n), true) => format!("a CPU adapter named like {n:?}"),
+                (Some(n), false) => format!("an adapter named like {n:?}"),
+                (None, _) => "a CPU adapter".into(),
+            };
+            format!(
+                "no {want} among: {}. Pick one of these with --adapter, or use --backend cpu.",
+                seen.join("; ")
+            )
+        })),
+    }
+}
+
+/// Parses `vulkan|metal|dx12|gl`.
+pub fn parse_api(s: &str) -> Option<wgpu::Backends> {
+    Some(match s {
+        "vulkan" => wgpu::Backends::VULKAN,
+        "metal" => wgpu::Backends::METAL,
+        "dx12" => wgpu::Backends::DX12,
+        "gl" => wgpu::Backends::GL,
+        _ => return None,
+    })
+}
+
+/// One line per adapter, with the limits that matter to the trainer.
+pub fn describe_all() -> Vec<String> {
+    adapters(None)
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            let l = a.limits();
+            format!(
+                "{}\n  backend {:?}, type {:?}, driver {} {}\n  limits: storage buffer binding {} MiB, \
+                 storage buffers per stage {}, workgroup size x {}, invocations per workgroup {}, \
+                 workgroups per dimension {}",
+                i.name,
+                i.backend,
+                i.device_type,
+                i.driver,
+                i.driver_info,
+                l.max_storage_buffer_binding_size / (1 << 20),
+                l.max_storage_buffers_per_shader_stage,
+                l.max_compute_workgroup_size_x,
+                l.max_compute_invocations_per_workgroup,
+                l.max_compute_workgroups_per_dimension
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,856 @@
+//! The GPU backend: every pass of LeNet-5 as WGSL compute kernels (`shaders/`), run through
+//! wgpu. Device, pipelines, buffers and bind groups are built once. The training and test
+//! sets are uploaded once as bytes; each pass uploads only its shuffled index list and one
+//! small uniform record per batch, encodes all its batches into a few command buffers and
+//! reads back only the per-pattern (loss, prediction) records at the end. Every sum has a
+//! fixed order (no float atomics), so a seed gives the same weights on the same adapter.
+
+pub mod device;
+
+use crate::backend::{Backend, Evaluation, Split, TrainStats};
+use crate::cpu::Loss;
+use crate::data::Dataset;
+use crate::params::{self, C3_TABLE, N_PARAMS};
+use crate::{Error, RBF_CENTERS, Result};
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+pub use device::{AdapterChoice, describe_all, parse_api, pick};
+
+/// Per-pattern layout of the activation buffer: x0 .. x6, y.
+pub const ACT_LAYOUT: [(&str, u32); 8] = [
+    ("X0", 1024),
+    ("X1", 4704),
+    ("X2", 1176),
+    ("X3", 1600),
+    ("X4", 400),
+    ("X5", 120),
+    ("X6", 84),
+    ("Y", 10),
+];
+/// Per-pattern layout of the delta buffer: d1 .. d6, dy.
+pub const DELTA_LAYOUT: [(&str, u32); 7] = [
+    ("D1", 4704),
+    ("D2", 1176),
+    ("D3", 1600),
+    ("D4", 400),
+    ("D5", 120),
+    ("D6", 84),
+    ("DY", 10),
+];
+pub const ACT_STRIDE: u32 = 9118;
+pub const DELTA_STRIDE: u32 = 8094;
+/// Offset (in floats) of the RBF centres in the state buffer, after five parameter regions.
+const CENTERS_OFF: u64 = 5 * N_PARAMS as u64;
+const STATE_LEN: u64 = CENTERS_OFF + 840;
+const WG: u32 = 64;
+/// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
+const STEP_STRIDE: u64 = 256;
+/// Patterns per batch when only evaluating.
+const EVAL_BATCH: usize = 256;
+
+/// The uniform record of one batch (shaders/common.wgsl, `Step`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Step {
+    start: u32,
+    batch: u32,
+    mode: u32,
+    loss: u32,
+    map_j: f32,
+    momentum: f32,
+    side: u32,
+    pad: u32,
+}
+
+/// The constants every shader sees, generated from the Rust layout so the two never differ.
+fn header() -> String {
+    let mut h = String::new();
+    h += &format!("const N_PARAMS: u32 = {N_PARAMS}u;\n");
+    for t in params::TENSORS {
+        h += &format!(
+            "const {}: u32 = {}u;\n",
+            t.name
+                .replace('.', "_")
+                .to_uppercase()
+                .replace("WEIGHT", "W")
+                .replace("BIAS", "B"),
+            t.offset
+        );
+    }
+    let mut off = 0;
+    for (n, len) in ACT_LAYOUT {
+        h += &format!("const {n}: u32 = {off}u;\n");
+        off += len;
+    }
+    assert_eq!(off, ACT_STRIDE);
+    h += &format!("const ACT_STRIDE: u32 = {ACT_STRIDE}u;\n");
+    let mut off = 0;
+    for (n, len) in DELTA_LAYOUT {
+        h += &format!("const {n}: u32 = {off}u;\n");
+        off += len;
+    }
+    assert_eq!(off, DELTA_STRIDE);
+    h += &format!("const DELTA_STRIDE: u32 = {DELTA_STRIDE}u;\n");
+    h += &format!("const CENTERS_OFF: u32 = {CENTERS_OFF}u;\n");
+    h += &format!(
+        "const INPUT_BACKGROUND: f32 = {:?};\n",
+        crate::cpu::INPUT_BACKGROUND as f32
+    );
+    h += &format!(
+        "const INPUT_SCALE: f32 = {:?};\n",
+        crate::cpu::INPUT_SCALE as f32
+    );
+    let (mut start, mut ins, mut maps) = (vec![0u32], Vec::new(), Vec::new());
+    for (o, table) in C3_TABLE.iter().enumerate() {
+        for &m in table.iter() {
+            ins.push(m as u32);
+            maps.push(o as u32);
+        }
+        start.push(ins.len() as u32);
+    }
+    let list = |v: &[u32]| {
+        v.iter()
+            .map(|x| format!("{x}u"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    h += &format!("const C3_START_INIT = array<u32, 17>({});\n", list(&start));
+    h += &format!("const C3_IN_INIT = array<u32, 60>({});\n", list(&ins));
+    h += &format!("const C3_MAP_INIT = array<u32, 60>({});\n", list(&maps));
+    h
+}
+
+/// The shader files, each compiled with the header and common.wgsl in front.
+const SHADERS: [(&str, &str); 6] = [
+    ("input", include_str!("../../shaders/input.wgsl")),
+    ("conv", include_str!("../../shaders/conv.wgsl")),
+    ("subsample", include_str!("../../shaders/subsample.wgsl")),
+    ("full", include_str!("../../shaders/full.wgsl")),
+    ("rbf", include_str!("../../shaders/rbf.wgsl")),
+    ("update", include_str!("../../shaders/update.wgsl")),
+];
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// How many workgroups a kernel needs.
+#[derive(Clone, Copy)]
+enum Size {
+    /// One thread per (pattern, unit): units per pattern.
+    PerPattern(u32),
+    /// One workgroup per parameter of this many.
+    GroupPerParam(u32),
+    /// One thread each for this many items.
+    Threads(u32),
+}
+
+/// Every kernel: (shader file, entry point, size).
+const KERNELS: [(&str, &str, Size); 22] = [
+    ("input", "input_forward", Size::PerPattern(1024)),
+    ("conv", "c1_forward", Size::PerPattern(4704)),
+    ("subsample", "s2_forward", Size::PerPattern(1176)),
+    ("conv", "c3_forward", Size::PerPattern(1600)),
+    ("subsample", "s4_forward", Size::PerPattern(400)),
+    ("conv", "c5_forward", Size::PerPattern(120)),
+    ("full", "f6_forward", Size::PerPattern(84)),
+    ("rbf", "rbf_forward", Size::PerPattern(10)),
+    ("rbf", "loss_forward_backward", Size::PerPattern(1)),
+    ("rbf", "rbf_backward", Size::PerPattern(84)),
+    ("full", "f6_backward_input", Size::PerPattern(120)),
+    ("conv", "c5_backward_input", Size::PerPattern(400)),
+    ("subsample", "s4_backward_input", Size::PerPattern(1600)),
+    ("conv", "c3_backward_input", Size::PerPattern(1176)),
+    ("subsample", "s2_backward_input", Size::PerPattern(4704)),
+    ("full", "f6_backward_params", Size::Threads(10164)),
+    ("conv", "c5_backward_params", Size::Threads(48120)),
+    ("subsample", "s4_backward_params", Size::GroupPerParam(32)),
+    ("conv", "c3_backward_params", Size::GroupPerParam(1516)),
+    ("subsample", "s2_backward_params", Size::GroupPerParam(12)),
+    ("conv", "c1_backward_params", Size::GroupPerParam(156)),
+    ("update", "update", Size::Threads(N_PARAMS as u32)),
+];
+/// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
+const FORWARD: std::ops::Range<usize> = 0..8;
+const LOSS: usize = 8;
+const BACKWARD: std::ops::Range<usize> = 9..21;
+const UPDATE: usize = 21;
+
+/// Buffers of one split.
+struct SplitBuffers {
+    bind_group: wgpu::BindGroup,
+    images: wgpu::Buffer,
+    labels_buf: wgpu::Buffer,
+    order: wgpu::Buffer,
+    stats: wgpu::Buffer,
+    labels: Vec<u8>,
+    side: u32,
+    len: usize,
+}
+
+pub struct GpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    state: wgpu::Buffer,
+    steps: wgpu::Buffer,
+    steps_capacity: u64,
+    layout: wgpu::BindGroupLayout,
+    acts: wgpu::Buffer,
+    deltas: wgpu::Buffer,
+    capacity: usize,
+    train: SplitBuffers,
+    test: SplitBuffers,
+    loss: Loss,
+    momentum: f32,
+    max_groups: u32,
+}
+
+fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Gpu(format!("{what}: {e}"))
+}
+
+impl GpuBackend {
+    /// Builds everything once for batches of up to `max_batch` patterns.
+    pub fn new(
+        adapter: wgpu::Adapter,
+        train: Arc<Dataset>,
+        test: Arc<Dataset>,
+        loss: Loss,
+        momentum: f32,
+        max_batch: usize,
+    ) -> Result<Self> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let capacity = max_batch.max(EVAL_BATCH);
+        // Check up front what the trainer needs against what the adapter offers.
+        let act_bytes = capacity as u64 * ACT_STRIDE as u64 * 4;
+        let image_bytes = (train.images.len().max(test.images.len()) as u64).div_ceil(4) * 4;
+        let need_binding = act_bytes.max(image_bytes).max(STATE_LEN * 4);
+        if need_binding > limits.max_storage_buffer_binding_size {
+            return Err(Error::Config(format!(
+                "{} allows storage buffers of {} MiB, but batch {max_batch} needs {} MiB (activations) and the \
+                 images {} MiB; use a smaller --batch or --train-limit, or another adapter",
+                info.name,
+                limits.max_storage_buffer_binding_size >> 20,
+                act_bytes >> 20,
+                image_bytes >> 20
+            )));
+        }
+        if limits.max_storage_buffers_per_shader_stage < 7
+            || limits.max_compute_invocations_per_workgroup < WG
+        {
+            return Err(Error::Gpu(format!(
+                "{} offers {} storage buffers per shader stage and {} invocations per workgroup; LeNet-5's kernels need 7 and 64",
+                info.name,
+                limits.max_storage_buffers_per_shader_stage,
+                limits.max_compute_invocations_per_workgroup
+            )));
+        }
+        let required_limits = wgpu::Limits {
+            max_storage_buffer_binding_size: need_binding,
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_buffers_per_shader_stage: 7,
+            ..wgpu::Limits::downlevel_defaults().using_resolution(limits.clone())
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("lenet-gpu"),
+            required_features: wgpu::Features::empty(),
+            required_limits,
+            ..Default::default()
+        }))
+        .map_err(|e| gpu_err(&format!("cannot open {}", info.name), e))?;
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("lenet bind group layout"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
+                    },
+                    count: None,
+                },
+                storage(1, false), // state
+                storage(2, false), // acts
+                storage(3, false), // deltas
+                storage(4, true),  // images
+                storage(5, true),  // labels
+                storage(6, true),  // order
+                storage(7, false), // stats
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("lenet pipeline layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let head = header();
+        let modules: Vec<(&str, wgpu::ShaderModule)> = SHADERS
+            .iter()
+            .map(|(name, src)| {
+                let code = format!("{head}\n{COMMON}\n{src}");
+                let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(code.into()),
+                });
+                (*name, m)
+            })
+            .collect();
+        let pipelines = KERNELS
+            .iter()
+            .map(|(file, entry, _)| {
+                let module = &modules
+                    .iter()
+                    .find(|(n, _)| n == file)
+                    .expect("kernel file listed in SHADERS")
+                    .1;
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pipeline_layout),
+                    module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .collect();
+
+        let mut state_init = vec![0f32; STATE_LEN as usize];
+        state_init[CENTERS_OFF as usize..].copy_from_slice(&RBF_CENTERS);
+        let state = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("state [params | grad | eps | velocity | hacc | centres]"),
+            contents: bytemuck::cast_slice(&state_init),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+        });
+        let acts = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("acts (B, 9118)"),
+            size: act_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let deltas = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("deltas (B, 8094)"),
+            size: capacity as u64 * DELTA_STRIDE as u64 * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let steps_capacity = 1024;
+        let steps = Self::steps_buffer(&device, steps_capacity);
+        let split = |set: &Dataset, name: &str, state: &wgpu::Buffer| -> SplitBuffers {
+            let mut bytes = set.images.clone();
+            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+            let images = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&format!("{name} images (u8 x4 per word)")),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+            let labels32: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();
+            let labels = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&format!("{name} labels")),
+                contents: bytemuck::cast_slice(&labels32),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+            let identity: Vec<u32> = (0..set.len() as u32).collect();
+            let order = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&format!("{name} order")),
+                contents: bytemuck::cast_slice(&identity),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            });
+            let stats = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("{name} stats (loss, prediction)")),
+                size: set.len() as u64 * 8,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let bind_group = Self::bind_group(
+                &device, &layout, &steps, state, &acts, &deltas, &images, &labels, &order, &stats,
+                name,
+            );
+            SplitBuffers {
+                bind_group,
+                images,
+                labels_buf: labels,
+                order,
+                stats,
+                labels: set.labels.clone(),
+                side: set.side as u32,
+                len: set.len(),
+            }
+        };
+        let train_b = split(&train, "train", &state);
+        let test_b = split(&test, "test", &state);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(gpu_err(
+                &format!("setting up the kernels on {}", info.name),
+                e,
+            ));
+        }
+        Ok(GpuBackend {
+            device,
+            queue,
+            info,
+            pipelines,
+            state,
+            steps,
+            steps_capacity,
+            layout,
+            acts,
+            deltas,
+            capacity,
+            train: train_b,
+            test: test_b,
+            loss,
+            momentum,
+            max_groups: limits.max_compute_workgroups_per_dimension.min(65535),
+        })
+    }
+
+    fn steps_buffer(device: &wgpu::Device, n: u64) -> wgpu::Buffer {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("steps (one uniform record per batch)"),
+            size: n * STEP_STRIDE,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bind_group(
+        device: &wgpu::Device,
+        layout: &wgpu::BindGroupLayout,
+        steps: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+        acts: &wgpu::Buffer,
+        deltas: &wgpu::Buffer,
+        images: &wgpu::Buffer,
+        labels: &wgpu::Buffer,
+        order: &wgpu::Buffer,
+        stats: &wgpu::Buffer,
+        name: &str,
+    ) -> wgpu::BindGroup {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&format!("{name} bind group")),
+            layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: steps,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: state.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: acts.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: deltas.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: images.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: labels.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 6,
+                    resource: order.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 7,
+                    resource: stats.as_entire_binding(),
+                },
+            ],
+        })
+    }
+
+    /// Workgroups (x, y) for kernel `k` on a batch of `b` patterns.
+    fn groups(&self, size: Size, b: u32) -> (u32, u32) {
+        let n = match size {
+            Size::PerPattern(u) => (b * u).div_ceil(WG),
+            Size::Threads(t) => t.div_ceil(WG),
+            Size::GroupPerParam(p) => p,
+        };
+        if n <= self.max_groups {
+            (n, 1)
+        } else {
+            (self.max_groups, n.div_ceil(self.max_groups))
+        }
+    }
+
+    /// Writes the step records, growing the buffer (and rebuilding the bind groups that
+    /// point at it) when a pass has more batches than any before.
+    fn prepare_steps(&mut self, steps: &[Step]) {
+        let n = steps.len() as u64;
+        if n > self.steps_capacity {
+            self.steps_capacity = n.next_power_of_two();
+            self.steps = Self::steps_buffer(&self.device, self.steps_capacity);
+            for (split, name) in [(Split::Train, "train"), (Split::Test, "test")] {
+                let s = self.split(split);
+                let bg = Self::bind_group(
+                    &self.device,
+                    &self.layout,
+                    &self.steps,
+                    &self.state,
+                    &self.acts,
+                    &self.deltas,
+                    &s.images,
+                    &s.labels_buf,
+                    &s.order,
+                    &s.stats,
+                    name,
+                );
+                match split {
+                    Split::Train => self.train.bind_group = bg,
+                    Split::Test => self.test.bind_group = bg,
+                }
+            }
+        }
+        let mut bytes = vec![0u8; steps.len() * STEP_STRIDE as usize];
+        for (i, s) in steps.iter().enumerate() {
+            bytes[i * STEP_STRIDE as usize..i * STEP_STRIDE as usize + 32]
+                .copy_from_slice(bytemuck::bytes_of(s));
+        }
+        self.queue.write_buffer(&self.steps, 0, &bytes);
+    }
+
+    fn step(&self, split: Split, start: usize, batch: usize, mode: u32) -> Step {
+        let (loss, map_j) = match self.loss {
+            Loss::Mse => (0, 0.0),
+            Loss::Map { j } => (1, j as f32),
+        };
+        Step {
+            start: start as u32,
+            batch: batch as u32,
+            mode,
+            loss,
+            map_j,
+            momentum: self.momentum,
+            side: self.split(split).side,
+            pad: 0,
+        }
+    }
+
+    fn split(&self, s: Split) -> &SplitBuffers {
+        match s {
+            Split::Train => &self.train,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// Encodes `kernels` for each step record (dynamic offset i), in chunks of command
+    /// buffers, and submits them.
+    fn run(&self, split: Split, steps: &[Step], kernels: &[usize]) {
+        let bg = &self.split(split).bind_group;
+        for (c, chunk) in steps.chunks(64).enumerate() {
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("batches"),
+                });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("lenet"),
+                    timestamp_writes: None,
+                });
+                for (i, s) in chunk.iter().enumerate() {
+                    let offset = ((c * 64 + i) as u64 * STEP_STRIDE) as u32;
+                    pass.set_bind_group(0, bg, &[offset]);
+                    for &k in kernels {
+                        let (x, y) = self.groups(KERNELS[k].2, s.batch);
+                        pass.set_pipeline(&self.pipelines[k]);
+                        pass.dispatch_workgroups(x, y, 1);
+                    }
+                }
+            }
+            self.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Copies `len` floats at `offset` (floats) of `buf` back to the host.
+    fn read(&self, buf: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
+        let bytes = len as u64 * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read-back"),
+            });
+        enc.copy_buffer_to_buffer(buf, offset * 4, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| gpu_err("read-back", e))?
+            .map_err(|e| gpu_err("read-back", e))?;
+        let view = staging
+            .slice(..bytes)
+            .get_mapped_range()
+            .map_err(|e| gpu_err("read-back", e))?;
+        let out = bytemuck::cast_slice(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Uploads `idx` as the order of `split` (from position 0).
+    fn upload_order(&self, split: Split, idx: &[u32]) {
+        self.queue
+            .write_buffer(&self.split(split).order, 0, bytemuck::cast_slice(idx));
+    }
+
+    fn stats_to(&self, split: Split, idx: Option<&[u32]>, n: usize) -> Result<(f64, u64, Vec<u8>)> {
+        let s = self.split(split);
+        let raw = self.read(&s.stats, 0, 2 * n)?;
+        let mut loss = 0.0;
+        let mut errors = 0;
+        let mut preds = Vec::with_capacity(n);
+        for p in 0..n {
+            loss += raw[2 * p] as f64;
+            let pred = raw[2 * p + 1] as u8;
+            let i = idx.map_or(p, |v| v[p] as usize);
+            if pred != s.labels[i] {
+                errors += 1;
+            }
+            preds.push(pred);
+        }
+        Ok((loss, errors, preds))
+    }
+
+    fn batches(n: usize, b: usize) -> impl Iterator<Item = (usize, usize)> {
+        (0..n).step_by(b).map(move |s| (s, b.min(n - s)))
+    }
+}
+
+/// Every intermediate of one batch, read back for the kernel tests.
+pub struct Snapshot {
+    /// (B, ACT_STRIDE): x0 .. x6, y per pattern (see `ACT_LAYOUT`).
+    pub acts: Vec<f32>,
+    /// (B, DELTA_STRIDE): d1 .. d6, dy per pattern (see `DELTA_LAYOUT`).
+    pub deltas: Vec<f32>,
+    /// (N_PARAMS): the batch gradient (mode 0) or the summed second derivatives (mode 1).
+    pub grad: Vec<f32>,
+}
+
+impl GpuBackend {
+    /// Runs the forward pass, then the backward (mode 0) or second-derivative (mode 1)
+    /// pass on the training patterns `idx` as one batch, without updating, and reads back
+    /// every intermediate.
+    pub fn snapshot(&mut self, idx: &[u32], mode: u32) -> Result<Snapshot> {
+        if idx.len() > self.capacity {
+            return Err(Error::Config(format!(
+                "snapshot of {} patterns exceeds the batch capacity {}",
+                idx.len(),
+                self.capacity
+            )));
+        }
+        self.upload_order(Split::Train, idx);
+        let steps = vec![self.step(Split::Train, 0, idx.len(), mode)];
+        self.prepare_steps(&steps);
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("clear hacc"),
+            });
+        enc.clear_buffer(
+            &self.state,
+            4 * N_PARAMS as u64 * 4,
+            Some(N_PARAMS as u64 * 4),
+        );
+        self.queue.submit([enc.finish()]);
+        let kernels: Vec<usize> = if mode == 0 {
+            FORWARD.chain([LOSS]).chain(BACKWARD).collect()
+        } else {
+            FORWARD.chain(BACKWARD).collect()
+        };
+        self.run(Split::Train, &steps, &kernels);
+        let b = idx.len();
+        Ok(Snapshot {
+            acts: self.read(&self.acts, 0, b * ACT_STRIDE as usize)?,
+            deltas: self.read(&self.deltas, 0, b * DELTA_STRIDE as usize)?,
+            grad: self.read(
+                &self.state,
+                if mode == 0 {
+                    N_PARAMS as u64
+                } else {
+                    4 * N_PARAMS as u64
+                },
+                N_PARAMS,
+            )?,
+        })
+    }
+
+    /// Wall time per batch of each kernel (entry point), measured by running it `reps`
+    /// times alone and waiting for the device; one training batch of `batch` patterns
+    /// from the start of the training set is run first so every buffer holds real values.
+    pub fn profile(&mut self, batch: usize, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+        let order: Vec<u32> = (0..batch as u32).collect();
+        self.train(&order, batch)?;
+        let steps = vec![self.step(Split::Train, 0, batch, 0)];
+        self.prepare_steps(&steps);
+        let mut out = Vec::new();
+        let kernels: Vec<usize> = FORWARD
+            .chain([LOSS])
+            .chain(BACKWARD)
+            .chain([UPDATE])
+            .collect();
+        for k in kernels {
+            let reps_steps = vec![steps[0]; 1];
+            self.run(Split::Train, &reps_steps, &[k]);
+            self.wait()?;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                self.run(Split::Train, &reps_steps, &[k]);
+            }
+            self.wait()?;
+            out.push((KERNELS[k].1, t.elapsed().as_secs_f64() / reps as f64));
+        }
+        Ok(out)
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| {
+                gpu_err(
+                    &format!(
+                        "{} stopped responding (device lost?); try --backend cpu",
+                        self.info.name
+                    ),
+                    e,
+                )
+            })
+    }
+}
+
+impl Backend for GpuBackend {
+    fn describe(&self) -> String {
+        format!(
+            "gpu: {} ({:?}, {})",
+            self.info.name, self.info.backend, self.info.driver
+        )
+    }
+
+    fn set_params(&mut self, p: &[f32]) -> Result<()> {
+        self.queue
+            .write_buffer(&self.state, 0, bytemuck::cast_slice(p));
+        Ok(())
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        self.read(&self.state, 0, N_PARAMS)
+    }
+
+    fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>> {
+        self.upload_order(Split::Train, idx);
+        let b = self.capacity;
+        let steps: Vec<Step> = Self::batches(idx.len(), b)
+            .map(|(s, n)| self.step(Split::Train, s, n, 1))
+            .collect();
+        self.prepare_steps(&steps);
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("clear hacc"),
+            });
+        enc.clear_buffer(
+            &self.state,
+            4 * N_PARAMS as u64 * 4,
+            Some(N_PARAMS as u64 * 4),
+        );
+        self.queue.submit([enc.finish()]);
+        let kernels: Vec<usize> = FORWARD.chain(BACKWARD).collect();
+        self.run(Split::Train, &steps, &kernels);
+        let h = self.read(&self.state, 4 * N_PARAMS as u64, N_PARAMS)?;
+        let n = idx.len().max(1) as f32;
+        Ok(h.into_iter().map(|v| v / n).collect())
+    }
+
+    fn set_step_sizes(&mut self, eps: &[f32]) -> Result<()> {
+        self.queue.write_buffer(
+            &self.state,
+            2 * N_PARAMS as u64 * 4,
+            bytemuck::cast_slice(eps),
+        );
+        Ok(())
+    }
+
+    fn train(&mut self, order: &[u32], batch: usize) -> Result<TrainStats> {
+        if batch > self.capacity {
+            return Err(Error::Config(format!(
+                "batch {batch} exceeds the {} this GPU backend was built for",
+                self.capacity
+            )));
+        }
+        self.upload_order(Split::Train, order);
+        let steps: Vec<Step> = Self::batches(order.len(), batch)
+            .map(|(s, n)| self.step(Split::Train, s, n, 0))
+            .collect();
+        self.prepare_steps(&steps);
+        let kernels: Vec<usize> = FORWARD
+            .chain([LOSS])
+            .chain(BACKWARD)
+            .chain([UPDATE])
+            .collect();
+        self.run(Split::Train, &steps, &kernels);
+        let (loss_sum, errors, _) = self.stats_to(Split::Train, Some(order), order.len())?;
+        Ok(TrainStats {
+            loss_sum,
+            errors,
+            patterns: order.len() as u64,
+        })
+    }
+
+    fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
+        let n = self.split(split).len;
+        let identity: Vec<u32> = (0..n as u32).collect();
+        self.upload_order(split, &identity);
+        let steps: Vec<Step> = Self::batches(n, EVAL_BATCH)
+            .map(|(s, b)| self.step(split, s, b, 0))
+            .collect();
+        self.prepare_steps(&steps);
+        let kernels: Vec<usize> = FORWARD.chain([LOSS]).collect();
+        self.run(split, &steps, &kernels);
+        let (loss_sum, errors, predictions) = self.stats_to(split, None, n)?;
+        Ok(Evaluation {
+            loss_sum,
+            errors,
+            predictions,
+        })
+    }
+}

@@ -1,0 +1,330 @@
+//! The GPU kernels against their CPU twins, on every adapter this machine has (lavapipe
+//! Vulkan and llvmpipe GL in CI). With LENET_REQUIRE_GPU set (CI sets it to "vulkan,gl"),
+//! a missing adapter is a failure, not a skip.
+
+mod common;
+
+use lenet_gpu::backend::Backend;
+use lenet_gpu::cpu::{self, Loss, Workspace, batch::CpuBackend};
+use lenet_gpu::gpu::{
+    self, ACT_LAYOUT, ACT_STRIDE, AdapterChoice, DELTA_LAYOUT, DELTA_STRIDE, GpuBackend,
+};
+use lenet_gpu::params::{self, N_PARAMS, TENSORS};
+use lenet_gpu::{RBF_CENTERS, data::Dataset, train};
+use rand::{RngExt, SeedableRng};
+use std::sync::{Arc, OnceLock};
+
+/// The adapters to test, by API; panics when a required one is missing.
+fn adapters() -> Vec<(String, AdapterChoice)> {
+    let required = std::env::var("LENET_REQUIRE_GPU").unwrap_or_default();
+    let mut found = Vec::new();
+    for api in ["vulkan", "gl"] {
+        let choice = AdapterChoice {
+            backends: gpu::parse_api(api),
+            ..Default::default()
+        };
+        match gpu::pick(&choice) {
+            Ok(a) => found.push((format!("{api}: {}", a.get_info().name), choice)),
+            Err(e) => {
+                assert!(
+                    !required.split(',').any(|r| r.trim() == api),
+                    "LENET_REQUIRE_GPU={required} but no {api} adapter: {e}"
+                );
+                eprintln!("no {api} adapter, not tested there: {e}");
+            }
+        }
+    }
+    assert!(
+        !(required == "1" && found.is_empty()),
+        "LENET_REQUIRE_GPU=1 but no adapter at all"
+    );
+    found
+}
+
+fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
+    static D: OnceLock<(Arc<Dataset>, Arc<Dataset>)> = OnceLock::new();
+    D.get_or_init(|| {
+        let (tr, te) = lenet_gpu::data::load_mnist(&common::mnist_dir()).unwrap();
+        (Arc::new(tr.truncated(2000)), Arc::new(te.truncated(500)))
+    })
+}
+
+/// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial.
+fn test_params(seed: u64) -> Vec<f32> {
+    let mut p = params::init(seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 100);
+    for t in [
+        params::C1_B,
+        params::S2_W,
+        params::S2_B,
+        params::C3_B,
+        params::S4_W,
+        params::S4_B,
+    ] {
+        for v in t.of_mut(&mut p) {
+            *v = rng.random_range(-0.5..0.5);
+        }
+    }
+    p
+}
+
+/// |gpu - cpu| <= atol + rtol |cpu|, with atol = `abs` times the largest |cpu| of the
+/// tensor; prints the largest difference and, on failure, the first mismatches.
+fn compare(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rtol: f32) -> Option<String> {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let atol = abs * scale;
+    let mut worst = 0f32;
+    let mut bad = Vec::new();
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let d = (g - c).abs();
+        worst = worst.max(d);
+        if !(d <= atol + rtol * c.abs()) {
+            bad.push(format!("    [{i}] gpu {g:.7e} cpu {c:.7e}"));
+        }
+    }
+    println!("  {what:12} max |gpu - cpu| = {worst:.2e} (max |cpu| {scale:.2e})");
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{what}: {} of {} differ:\n{}",
+            bad.len(),
+            gpu.len(),
+            bad[..bad.len().min(5)].join("\n")
+        )
+    })
+}
+
+/// Every forward, backward and second-derivative kernel against the CPU passes, on 5
+/// training patterns. Tolerances: f32 sums of up to 20,000 terms in another order, so
+/// 1e-5 of the tensor's largest value plus 1e-4 relative.
+#[test]
+fn kernels_match_cpu_twins() {
+    let (train_set, test_set) = mnist().clone();
+    let idx: Vec<u32> = vec![3, 141, 59, 26, 535];
+    let p = test_params(7);
+    let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
+    for mode in [0u32, 1] {
+        // The CPU twin, pattern by pattern.
+        let mut cpu_ws = Vec::new();
+        let mut cpu_grad = vec![0f32; N_PARAMS];
+        for &i in &idx {
+            let mut ws = Workspace::<f32>::default();
+            cpu::input_forward(train_set.image(i as usize), 28, &mut ws.x0);
+            cpu::pattern_forward(&p, &RBF_CENTERS, &mut ws);
+            if mode == 0 {
+                cpu::pattern_backward(
+                    &p,
+                    &RBF_CENTERS,
+                    Loss::Mse,
+                    train_set.labels[i as usize] as usize,
+                    &mut ws,
+                    &mut cpu_grad,
+                );
+            } else {
+                cpu::pattern_hessian(&p2, &mut ws, &mut cpu_grad);
+            }
+            cpu_ws.push(ws);
+        }
+        for (name, choice) in adapters() {
+            println!("{name}, mode {mode}");
+            let mut g = GpuBackend::new(
+                gpu::pick(&choice).unwrap(),
+                train_set.clone(),
+                test_set.clone(),
+                Loss::Mse,
+                0.0,
+                8,
+            )
+            .unwrap();
+            g.set_params(&p).unwrap();
+            let snap = g.snapshot(&idx, mode).unwrap();
+            let mut failures = Vec::new();
+            let act_of = |ws: &Workspace<f32>, k: usize| -> Vec<f32> {
+                [
+                    &ws.x0, &ws.x1, &ws.x2, &ws.x3, &ws.x4, &ws.x5, &ws.x6, &ws.y,
+                ][k]
+                    .clone()
+            };
+            let delta_of = |ws: &Workspace<f32>, k: usize| -> Vec<f32> {
+                [&ws.d1, &ws.d2, &ws.d3, &ws.d4, &ws.d5, &ws.d6, &ws.dy][k].clone()
+            };
+            let mut off = 0;
+            for (k, (n, len)) in ACT_LAYOUT.iter().enumerate() {
+                let (mut gv, mut cv) = (Vec::new(), Vec::new());
+                for (b, ws) in cpu_ws.iter().enumerate() {
+                    let base = b * ACT_STRIDE as usize + off;
+                    gv.extend_from_slice(&snap.acts[base..base + *len as usize]);
+                    cv.extend(act_of(ws, k));
+                }
+                failures.extend(compare(&format!("act {n}"), &gv, &cv, 1e-5, 1e-4));
+                off += *len as usize;
+            }
+            let mut off = 0;
+            // dy is not computed in second-derivative mode.
+            let deltas = if mode == 0 {
+                DELTA_LAYOUT.len()
+            } else {
+                DELTA_LAYOUT.len() - 1
+            };
+            for (k, (n, len)) in DELTA_LAYOUT.iter().enumerate().take(deltas) {
+                let (mut gv, mut cv) = (Vec::new(), Vec::new());
+                for (b, ws) in cpu_ws.iter().enumerate() {
+                    let base = b * DELTA_STRIDE as usize + off;
+                    gv.extend_from_slice(&snap.deltas[base..base + *len as usize]);
+                    cv.extend(delta_of(ws, k));
+                }
+                failures.extend(compare(&format!("delta {n}"), &gv, &cv, 1e-5, 1e-4));
+                off += *len as usize;
+            }
+            for t in TENSORS {
+                failures.extend(compare(
+                    t.name,
+                    t.of(&snap.grad),
+                    t.of(&cpu_grad),
+                    1e-5,
+                    1e-4,
+                ));
+            }
+            assert!(
+                failures.is_empty(),
+                "{name}, mode {mode}:\n{}",
+                failures.join("\n")
+            );
+        }
+    }
+}
+
+/// 20 training steps (batch 8) on the CPU and on each GPU adapter from the same weights and
+/// step sizes: per-step losses within 1e-4 relative, final weights within 1e-4 of each
+/// tensor's scale (f32 rounding compounds over the steps).
+#[test]
+fn twenty_training_steps_agree() {
+    let (train_set, test_set) = mnist().clone();
+    let p0 = params::init(3);
+    let order: Vec<u32> = (0..160).map(|i| (i * 7) % 2000).collect();
+    let mut cpu_b = CpuBackend::new(train_set.clone(), test_set.clone(), Loss::Mse, 0.5);
+    cpu_b.set_params(&p0).unwrap();
+    let h = cpu_b.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
+    let eps = train::step_sizes(&h, 2e-5, 0.02);
+    cpu_b.set_step_sizes(&eps).unwrap();
+    let cpu_losses: Vec<f64> = order
+        .chunks(8)
+        .map(|c| cpu_b.train(c, 8).unwrap().loss_sum)
+        .collect();
+    let cpu_p = cpu_b.params().unwrap();
+    for (name, choice) in adapters() {
+        println!("{name}");
+        let mut g = GpuBackend::new(
+            gpu::pick(&choice).unwrap(),
+            train_set.clone(),
+            test_set.clone(),
+            Loss::Mse,
+            0.5,
+            8,
+        )
+        .unwrap();
+        g.set_params(&p0).unwrap();
+        let gh = g.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
+        let mut fails: Vec<String> = TENSORS
+            .iter()
+            .filter_map(|t| compare(&format!("h {}", t.name), t.of(&gh), t.of(&h), 1e-5, 1e-4))
+            .collect();
+        g.set_step_sizes(&eps).unwrap();
+        let gpu_losses: Vec<f64> = order
+            .chunks(8)
+            .map(|c| g.train(c, 8).unwrap().loss_sum)
+            .collect();
+        for (s, (a, b)) in gpu_losses.iter().zip(&cpu_losses).enumerate() {
+            if (a - b).abs() > 1e-4 * b.abs() {
+                fails.push(format!("step {s}: gpu loss {a}, cpu loss {b}"));
+            }
+        }
+        println!(
+            "  losses: first {:.5} / {:.5}, last {:.5} / {:.5} (gpu / cpu)",
+            gpu_losses[0], cpu_losses[0], gpu_losses[19], cpu_losses[19]
+        );
+        assert!(
+            cpu_losses[19] < cpu_losses[0],
+            "training did not lower the loss; the check would prove little"
+        );
+        let gp = g.params().unwrap();
+        fails.extend(
+            TENSORS
+                .iter()
+                .filter_map(|t| compare(t.name, t.of(&gp), t.of(&cpu_p), 1e-4, 0.0)),
+        );
+        assert!(fails.is_empty(), "{name}:\n{}", fails.join("\n"));
+    }
+}
+
+/// The same weights, step sizes and patterns give bit-identical weights on one adapter.
+#[test]
+fn gpu_training_is_deterministic() {
+    let (train_set, test_set) = mnist().clone();
+    let order: Vec<u32> = (0..96).collect();
+    for (name, choice) in adapters() {
+        let run = || {
+            let mut g = GpuBackend::new(
+                gpu::pick(&choice).unwrap(),
+                train_set.clone(),
+                test_set.clone(),
+                Loss::Mse,
+                0.0,
+                32,
+            )
+            .unwrap();
+            g.set_params(&params::init(5)).unwrap();
+            let h = g.hessian(&(100..164).collect::<Vec<u32>>()).unwrap();
+            g.set_step_sizes(&train::step_sizes(&h, 1e-5, 0.02))
+                .unwrap();
+            g.train(&order, 32).unwrap();
+            g.params().unwrap()
+        };
+        let (a, b) = (run(), run());
+        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{name}: two identical runs gave different weights");
+        assert_ne!(a, params::init(5), "{name}: training changed nothing");
+    }
+}
+
+/// The GPU evaluation of the test set agrees with the CPU's.
+#[test]
+fn evaluation_matches_cpu() {
+    let (train_set, test_set) = mnist().clone();
+    let p = params::init(9);
+    let mut c = CpuBackend::new(
+        train_set.clone(),
+        test_set.clone(),
+        Loss::Map { j: 2.0 },
+        0.0,
+    );
+    c.set_params(&p).unwrap();
+    let ce = c.evaluate(lenet_gpu::backend::Split::Test).unwrap();
+    for (name, choice) in adapters() {
+        let mut g = GpuBackend::new(
+            gpu::pick(&choice).unwrap(),
+            train_set.clone(),
+            test_set.clone(),
+            Loss::Map { j: 2.0 },
+            0.0,
+            16,
+        )
+        .unwrap();
+        g.set_params(&p).unwrap();
+        let ge = g.evaluate(lenet_gpu::backend::Split::Test).unwrap();
+        assert_eq!(ge.predictions.len(), 500);
+        let differ = ge
+            .predictions
+            .iter()
+            .zip(&ce.predictions)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(differ <= 1, "{name}: {differ} of 500 predictions differ");
+        assert!(
+            (ge.loss_sum - ce.loss_sum).abs() <= 1e-4 * ce.loss_sum.abs(),
+            "{name}: loss {} vs {}",
+            ge.loss_sum,
+            ce.loss_sum
+        );
+    }
+}
