@@ -22,26 +22,18 @@ fn test_error(out: &str) -> f64 {
         .unwrap_or_else(|| panic!("no test error in:\n{out}"))
 }
 
-#[test]
-fn train_then_eval_on_a_subset() {
+/// Trains on 2,000 images for 2 passes with `device` flags, saves, and evaluates the
+/// checkpoint on the CPU backend: >= 90% on 1,000 test images, and the same figure twice.
+fn train_then_eval(tag: &str, device: &[&str]) {
     let data = common::mnist_dir();
-    let dir = tmp("e2e");
+    let dir = tmp(tag);
     let model = dir.join("lenet.safetensors");
     let out = common::bin()
         // Online (batch 1) with a larger eta than the defaults, which are tuned for 20 passes
         // over 60,000 images, not 2 over 2,000.
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--train-limit",
-            "2000",
-            "--test-limit",
-            "1000",
-            "--epochs",
-            "2",
-        ])
+        .args(["train", "--train-limit", "2000", "--test-limit", "1000", "--epochs", "2"])
         .args(["--batch", "1", "--schedule", "1:5e-5,2:1.5e-4"])
+        .args(device)
         .arg("--data")
         .arg(&data)
         .arg("--save")
@@ -53,35 +45,39 @@ fn train_then_eval_on_a_subset() {
     assert!(out.status.success(), "train failed:\n{stdout}\n{stderr}");
     let trained = test_error(&stdout);
     println!("{stdout}");
-    assert!(
-        trained <= 10.0,
-        "accuracy below 90% after 2 passes on 2,000 images: error {trained}%"
-    );
+    assert!(trained <= 10.0, "accuracy below 90% after 2 passes on 2,000 images: error {trained}%");
 
     let out = common::bin()
-        .args([
-            "eval",
-            "--backend",
-            "cpu",
-            "--test-limit",
-            "1000",
-            "--model",
-        ])
+        .args(["eval", "--backend", "cpu", "--test-limit", "1000", "--model"])
         .arg(&model)
         .arg("--data")
         .arg(&data)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "eval failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "eval failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     println!("{stdout}");
-    assert_eq!(test_error(&stdout), trained, "eval disagrees with train");
+    assert_eq!(test_error(&stdout), trained, "eval on the CPU disagrees with training");
     assert!(stdout.contains("confusion matrix"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_then_eval_on_a_subset() {
+    train_then_eval("cpu", &["--backend", "cpu"]);
+}
+
+/// The same through the GPU backend on wgpu's software adapter (lavapipe in CI). Skipped,
+/// with a message, only where no CPU adapter exists and LENET_REQUIRE_GPU is unset.
+#[test]
+fn train_on_cpu_adapter_then_eval_on_cpu() {
+    let choice = lenet_gpu::gpu::AdapterChoice { backends: lenet_gpu::gpu::parse_api("vulkan"), cpu: true, ..Default::default() };
+    if let Err(e) = lenet_gpu::gpu::pick(&choice) {
+        assert!(std::env::var_os("LENET_REQUIRE_GPU").is_none(), "LENET_REQUIRE_GPU is set but: {e}");
+        eprintln!("skipped: {e}");
+        return;
+    }
+    train_then_eval("cpu-adapter", &["--backend", "vulkan", "--cpu-adapter"]);
 }
 
 #[test]
