@@ -89,11 +89,36 @@ impl DeviceArgs {
             BackendKind::Dx12 => gpu::parse_api("dx12"),
             BackendKind::Gl => gpu::parse_api("gl"),
         };
-        let adapter = gpu::pick(&gpu::AdapterChoice {
+        let adapter = match gpu::pick(&gpu::AdapterChoice {
             backends: api,
             name: self.adapter.clone(),
             cpu: self.cpu_adapter,
-        })?;
+        }) {
+            Ok(a) => a,
+            // Plain `--backend gpu` on a machine with no GPU at all: the CPU backend does the
+            // same math far faster than a software GPU adapter would.
+            Err(Error::NoAdapter(_))
+                if self.backend == BackendKind::Gpu
+                    && self.adapter.is_none()
+                    && !self.cpu_adapter =>
+            {
+                eprintln!(
+                    "note: no GPU adapter found; training on the CPU backend (see `lenet-gpu devices`)"
+                );
+                return Ok(Box::new(CpuBackend::new(train, test, loss, momentum)));
+            }
+            Err(e) => return Err(e),
+        };
+        let plain_gpu =
+            self.backend == BackendKind::Gpu && self.adapter.is_none() && !self.cpu_adapter;
+        if plain_gpu && adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+            eprintln!(
+                "note: the only GPU adapter is {} (software); training on the CPU backend, which is \
+                 faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",
+                adapter.get_info().name
+            );
+            return Ok(Box::new(CpuBackend::new(train, test, loss, momentum)));
+        }
         Ok(Box::new(gpu::GpuBackend::new(
             adapter, train, test, loss, momentum, batch,
         )?))

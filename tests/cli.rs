@@ -31,7 +31,15 @@ fn train_then_eval(tag: &str, device: &[&str]) {
     let out = common::bin()
         // Online (batch 1) with a larger eta than the defaults, which are tuned for 20 passes
         // over 60,000 images, not 2 over 2,000.
-        .args(["train", "--train-limit", "2000", "--test-limit", "1000", "--epochs", "2"])
+        .args([
+            "train",
+            "--train-limit",
+            "2000",
+            "--test-limit",
+            "1000",
+            "--epochs",
+            "2",
+        ])
         .args(["--batch", "1", "--schedule", "1:5e-5,2:1.5e-4"])
         .args(device)
         .arg("--data")
@@ -45,19 +53,37 @@ fn train_then_eval(tag: &str, device: &[&str]) {
     assert!(out.status.success(), "train failed:\n{stdout}\n{stderr}");
     let trained = test_error(&stdout);
     println!("{stdout}");
-    assert!(trained <= 10.0, "accuracy below 90% after 2 passes on 2,000 images: error {trained}%");
+    assert!(
+        trained <= 10.0,
+        "accuracy below 90% after 2 passes on 2,000 images: error {trained}%"
+    );
 
     let out = common::bin()
-        .args(["eval", "--backend", "cpu", "--test-limit", "1000", "--model"])
+        .args([
+            "eval",
+            "--backend",
+            "cpu",
+            "--test-limit",
+            "1000",
+            "--model",
+        ])
         .arg(&model)
         .arg("--data")
         .arg(&data)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "eval failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "eval failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{stdout}");
-    assert_eq!(test_error(&stdout), trained, "eval on the CPU disagrees with training");
+    assert_eq!(
+        test_error(&stdout),
+        trained,
+        "eval on the CPU disagrees with training"
+    );
     assert!(stdout.contains("confusion matrix"));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -71,9 +97,16 @@ fn train_then_eval_on_a_subset() {
 /// with a message, only where no CPU adapter exists and LENET_REQUIRE_GPU is unset.
 #[test]
 fn train_on_cpu_adapter_then_eval_on_cpu() {
-    let choice = lenet_gpu::gpu::AdapterChoice { backends: lenet_gpu::gpu::parse_api("vulkan"), cpu: true, ..Default::default() };
+    let choice = lenet_gpu::gpu::AdapterChoice {
+        backends: lenet_gpu::gpu::parse_api("vulkan"),
+        cpu: true,
+        ..Default::default()
+    };
     if let Err(e) = lenet_gpu::gpu::pick(&choice) {
-        assert!(std::env::var_os("LENET_REQUIRE_GPU").is_none(), "LENET_REQUIRE_GPU is set but: {e}");
+        assert!(
+            std::env::var_os("LENET_REQUIRE_GPU").is_none(),
+            "LENET_REQUIRE_GPU is set but: {e}"
+        );
         eprintln!("skipped: {e}");
         return;
     }

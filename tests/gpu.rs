@@ -79,7 +79,7 @@ fn compare(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rtol: f32) -> Option<
     for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
         let d = (g - c).abs();
         worst = worst.max(d);
-        if !(d <= atol + rtol * c.abs()) {
+        if d.is_nan() || d > atol + rtol * c.abs() {
             bad.push(format!("    [{i}] gpu {g:.7e} cpu {c:.7e}"));
         }
     }

@@ -231,7 +231,7 @@ fn explicit_network() -> Vec<Vec<Unit>> {
             first_kernel.push(kernel);
             kernel += reads(o).len();
         }
-        for o in 0..cout {
+        for (o, &first) in first_kernel.iter().enumerate() {
             for y in 0..ho {
                 for x in 0..ho {
                     let mut links = Vec::new();
@@ -241,7 +241,7 @@ fn explicit_network() -> Vec<Vec<Unit>> {
                             for kx in 0..5 {
                                 links.push((
                                     (m * hin + y + ky) * hin + x + kx,
-                                    w0 + (first_kernel[o] + n) * 25 + ky * 5 + kx,
+                                    w0 + (first + n) * 25 + ky * 5 + kx,
                                 ));
                             }
                         }

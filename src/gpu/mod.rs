@@ -489,16 +489,16 @@ impl GpuBackend {
     }
 
     /// Workgroups (x, y) for kernel `k` on a batch of `b` patterns.
-    fn groups(&self, size: Size, b: u32) -> (u32, u32) {
+    fn groups(&self, size: Size, b: u32) -> (u32, u32, u32) {
         let n = match size {
             Size::PerPattern(u) => (b * u).div_ceil(WG),
             Size::Threads(t) => t.div_ceil(WG),
             Size::GroupPerParam(p) => p,
         };
         if n <= self.max_groups {
-            (n, 1)
+            (n, 1, 1)
         } else {
-            (self.max_groups, n.div_ceil(self.max_groups))
+            (self.max_groups, n.div_ceil(self.max_groups), 1)
         }
     }
 
@@ -581,9 +581,9 @@ impl GpuBackend {
                     let offset = ((c * 64 + i) as u64 * STEP_STRIDE) as u32;
                     pass.set_bind_group(0, bg, &[offset]);
                     for &k in kernels {
-                        let (x, y) = self.groups(KERNELS[k].2, s.batch);
+                        let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
                         pass.set_pipeline(&self.pipelines[k]);
-                        pass.dispatch_workgroups(x, y, 1);
+                        pass.dispatch_workgroups(x, y, z);
                     }
                 }
             }
