@@ -10,10 +10,15 @@ pub struct TrainStats {
     pub loss_sum: f64,
     pub errors: u64,
     pub patterns: u64,
+    /// Index (within the patterns given) of the first pattern whose loss was not finite.
+    pub first_non_finite: Option<u64>,
 }
 
 impl TrainStats {
     pub fn add(&mut self, o: TrainStats) {
+        if self.first_non_finite.is_none() {
+            self.first_non_finite = o.first_non_finite.map(|p| p + self.patterns);
+        }
         self.loss_sum += o.loss_sum;
         self.errors += o.errors;
         self.patterns += o.patterns;
@@ -53,6 +58,9 @@ pub trait Backend {
     fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>>;
     /// Per-parameter step sizes used by every following update.
     fn set_step_sizes(&mut self, eps: &[f32]) -> Result<()>;
+    /// The momentum buffer (flat layout), for checkpoints.
+    fn velocity(&mut self) -> Result<Vec<f32>>;
+    fn set_velocity(&mut self, v: &[f32]) -> Result<()>;
     /// Trains on the training patterns `order`, `batch` at a time: for each batch, forward,
     /// backward, then v = momentum * v + g and w -= eps * v, with g the gradient summed over
     /// the batch.

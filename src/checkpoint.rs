@@ -75,6 +75,18 @@ pub struct Meta {
     pub extra: BTreeMap<String, String>,
 }
 
+/// Training state saved beside the weights so a run continues exactly where it stopped:
+/// the momentum buffer and the step sizes of the pass in progress (flat layout each).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimizer {
+    pub velocity: Vec<f32>,
+    pub eps: Vec<f32>,
+}
+
+/// Tensor names of [`Optimizer`], each `[N_PARAMS]`.
+pub const VELOCITY_NAME: &str = "optimizer.velocity";
+pub const EPS_NAME: &str = "optimizer.eps";
+
 /// A loaded checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
@@ -84,6 +96,8 @@ pub struct Checkpoint {
     pub centers: Vec<f32>,
     /// The metadata.
     pub meta: Meta,
+    /// The optimiser state, in checkpoints written during training with it.
+    pub optimizer: Option<Optimizer>,
 }
 
 /// PyTorch shape of the checkpoint tensor `name`, or `None` for a name not in a checkpoint.
@@ -98,6 +112,7 @@ pub fn shape_of(name: &str) -> Option<&'static [usize]> {
         "f6.weight" => &[84, 120],
         "f6.bias" => &[84],
         CENTERS_NAME => &[10, 84],
+        VELOCITY_NAME | EPS_NAME => &[N_PARAMS],
         _ => return None,
     })
 }
@@ -197,7 +212,13 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 /// Serializes the checkpoint to the bytes of a safetensors file.
-fn to_bytes(path: &Path, params: &[f32], centers: &[f32], meta: &Meta) -> crate::Result<Vec<u8>> {
+fn to_bytes(
+    path: &Path,
+    params: &[f32],
+    centers: &[f32],
+    meta: &Meta,
+    optimizer: Option<&Optimizer>,
+) -> crate::Result<Vec<u8>> {
     let bad = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
         reason,
@@ -242,6 +263,20 @@ fn to_bytes(path: &Path, params: &[f32], centers: &[f32], meta: &Meta) -> crate:
     check_finite(CENTERS_NAME, centers_shape, centers)
         .map_err(|e| bad(format!("refusing to write: {e}")))?;
     data.push((CENTERS_NAME, centers_shape, f32_bytes(centers)));
+    if let Some(opt) = optimizer {
+        for (name, values) in [(VELOCITY_NAME, &opt.velocity), (EPS_NAME, &opt.eps)] {
+            let shape = shape_of(name).ok_or_else(|| bad(format!("no shape for `{name}`")))?;
+            if values.len() != N_PARAMS {
+                return Err(bad(format!(
+                    "refusing to write: `{name}` has {} values, expected {N_PARAMS}",
+                    values.len()
+                )));
+            }
+            check_finite(name, shape, values)
+                .map_err(|e| bad(format!("refusing to write: {e}")))?;
+            data.push((name, shape, f32_bytes(values)));
+        }
+    }
 
     let views = data
         .iter()
@@ -285,7 +320,19 @@ fn write_synced(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
 /// non-finite value, [`Error::Config`] if an extra metadata key is reserved,
 /// [`Error::Io`] (naming `path`) if the file cannot be written.
 pub fn save(path: &Path, params: &[f32], centers: &[f32], meta: &Meta) -> crate::Result<()> {
-    let bytes = to_bytes(path, params, centers, meta)?;
+    save_training(path, params, centers, meta, None)
+}
+
+/// [`save`], plus the optimiser state when given (tensors `optimizer.velocity` and
+/// `optimizer.eps`, which other tools ignore).
+pub fn save_training(
+    path: &Path,
+    params: &[f32],
+    centers: &[f32],
+    meta: &Meta,
+    optimizer: Option<&Optimizer>,
+) -> crate::Result<()> {
+    let bytes = to_bytes(path, params, centers, meta, optimizer)?;
 
     let Some(file_name) = path.file_name() else {
         return Err(Error::io(
@@ -445,10 +492,24 @@ fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
         dst.copy_from_slice(&values);
     }
     let centers = read_tensor(&st, CENTERS_NAME)?;
+    let has = |n: &str| st.names().iter().any(|m| *m == n);
+    let optimizer = match (has(VELOCITY_NAME), has(EPS_NAME)) {
+        (false, false) => None,
+        (true, true) => Some(Optimizer {
+            velocity: read_tensor(&st, VELOCITY_NAME)?,
+            eps: read_tensor(&st, EPS_NAME)?,
+        }),
+        _ => {
+            return Err(format!(
+                "holds only one of `{VELOCITY_NAME}` and `{EPS_NAME}`; the optimiser state is incomplete"
+            ));
+        }
+    };
     Ok(Checkpoint {
         params,
         centers,
         meta,
+        optimizer,
     })
 }
 

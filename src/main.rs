@@ -2,16 +2,18 @@
 //! a config value -> the library.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use lenet_gpu::backend::TrainStats;
 use lenet_gpu::backend::{Backend, Split};
 use lenet_gpu::checkpoint::{self, Meta};
 use lenet_gpu::cpu::{Loss, batch::CpuBackend};
 use lenet_gpu::data::{self, Dataset};
 use lenet_gpu::params;
-use lenet_gpu::train::{self, EpochReport, TrainConfig};
+use lenet_gpu::train::{self, EpochReport, Progress, TrainConfig};
 use lenet_gpu::{Error, RBF_CENTERS, Result, fetch, gpu};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Train and run the original LeNet-5 (LeCun et al., 1998) on MNIST.
 #[derive(Parser)]
@@ -188,7 +190,13 @@ struct TrainArgs {
     /// Save a checkpoint (safetensors) here after every pass, replacing it atomically.
     #[arg(long, value_name = "PATH")]
     save: Option<PathBuf>,
-    /// Continue from a checkpoint: its weights, its seed and the pass after its epoch.
+    /// Keep a checkpoint of every pass here (epoch-NNN.safetensors, and last.safetensors for
+    /// --resume), with the optimiser state; written atomically. Ctrl-C or SIGTERM saves the
+    /// run's exact position there before exiting.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Continue a run from its checkpoint directory (or a checkpoint file): its weights,
+    /// optimiser state, settings and position; --epochs may extend it.
     #[arg(long, value_name = "PATH")]
     resume: Option<PathBuf>,
     /// Re-estimate the Hessian in pass 1 after N patterns, then 2N, 4N, ... (0: once per
@@ -228,7 +236,10 @@ struct FetchArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => run_train(a),
+        Command::Train(a) => match run_train(a) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Eval(a) => run_eval(a),
         Command::Fetch(a) => run_fetch(a),
         Command::Devices => {
@@ -310,7 +321,130 @@ fn loss_name(l: Loss) -> String {
     }
 }
 
-fn run_train(a: TrainArgs) -> Result<()> {
+/// The metadata keys that carry a run's settings and position, so `--resume` continues it.
+fn run_meta(
+    cfg: &TrainConfig,
+    n_train: usize,
+    completed: u32,
+    progress: Option<&Progress>,
+) -> Meta {
+    let mut e = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        e.insert(k.to_string(), v);
+    };
+    put("batch", cfg.batch.to_string());
+    let (kind, j) = match cfg.loss {
+        Loss::Mse => ("mse", 0.0),
+        Loss::Map { j } => ("map", j),
+    };
+    put("loss_kind", kind.into());
+    put("map_j", format!("{j:?}"));
+    put(
+        "schedule",
+        cfg.schedule
+            .iter()
+            .map(|(p, e)| format!("{p}:{e:?}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    put("eta_scale", format!("{:?}", cfg.eta_scale));
+    put("mu", format!("{:?}", cfg.mu));
+    put("hessian_samples", cfg.hessian_samples.to_string());
+    put("momentum", format!("{:?}", cfg.momentum));
+    put("warmup", cfg.warmup.to_string());
+    put("train_patterns", n_train.to_string());
+    if let Some(p) = progress {
+        put("position", p.position.to_string());
+        put("pass_loss_sum", format!("{:?}", p.stats.loss_sum));
+        put("pass_errors", p.stats.errors.to_string());
+        put("pass_patterns", p.stats.patterns.to_string());
+    }
+    Meta {
+        epoch: completed,
+        seed: cfg.seed,
+        loss: loss_name(cfg.loss),
+        extra: e,
+    }
+}
+
+/// The settings and position stored by `run_meta`; None for a checkpoint without them.
+fn resume_point(
+    ck: &checkpoint::Checkpoint,
+    path: &Path,
+) -> Result<Option<(TrainConfig, usize, Progress)>> {
+    let x = &ck.meta.extra;
+    let Some(kind) = x.get("loss_kind") else {
+        return Ok(None);
+    };
+    let bad = |k: &str| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!("metadata `{k}` is missing or unreadable"),
+    };
+    fn get<T: std::str::FromStr>(
+        x: &std::collections::BTreeMap<String, String>,
+        k: &str,
+    ) -> Option<T> {
+        x.get(k)?.parse().ok()
+    }
+    let cfg = TrainConfig {
+        epochs: 0,
+        batch: get(x, "batch").ok_or_else(|| bad("batch"))?,
+        seed: ck.meta.seed,
+        loss: match kind.as_str() {
+            "mse" => Loss::Mse,
+            _ => Loss::Map {
+                j: get(x, "map_j").ok_or_else(|| bad("map_j"))?,
+            },
+        },
+        eta_scale: get(x, "eta_scale").ok_or_else(|| bad("eta_scale"))?,
+        schedule: parse_schedule(x.get("schedule").ok_or_else(|| bad("schedule"))?)?,
+        mu: get(x, "mu").ok_or_else(|| bad("mu"))?,
+        hessian_samples: get(x, "hessian_samples").ok_or_else(|| bad("hessian_samples"))?,
+        momentum: get(x, "momentum").ok_or_else(|| bad("momentum"))?,
+        warmup: get(x, "warmup").ok_or_else(|| bad("warmup"))?,
+    };
+    let n: usize = get(x, "train_patterns").ok_or_else(|| bad("train_patterns"))?;
+    let position: usize = get(x, "position").unwrap_or(0);
+    let progress = if position > 0 {
+        let opt = ck
+            .optimizer
+            .as_ref()
+            .ok_or_else(|| bad("optimizer state"))?;
+        Progress {
+            epoch: ck.meta.epoch + 1,
+            position,
+            eps: Some(opt.eps.clone()),
+            stats: TrainStats {
+                loss_sum: get(x, "pass_loss_sum").ok_or_else(|| bad("pass_loss_sum"))?,
+                errors: get(x, "pass_errors").ok_or_else(|| bad("pass_errors"))?,
+                patterns: get(x, "pass_patterns").ok_or_else(|| bad("pass_patterns"))?,
+                first_non_finite: None,
+            },
+        }
+    } else {
+        Progress {
+            epoch: ck.meta.epoch + 1,
+            ..Progress::start()
+        }
+    };
+    Ok(Some((cfg, n, progress)))
+}
+
+/// SIGINT and SIGTERM raise these flags; a second signal of the same kind exits at once
+/// (130 or 143) without touching the checkpoints, which are only ever replaced whole.
+fn stop_flags() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let int = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    for (sig, flag, code) in [(SIGINT, &int, 130), (SIGTERM, &term, 143)] {
+        // Registration only fails for forbidden signals, which these are not.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, code, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    (int, term)
+}
+
+fn run_train(a: TrainArgs) -> Result<ExitCode> {
     if a.threads == Some(0) {
         return Err(Error::Config("--threads must be at least 1".into()));
     }
@@ -339,23 +473,65 @@ fn run_train(a: TrainArgs) -> Result<()> {
         cfg.schedule = parse_schedule(s)?;
     }
     cfg.validate()?;
-    let (init, first) = match &a.resume {
-        Some(path) => {
-            let ck = checkpoint::load(path)?;
-            cfg.seed = ck.meta.seed;
-            if ck.meta.epoch >= cfg.epochs {
-                return Err(Error::Config(format!(
-                    "{} already holds {} passes; ask for more with --epochs",
-                    path.display(),
-                    ck.meta.epoch
-                )));
-            }
-            (ck.params, ck.meta.epoch + 1)
-        }
-        None => (params::init(cfg.seed), 1),
-    };
+    // Resuming from a directory keeps writing there.
+    let checkpoint_dir = a
+        .checkpoint_dir
+        .clone()
+        .or_else(|| a.resume.clone().filter(|p| p.is_dir()));
+    if let Some(dir) = &checkpoint_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let (train_set, test_set) = load_data(&a.data)?;
     let n_train = train_set.len();
+    // Resuming: the checkpoint's weights, optimiser state, settings and position.
+    let mut init = params::init(cfg.seed);
+    let mut velocity = None;
+    let mut from = Progress::start();
+    if let Some(path) = &a.resume {
+        let file = if path.is_dir() {
+            path.join(LAST)
+        } else {
+            path.clone()
+        };
+        let ck = checkpoint::load(&file)?;
+        match resume_point(&ck, &file)? {
+            Some((saved, n, progress)) => {
+                if n != n_train {
+                    return Err(Error::Config(format!(
+                        "{} was trained on {n} patterns, this data has {n_train}; use the same --data and --train-limit",
+                        file.display()
+                    )));
+                }
+                cfg = TrainConfig {
+                    epochs: cfg.epochs,
+                    ..saved
+                };
+                from = progress;
+            }
+            None => from.epoch = ck.meta.epoch + 1,
+        }
+        if from.epoch > cfg.epochs {
+            return Err(Error::Config(format!(
+                "{} already holds {} passes; ask for more with --epochs",
+                file.display(),
+                ck.meta.epoch
+            )));
+        }
+        eprintln!(
+            "resuming {} at pass {}{} with its settings (batch {}, seed {})",
+            file.display(),
+            from.epoch,
+            if from.position > 0 {
+                format!(", pattern {}", from.position)
+            } else {
+                String::new()
+            },
+            cfg.batch,
+            cfg.seed
+        );
+        init = ck.params;
+        velocity = ck.optimizer.map(|o| o.velocity);
+    }
     let mut backend = a.device.backend(
         train_set,
         test_set.clone(),
@@ -364,6 +540,9 @@ fn run_train(a: TrainArgs) -> Result<()> {
         cfg.batch,
     )?;
     backend.set_params(&init)?;
+    if let Some(v) = &velocity {
+        backend.set_velocity(v)?;
+    }
     println!(
         "LeNet-5, {} parameters | backend {} | {} training, {} test images | batch {} | loss {} | seed {}",
         params::N_PARAMS,
@@ -378,9 +557,21 @@ fn run_train(a: TrainArgs) -> Result<()> {
         "{:>5} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}  mean step size C1 S2 C3 S4 C5 F6",
         "pass", "eta", "train loss", "train err", "test err", "seconds", "samples/s"
     );
+    let (int, term) = stop_flags();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        // Either signal asks the trainer to stop after the current group of batches.
+        let (int, term, stop) = (int.clone(), term.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !int.load(Ordering::SeqCst) && !term.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
     let start = std::time::Instant::now();
     let mut last: Option<EpochReport> = None;
-    train::train(backend.as_mut(), &cfg, n_train, first, |r, b| {
+    let outcome = train::train(backend.as_mut(), &cfg, n_train, from, &stop, |r, b| {
         let steps: Vec<String> = r
             .eps_layers
             .iter()
@@ -406,40 +597,101 @@ fn run_train(a: TrainArgs) -> Result<()> {
                 );
             }
         }
+        let mut meta = run_meta(&cfg, n_train, r.epoch, None);
+        meta.extra
+            .insert("test_error".into(), format!("{:.6}", r.test_error));
+        let p = b.params()?;
         if let Some(path) = &a.save {
-            save(path, &b.params()?, &cfg, r)?;
+            checkpoint::save(path, &p, &RBF_CENTERS, &meta)?;
+        }
+        if let Some(dir) = &checkpoint_dir {
+            let opt = checkpoint::Optimizer {
+                velocity: b.velocity()?,
+                eps: vec![0.0; params::N_PARAMS],
+            };
+            checkpoint::save_training(
+                &dir.join(format!("epoch-{:03}.safetensors", r.epoch)),
+                &p,
+                &RBF_CENTERS,
+                &meta,
+                Some(&opt),
+            )?;
+            checkpoint::save_training(&dir.join(LAST), &p, &RBF_CENTERS, &meta, Some(&opt))?;
         }
         last = Some(r.clone());
         Ok(())
     })?;
-    if let Some(r) = last {
-        println!(
-            "done: test error {:.2}% after {} passes, {:.1} s{}",
-            100.0 * r.test_error,
-            r.epoch,
-            start.elapsed().as_secs_f64(),
-            a.save
+    match outcome {
+        train::Outcome::Finished => {
+            if let Some(r) = last {
+                println!(
+                    "done: test error {:.2}% after {} passes, {:.1} s{}",
+                    100.0 * r.test_error,
+                    r.epoch,
+                    start.elapsed().as_secs_f64(),
+                    a.save
+                        .as_ref()
+                        .map(|p| format!("; saved {}", p.display()))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        train::Outcome::Stopped(progress) => {
+            let code = if term.load(Ordering::SeqCst) {
+                143
+            } else {
+                130
+            };
+            let target = checkpoint_dir
                 .as_ref()
-                .map(|p| format!("; saved {}", p.display()))
-                .unwrap_or_default()
-        );
+                .map(|d| d.join(LAST))
+                .or(a.save.clone());
+            match target {
+                Some(path) => {
+                    let meta = run_meta(&cfg, n_train, progress.epoch - 1, Some(&progress));
+                    let opt = checkpoint::Optimizer {
+                        velocity: backend.velocity()?,
+                        eps: progress
+                            .eps
+                            .clone()
+                            .unwrap_or_else(|| vec![0.0; params::N_PARAMS]),
+                    };
+                    checkpoint::save_training(
+                        &path,
+                        &backend.params()?,
+                        &RBF_CENTERS,
+                        &meta,
+                        Some(&opt),
+                    )?;
+                    let from = checkpoint_dir.as_ref().unwrap_or(&path);
+                    let at = if progress.position == 0 {
+                        format!("before pass {}", progress.epoch)
+                    } else {
+                        format!(
+                            "in pass {} after {} patterns",
+                            progress.epoch, progress.position
+                        )
+                    };
+                    eprintln!(
+                        "stopped {at}; saved {}. Continue with: lenet-gpu train --resume {} --epochs {}",
+                        path.display(),
+                        from.display(),
+                        cfg.epochs
+                    );
+                }
+                None => eprintln!(
+                    "stopped in pass {} after {} patterns; nothing saved (use --checkpoint-dir DIR to be able to resume)",
+                    progress.epoch, progress.position
+                ),
+            }
+            Ok(ExitCode::from(code))
+        }
     }
-    Ok(())
 }
 
-fn save(path: &Path, p: &[f32], cfg: &TrainConfig, r: &EpochReport) -> Result<()> {
-    let mut extra = std::collections::BTreeMap::new();
-    extra.insert("batch".into(), cfg.batch.to_string());
-    extra.insert("test_error".into(), format!("{:.6}", r.test_error));
-    extra.insert("eta".into(), format!("{:e}", r.eta));
-    let meta = Meta {
-        epoch: r.epoch,
-        seed: cfg.seed,
-        loss: loss_name(cfg.loss),
-        extra,
-    };
-    checkpoint::save(path, p, &RBF_CENTERS, &meta)
-}
+/// The file in a checkpoint directory that `--resume DIR` reads.
+const LAST: &str = "last.safetensors";
 
 fn run_eval(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.model)?;

@@ -22,6 +22,7 @@ use crate::{Error, Result};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// The paper's eta per pass (online, batch 1): passes 1-2, 3-5, 6-8, 9-12, 13-20.
@@ -179,21 +180,64 @@ pub fn step_sizes(h: &[f32], eta: f64, mu: f64) -> Vec<f32> {
     h.iter().map(|&h| (eta / (mu + h as f64)) as f32).collect()
 }
 
-/// Runs passes `first..=cfg.epochs` (1-based), calling `report` after each.
+/// Where a run stands: pass `epoch` (1-based) with its first `position` patterns done.
+/// `eps` holds that pass's step sizes when it is under way (position > 0), and `stats` the
+/// running totals of its patterns so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub epoch: u32,
+    pub position: usize,
+    pub eps: Option<Vec<f32>>,
+    pub stats: TrainStats,
+}
+
+impl Progress {
+    /// A fresh run.
+    pub fn start() -> Self {
+        Progress {
+            epoch: 1,
+            position: 0,
+            eps: None,
+            stats: TrainStats::default(),
+        }
+    }
+}
+
+/// How `train` ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished,
+    /// The stop flag was raised; the run stopped after a batch, at this point.
+    Stopped(Progress),
+}
+
+/// Patterns between checks of the stop flag and of the loss (rounded up to whole batches).
+pub const CHECK_EVERY: usize = 4096;
+
+/// Runs passes from `from` to `cfg.epochs`, calling `report` after each. Between groups of
+/// batches it checks `stop` (set by a signal handler) and the loss: a non-finite loss ends
+/// the run with an error naming the pass and the batch.
 pub fn train(
     backend: &mut dyn Backend,
     cfg: &TrainConfig,
     n_train: usize,
-    first: u32,
+    from: Progress,
+    stop: &AtomicBool,
     mut report: impl FnMut(&EpochReport, &mut dyn Backend) -> Result<()>,
-) -> Result<()> {
+) -> Result<Outcome> {
     cfg.validate()?;
+    let mut resume = Some(from);
+    let first = resume.as_ref().map_or(1, |r| r.epoch);
     for epoch in first..=cfg.epochs {
         let start = Instant::now();
         let eta = cfg.eta(epoch);
         let mut rng = epoch_rng(cfg.seed, epoch);
         let mut order: Vec<u32> = (0..n_train as u32).collect();
         order.shuffle(&mut rng);
+        let (position, saved_eps, mut stats) = match resume.take() {
+            Some(r) if r.position > 0 => (r.position, r.eps, r.stats),
+            _ => (0, None, TrainStats::default()),
+        };
         // Pass 1 starts from the nearly linear initial network, whose Hessian estimate says
         // little about the network a few hundred patterns later; with `warmup` set, pass 1
         // re-estimates h after warmup, 2*warmup, 4*warmup, ... patterns.
@@ -206,32 +250,58 @@ pub fn train(
             }
         }
         bounds.push(n_train);
-        let mut stats = TrainStats::default();
-        let mut h = Vec::new();
-        let mut eps = Vec::new();
+        let mut eps: Vec<f32> = Vec::new();
         let mut estimated = 0;
+        let mut trained = 0;
+        let check = CHECK_EVERY.div_ceil(cfg.batch) * cfg.batch;
         for seg in bounds.windows(2) {
+            // The Hessian sample is drawn even for a segment that is skipped on resume, so
+            // the random stream stays that of an uninterrupted run.
             let mut sample: Vec<u32> = (0..n_train as u32).collect();
             let (picked, _) = sample.partial_shuffle(&mut rng, cfg.hessian_samples.min(n_train));
-            estimated += picked.len();
-            h = backend.hessian(picked)?;
-            if let Some(k) = h.iter().position(|v| !v.is_finite() || *v < 0.0) {
-                return Err(Error::Numeric(format!(
-                    "pass {epoch}: Hessian estimate of parameter {k} is {} (parameters diverged?)",
-                    h[k]
-                )));
+            if seg[1] <= position {
+                continue;
             }
-            eps = step_sizes(&h, eta, cfg.mu);
+            match (&saved_eps, seg[0] < position) {
+                (Some(e), true) => eps = e.clone(),
+                _ => {
+                    estimated += picked.len();
+                    let h = backend.hessian(picked)?;
+                    if let Some(k) = h.iter().position(|v| !v.is_finite() || *v < 0.0) {
+                        return Err(Error::Numeric(format!(
+                            "pass {epoch}: Hessian estimate of parameter {k} is {} (the parameters diverged; \
+                             try a smaller --eta-scale)",
+                            h[k]
+                        )));
+                    }
+                    eps = step_sizes(&h, eta, cfg.mu);
+                }
+            }
             backend.set_step_sizes(&eps)?;
-            stats.add(backend.train(&order[seg[0]..seg[1]], cfg.batch)?);
+            let mut at = seg[0].max(position);
+            while at < seg[1] {
+                let end = (at + check).min(seg[1]);
+                let s = backend.train(&order[at..end], cfg.batch)?;
+                if let Some(p) = s.first_non_finite {
+                    return Err(Error::Numeric(format!(
+                        "pass {epoch}, batch {}: the loss is not finite (eta too large? try a smaller --eta-scale)",
+                        (at + p as usize) / cfg.batch + 1
+                    )));
+                }
+                stats.add(s);
+                trained += end - at;
+                at = end;
+                if stop.load(Ordering::SeqCst) && at < n_train {
+                    return Ok(Outcome::Stopped(Progress {
+                        epoch,
+                        position: at,
+                        eps: Some(eps),
+                        stats,
+                    }));
+                }
+            }
         }
         let train_seconds = start.elapsed().as_secs_f64();
-        if !stats.loss_sum.is_finite() {
-            return Err(Error::Numeric(format!(
-                "pass {epoch}: the training loss became {} (eta too large? try a smaller --eta-scale)",
-                stats.loss_sum
-            )));
-        }
         let test = backend.evaluate(Split::Test)?;
         let per_layer = |v: &[f32]| {
             LAYERS.map(|(_, [w, b])| {
@@ -241,6 +311,11 @@ pub fn train(
             })
         };
         debug_assert_eq!(eps.len(), N_PARAMS);
+        // h as the step sizes imply it (exact up to rounding; also right after a resume).
+        let h: Vec<f32> = eps
+            .iter()
+            .map(|&e| (eta / e as f64 - cfg.mu) as f32)
+            .collect();
         let r = EpochReport {
             epoch,
             eta,
@@ -249,11 +324,19 @@ pub fn train(
             test_loss: test.loss_sum / test.predictions.len().max(1) as f64,
             test_error: test.error_rate(),
             seconds: start.elapsed().as_secs_f64(),
-            samples_per_s: (n_train + estimated) as f64 / train_seconds,
+            samples_per_s: (trained + estimated) as f64 / train_seconds,
             h_layers: per_layer(&h),
             eps_layers: per_layer(&eps),
         };
         report(&r, backend)?;
+        if stop.load(Ordering::SeqCst) && epoch < cfg.epochs {
+            return Ok(Outcome::Stopped(Progress {
+                epoch: epoch + 1,
+                position: 0,
+                eps: None,
+                stats: TrainStats::default(),
+            }));
+        }
     }
-    Ok(())
+    Ok(Outcome::Finished)
 }

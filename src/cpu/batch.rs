@@ -126,6 +126,9 @@ impl CpuBackend {
                 slot.stats.errors += 1;
             }
             let e = pattern_backward(&p, &RBF_CENTERS, loss, label, &mut slot.ws, &mut slot.acc);
+            if !e.is_finite() && slot.stats.first_non_finite.is_none() {
+                slot.stats.first_non_finite = Some(slot.stats.patterns);
+            }
             slot.stats.loss_sum += e as f64;
             slot.stats.patterns += 1;
         });
@@ -169,6 +172,15 @@ impl Backend for CpuBackend {
 
     fn set_step_sizes(&mut self, eps: &[f32]) -> Result<()> {
         self.eps.copy_from_slice(eps);
+        Ok(())
+    }
+
+    fn velocity(&mut self) -> Result<Vec<f32>> {
+        Ok(self.velocity.clone())
+    }
+
+    fn set_velocity(&mut self, v: &[f32]) -> Result<()> {
+        self.velocity.copy_from_slice(v);
         Ok(())
     }
 

@@ -633,13 +633,22 @@ impl GpuBackend {
             .write_buffer(&self.split(split).order, 0, bytemuck::cast_slice(idx));
     }
 
-    fn stats_to(&self, split: Split, idx: Option<&[u32]>, n: usize) -> Result<(f64, u64, Vec<u8>)> {
+    fn stats_to(
+        &self,
+        split: Split,
+        idx: Option<&[u32]>,
+        n: usize,
+    ) -> Result<(f64, u64, Vec<u8>, Option<u64>)> {
         let s = self.split(split);
         let raw = self.read(&s.stats, 0, 2 * n)?;
         let mut loss = 0.0;
         let mut errors = 0;
+        let mut first_bad = None;
         let mut preds = Vec::with_capacity(n);
         for p in 0..n {
+            if !raw[2 * p].is_finite() && first_bad.is_none() {
+                first_bad = Some(p as u64);
+            }
             loss += raw[2 * p] as f64;
             let pred = raw[2 * p + 1] as u8;
             let i = idx.map_or(p, |v| v[p] as usize);
@@ -648,7 +657,7 @@ impl GpuBackend {
             }
             preds.push(pred);
         }
-        Ok((loss, errors, preds))
+        Ok((loss, errors, preds, first_bad))
     }
 
     fn batches(n: usize, b: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -810,6 +819,19 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
+    fn velocity(&mut self) -> Result<Vec<f32>> {
+        self.read(&self.state, 3 * N_PARAMS as u64, N_PARAMS)
+    }
+
+    fn set_velocity(&mut self, v: &[f32]) -> Result<()> {
+        self.queue.write_buffer(
+            &self.state,
+            3 * N_PARAMS as u64 * 4,
+            bytemuck::cast_slice(v),
+        );
+        Ok(())
+    }
+
     fn train(&mut self, order: &[u32], batch: usize) -> Result<TrainStats> {
         if batch > self.capacity {
             return Err(Error::Config(format!(
@@ -828,11 +850,13 @@ impl Backend for GpuBackend {
             .chain([UPDATE])
             .collect();
         self.run(Split::Train, &steps, &kernels);
-        let (loss_sum, errors, _) = self.stats_to(Split::Train, Some(order), order.len())?;
+        let (loss_sum, errors, _, first_non_finite) =
+            self.stats_to(Split::Train, Some(order), order.len())?;
         Ok(TrainStats {
             loss_sum,
             errors,
             patterns: order.len() as u64,
+            first_non_finite,
         })
     }
 
@@ -846,7 +870,7 @@ impl Backend for GpuBackend {
         self.prepare_steps(&steps);
         let kernels: Vec<usize> = FORWARD.chain([LOSS]).collect();
         self.run(split, &steps, &kernels);
-        let (loss_sum, errors, predictions) = self.stats_to(split, None, n)?;
+        let (loss_sum, errors, predictions, _) = self.stats_to(split, None, n)?;
         Ok(Evaluation {
             loss_sum,
             errors,
