@@ -150,6 +150,7 @@ struct DataArgs {
 }
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
@@ -473,6 +474,26 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         cfg.schedule = parse_schedule(s)?;
     }
     cfg.validate()?;
+    // Fail now, not after a pass of training, when --save cannot be written.
+    if let Some(path) = &a.save {
+        let parent = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(Error::Config(format!(
+                "--save {}: folder {} does not exist; create it first",
+                path.display(),
+                parent.display()
+            )));
+        }
+        if path.is_dir() {
+            return Err(Error::Config(format!(
+                "--save {}: is a folder; give a file name such as lenet.safetensors",
+                path.display()
+            )));
+        }
+    }
     // Resuming from a directory keeps writing there.
     let checkpoint_dir = a
         .checkpoint_dir
