@@ -492,7 +492,7 @@ fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
         dst.copy_from_slice(&values);
     }
     let centers = read_tensor(&st, CENTERS_NAME)?;
-    let has = |n: &str| st.names().iter().any(|m| *m == n);
+    let has = |n: &str| st.names().contains(&n);
     let optimizer = match (has(VELOCITY_NAME), has(EPS_NAME)) {
         (false, false) => None,
         (true, true) => Some(Optimizer {

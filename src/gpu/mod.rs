@@ -203,6 +203,8 @@ pub struct GpuBackend {
     loss: Loss,
     momentum: f32,
     max_groups: u32,
+    /// The first error wgpu reported outside an error scope.
+    fault: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -260,6 +262,17 @@ impl GpuBackend {
         }))
         .map_err(|e| gpu_err(&format!("cannot open {}", info.name), e))?;
 
+        // Errors after setup (a lost device, an allocation that fails mid-run) must become
+        // messages, not wgpu's default panic: keep the first one and report it at the next wait.
+        let fault: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        {
+            let fault = fault.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let mut f = fault.lock().unwrap_or_else(|p| p.into_inner());
+                f.get_or_insert_with(|| e.to_string());
+            }));
+        }
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
@@ -401,6 +414,15 @@ impl GpuBackend {
                 e,
             ));
         }
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(gpu_err(
+                &format!(
+                    "{} has not enough memory for batch {max_batch} and the data; use a smaller --batch, or --backend cpu",
+                    info.name
+                ),
+                e,
+            ));
+        }
         Ok(GpuBackend {
             device,
             queue,
@@ -418,6 +440,7 @@ impl GpuBackend {
             loss,
             momentum,
             max_groups: limits.max_compute_workgroups_per_dimension.min(65535),
+            fault,
         })
     }
 
@@ -752,18 +775,19 @@ impl GpuBackend {
     }
 
     fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| {
-                gpu_err(
-                    &format!(
-                        "{} stopped responding (device lost?); try --backend cpu",
-                        self.info.name
-                    ),
-                    e,
-                )
-            })
+        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        if let Some(e) = self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(Error::Gpu(format!(
+                "{} failed: {e}. The last checkpoint written is intact; try a smaller --batch or --backend cpu",
+                self.info.name
+            )));
+        }
+        polled.map(|_| ()).map_err(|e| {
+            gpu_err(
+                &format!("{} stopped responding (device lost?); the last checkpoint written is intact; try --backend cpu", self.info.name),
+                e,
+            )
+        })
     }
 }
 
