@@ -31,6 +31,9 @@ pub enum Error {
     #[error("{path}: not a usable checkpoint: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 
+    #[error("{path}: cannot use this image: {reason}")]
+    Image { path: PathBuf, reason: String },
+
     #[error(
         "download of {file} failed from every mirror:\n{tried}\nCheck the network, or pass --mirror URL for a mirror you can reach."
     )]

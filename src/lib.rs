@@ -8,6 +8,8 @@ pub mod error;
 pub mod fetch;
 pub mod gpu;
 pub mod params;
+pub mod predict;
+pub mod render;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -33,6 +33,12 @@ enum Command {
     Fetch(FetchArgs),
     /// List the GPU adapters (every graphics API) with the limits that matter here.
     Devices,
+    /// Draw the learning curve of a `train --log` file as a PNG.
+    Plot(PlotArgs),
+    /// Classify your own digit images (PNG or JPEG, any size, dark-on-light or light-on-dark).
+    Predict(PredictArgs),
+    /// Picture what the network sees: a test digit, its C1 and C3 feature maps, the C1 kernels.
+    Visualize(VisualizeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
@@ -204,6 +210,14 @@ struct TrainArgs {
     /// pass).
     #[arg(long, value_name = "N", default_value_t = TrainConfig::default().warmup)]
     warmup: usize,
+    /// Append one record per pass to this file as it goes: CSV when the name ends in .csv,
+    /// JSON lines otherwise. A learning-curve picture is written beside it at the end
+    /// (same name, .png).
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
+    /// Print only the final summary (no progress bar, no per-pass lines).
+    #[arg(long, short)]
+    quiet: bool,
     /// Print, each pass, the per-layer range of the Hessian estimates h_kk and step sizes.
     #[arg(long)]
     sdlm_stats: bool,
@@ -221,6 +235,46 @@ struct EvalArgs {
     /// The checkpoint to evaluate.
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
+    /// Also write every misclassified test digit, labelled true->predicted, into one PNG.
+    #[arg(long, value_name = "PNG")]
+    errors_png: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PlotArgs {
+    /// A log written by `train --log` (CSV or JSON lines).
+    log: PathBuf,
+    /// The PNG to write (default: the log's name with .png).
+    #[arg(long, value_name = "PNG")]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// The checkpoint to classify with.
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Print one JSON object per image instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Images of one digit each.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct VisualizeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The checkpoint whose weights to show.
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Which test image (0-based).
+    #[arg(long, default_value_t = 0)]
+    index: usize,
+    /// The PNG to write.
+    #[arg(long, value_name = "PNG")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -243,6 +297,12 @@ fn main() -> ExitCode {
         },
         Command::Eval(a) => run_eval(a),
         Command::Fetch(a) => run_fetch(a),
+        Command::Plot(a) => run_plot(a),
+        Command::Predict(a) => match run_predict(a) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Visualize(a) => run_visualize(a),
         Command::Devices => {
             let all = gpu::describe_all();
             if all.is_empty() {
@@ -564,20 +624,22 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(v) = &velocity {
         backend.set_velocity(v)?;
     }
-    println!(
-        "LeNet-5, {} parameters | backend {} | {} training, {} test images | batch {} | loss {} | seed {}",
-        params::N_PARAMS,
-        backend.describe(),
-        n_train,
-        test_set.len(),
-        cfg.batch,
-        loss_name(cfg.loss),
-        cfg.seed
-    );
-    println!(
-        "{:>5} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}  mean step size C1 S2 C3 S4 C5 F6",
-        "pass", "eta", "train loss", "train err", "test err", "seconds", "samples/s"
-    );
+    if !a.quiet {
+        println!(
+            "LeNet-5, {} parameters | backend {} | {} training, {} test images | batch {} | loss {} | seed {}",
+            params::N_PARAMS,
+            backend.describe(),
+            n_train,
+            test_set.len(),
+            cfg.batch,
+            loss_name(cfg.loss),
+            cfg.seed
+        );
+        println!(
+            "{:>5} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}  mean step size C1 S2 C3 S4 C5 F6",
+            "pass", "eta", "train loss", "train err", "test err", "seconds", "samples/s"
+        );
+    }
     let (int, term) = stop_flags();
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -592,58 +654,100 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     }
     let start = std::time::Instant::now();
     let mut last: Option<EpochReport> = None;
-    let outcome = train::train(backend.as_mut(), &cfg, n_train, from, &stop, |r, b| {
-        let steps: Vec<String> = r
-            .eps_layers
-            .iter()
-            .map(|s| format!("{:.2e}", s[2]))
-            .collect();
-        println!(
-            "{:>5} {:>9.2e} {:>10.4} {:>8.2}% {:>8.2}% {:>8.1} {:>9.0}  {}",
-            r.epoch,
-            r.eta,
-            r.train_loss,
-            100.0 * r.train_error,
-            100.0 * r.test_error,
-            r.seconds,
-            r.samples_per_s,
-            steps.join(" ")
-        );
-        if a.sdlm_stats {
-            println!("      SDLM   h_kk min / median / max               eps_k min / median / max");
-            for (((name, _), h), e) in params::LAYERS.iter().zip(&r.h_layers).zip(&r.eps_layers) {
+    let mut log = match &a.log {
+        Some(path) => Some(RunLog::open(path, from.epoch > 1 || from.position > 0)?),
+        None => None,
+    };
+    let bar = progress_bar(a.quiet, n_train);
+    let mut bar_epoch = 0;
+    let tick = |epoch: u32, done: usize| {
+        if let Some(b) = &bar {
+            if epoch != bar_epoch {
+                bar_epoch = epoch;
+                b.reset();
+                b.set_prefix(format!("pass {epoch}"));
+            }
+            b.set_position(done as u64);
+        }
+    };
+    let outcome = train::train(
+        backend.as_mut(),
+        &cfg,
+        n_train,
+        from,
+        &stop,
+        tick,
+        |r, b| {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            if let Some(l) = log.as_mut() {
+                l.write(r)?;
+            }
+            let steps: Vec<String> = r
+                .eps_layers
+                .iter()
+                .map(|s| format!("{:.2e}", s[2]))
+                .collect();
+            if !a.quiet {
                 println!(
-                    "      {name}   {:.2e} / {:.2e} / {:.2e}   {:.2e} / {:.2e} / {:.2e}",
-                    h[0], h[1], h[3], e[0], e[1], e[3]
+                    "{:>5} {:>9.2e} {:>10.4} {:>8.2}% {:>8.2}% {:>8.1} {:>9.0}  {}",
+                    r.epoch,
+                    r.eta,
+                    r.train_loss,
+                    100.0 * r.train_error,
+                    100.0 * r.test_error,
+                    r.seconds,
+                    r.samples_per_s,
+                    steps.join(" ")
                 );
             }
-        }
-        let mut meta = run_meta(&cfg, n_train, r.epoch, None);
-        meta.extra
-            .insert("test_error".into(), format!("{:.6}", r.test_error));
-        let p = b.params()?;
-        if let Some(path) = &a.save {
-            checkpoint::save(path, &p, &RBF_CENTERS, &meta)?;
-        }
-        if let Some(dir) = &checkpoint_dir {
-            let opt = checkpoint::Optimizer {
-                velocity: b.velocity()?,
-                eps: vec![0.0; params::N_PARAMS],
-            };
-            checkpoint::save_training(
-                &dir.join(format!("epoch-{:03}.safetensors", r.epoch)),
-                &p,
-                &RBF_CENTERS,
-                &meta,
-                Some(&opt),
-            )?;
-            checkpoint::save_training(&dir.join(LAST), &p, &RBF_CENTERS, &meta, Some(&opt))?;
-        }
-        last = Some(r.clone());
-        Ok(())
-    })?;
+            if a.sdlm_stats && !a.quiet {
+                println!(
+                    "      SDLM   h_kk min / median / max               eps_k min / median / max"
+                );
+                for (((name, _), h), e) in params::LAYERS.iter().zip(&r.h_layers).zip(&r.eps_layers)
+                {
+                    println!(
+                        "      {name}   {:.2e} / {:.2e} / {:.2e}   {:.2e} / {:.2e} / {:.2e}",
+                        h[0], h[1], h[3], e[0], e[1], e[3]
+                    );
+                }
+            }
+            let mut meta = run_meta(&cfg, n_train, r.epoch, None);
+            meta.extra
+                .insert("test_error".into(), format!("{:.6}", r.test_error));
+            let p = b.params()?;
+            if let Some(path) = &a.save {
+                checkpoint::save(path, &p, &RBF_CENTERS, &meta)?;
+            }
+            if let Some(dir) = &checkpoint_dir {
+                let opt = checkpoint::Optimizer {
+                    velocity: b.velocity()?,
+                    eps: vec![0.0; params::N_PARAMS],
+                };
+                checkpoint::save_training(
+                    &dir.join(format!("epoch-{:03}.safetensors", r.epoch)),
+                    &p,
+                    &RBF_CENTERS,
+                    &meta,
+                    Some(&opt),
+                )?;
+                checkpoint::save_training(&dir.join(LAST), &p, &RBF_CENTERS, &meta, Some(&opt))?;
+            }
+            last = Some(r.clone());
+            Ok(())
+        },
+    )?;
     match outcome {
         train::Outcome::Finished => {
+            if let Some(path) = &a.log {
+                let png = path.with_extension("png");
+                lenet_gpu::render::learning_curve(&read_log(path)?, &png)?;
+                if !a.quiet {
+                    println!("learning curve: {}", png.display());
+                }
+            }
             if let Some(r) = last {
                 println!(
                     "done: test error {:.2}% after {} passes, {:.1} s{}",
@@ -750,6 +854,24 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     for (&p, &l) in ev.predictions.iter().zip(&test_set.labels) {
         conf[l as usize][p as usize] += 1;
     }
+    if let Some(out) = &a.errors_png {
+        let wrong: Vec<usize> = (0..test_set.len())
+            .filter(|&i| ev.predictions[i] != test_set.labels[i])
+            .collect();
+        let images: Vec<[u8; 784]> = wrong
+            .iter()
+            .map(|&i| digit28(&test_set, i))
+            .collect::<Result<_>>()?;
+        let truth: Vec<u8> = wrong.iter().map(|&i| test_set.labels[i]).collect();
+        let pred: Vec<u8> = wrong.iter().map(|&i| ev.predictions[i]).collect();
+        lenet_gpu::render::error_grid(&images, &truth, &pred, out)?;
+        println!(
+            "wrote {} ({} misclassified digits)",
+            out.display(),
+            wrong.len()
+        );
+    }
+    println!("per-class accuracy is the last column of the confusion matrix");
     println!("confusion matrix (rows: true digit, columns: predicted)");
     println!(
         "      {}",
@@ -787,4 +909,218 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
     }
     println!("MNIST is ready in {}", dir.display());
     Ok(())
+}
+
+/// The per-pass record file of `train --log`: CSV or JSON lines, flushed after every pass.
+struct RunLog {
+    file: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    csv: bool,
+}
+
+impl RunLog {
+    const FIELDS: &'static str = "epoch,eta,train_loss,train_error,test_loss,test_error,seconds,samples_per_s,step_c1,step_s2,step_c3,step_s4,step_c5,step_f6";
+
+    fn open(path: &Path, append: bool) -> Result<Self> {
+        let csv = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        let exists = path.exists();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let mut log = RunLog {
+            file: std::io::BufWriter::new(file),
+            path: path.to_path_buf(),
+            csv,
+        };
+        if csv && !(append && exists) {
+            log.line(Self::FIELDS.to_string())?;
+        }
+        Ok(log)
+    }
+
+    fn line(&mut self, s: String) -> Result<()> {
+        use std::io::Write;
+        writeln!(self.file, "{s}")
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn write(&mut self, r: &EpochReport) -> Result<()> {
+        let steps: Vec<f64> = r.eps_layers.iter().map(|s| s[2]).collect();
+        let values = [
+            r.eta,
+            r.train_loss,
+            r.train_error,
+            r.test_loss,
+            r.test_error,
+            r.seconds,
+            r.samples_per_s,
+        ];
+        let line = if self.csv {
+            let mut v: Vec<String> = vec![r.epoch.to_string()];
+            v.extend(values.iter().chain(&steps).map(|x| format!("{x:e}")));
+            v.join(",")
+        } else {
+            let names: Vec<&str> = Self::FIELDS.split(',').collect();
+            let mut obj = serde_json::Map::new();
+            obj.insert(names[0].into(), r.epoch.into());
+            for (n, x) in names[1..].iter().zip(values.iter().chain(&steps)) {
+                obj.insert((*n).into(), serde_json::json!(x));
+            }
+            serde_json::Value::Object(obj).to_string()
+        };
+        self.line(line)
+    }
+}
+
+/// A bar over the patterns of a pass on a terminal; None when output is not a terminal (CI, a
+/// pipe), where the per-pass lines are the progress, or with --quiet.
+fn progress_bar(quiet: bool, n: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>8} [{bar:40}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    Some(bar)
+}
+
+/// Test image `i` as 28x28 (a 32x32 set is cropped to its centre).
+fn digit28(set: &Dataset, i: usize) -> Result<[u8; 784]> {
+    let img = set.image(i);
+    let pad = (set.side - 28) / 2;
+    let mut out = [0u8; 784];
+    for r in 0..28 {
+        for c in 0..28 {
+            out[r * 28 + c] = img[(r + pad) * set.side + c + pad];
+        }
+    }
+    Ok(out)
+}
+
+/// The (pass, train error, test error) records of a `train --log` file.
+fn read_log(path: &Path) -> Result<Vec<lenet_gpu::render::CurvePoint>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |n: usize, why: &str| {
+        Error::Config(format!(
+            "{}:{n}: {why}; expected a log written by `lenet-gpu train --log`",
+            path.display()
+        ))
+    };
+    let mut points = Vec::new();
+    let mut header: Option<Vec<String>> = None;
+    for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
+        if line.is_empty() {
+            continue;
+        }
+        let get: Box<dyn Fn(&str) -> Option<f64>> = if line.starts_with('{') {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|_| bad(n, "not JSON"))?;
+            Box::new(move |k| v.get(k).and_then(|x| x.as_f64()))
+        } else if header.is_none() {
+            header = Some(line.split(',').map(str::to_string).collect());
+            continue;
+        } else {
+            let h = header.clone().unwrap_or_default();
+            let vals: Vec<String> = line.split(',').map(str::to_string).collect();
+            Box::new(move |k| {
+                h.iter()
+                    .position(|c| c == k)
+                    .and_then(|i| vals.get(i)?.parse().ok())
+            })
+        };
+        let (Some(e), Some(tr), Some(te)) = (get("epoch"), get("train_error"), get("test_error"))
+        else {
+            return Err(bad(n, "missing epoch, train_error or test_error"));
+        };
+        points.push(lenet_gpu::render::CurvePoint {
+            epoch: e as u32,
+            train_error: tr,
+            test_error: te,
+        });
+    }
+    if points.is_empty() {
+        return Err(bad(0, "no records"));
+    }
+    Ok(points)
+}
+
+fn run_plot(a: PlotArgs) -> Result<()> {
+    let out = a.out.unwrap_or_else(|| a.log.with_extension("png"));
+    lenet_gpu::render::learning_curve(&read_log(&a.log)?, &out)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn run_visualize(a: VisualizeArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.model)?;
+    let (_, test_set) = load_data(&a.data)?;
+    if a.index >= test_set.len() {
+        return Err(Error::Config(format!(
+            "--index {} is past the {} test images",
+            a.index,
+            test_set.len()
+        )));
+    }
+    lenet_gpu::render::feature_maps(&ck.params, &digit28(&test_set, a.index)?, &a.out)?;
+    println!(
+        "wrote {} (test image {}, label {})",
+        a.out.display(),
+        a.index,
+        test_set.labels[a.index]
+    );
+    Ok(())
+}
+
+fn run_predict(a: PredictArgs) -> Result<ExitCode> {
+    let ck = checkpoint::load(&a.model)?;
+    let mut failed = 0;
+    for path in &a.images {
+        match lenet_gpu::predict::load(path) {
+            Ok(img) => {
+                let p = lenet_gpu::predict::classify(&ck.params, &img);
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"file": path.display().to_string(), "digit": p.digit, "distances": p.distances})
+                    );
+                } else {
+                    let d: Vec<String> = p.distances.iter().map(|v| format!("{v:.1}")).collect();
+                    println!(
+                        "{}: {} (RBF distances 0-9: {})",
+                        path.display(),
+                        p.digit,
+                        d.join(" ")
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"file": path.display().to_string(), "error": e.to_string()})
+                    );
+                }
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -214,15 +214,17 @@ pub enum Outcome {
 /// Patterns between checks of the stop flag and of the loss (rounded up to whole batches).
 pub const CHECK_EVERY: usize = 4096;
 
-/// Runs passes from `from` to `cfg.epochs`, calling `report` after each. Between groups of
-/// batches it checks `stop` (set by a signal handler) and the loss: a non-finite loss ends
-/// the run with an error naming the pass and the batch.
+/// Runs passes from `from` to `cfg.epochs`, calling `tick(pass, patterns done)` after each
+/// group of batches and `report` after each pass. Between groups of batches it checks
+/// `stop` (set by a signal handler) and the loss: a non-finite loss ends the run with an
+/// error naming the pass and the batch.
 pub fn train(
     backend: &mut dyn Backend,
     cfg: &TrainConfig,
     n_train: usize,
     from: Progress,
     stop: &AtomicBool,
+    mut tick: impl FnMut(u32, usize),
     mut report: impl FnMut(&EpochReport, &mut dyn Backend) -> Result<()>,
 ) -> Result<Outcome> {
     cfg.validate()?;
@@ -291,6 +293,7 @@ pub fn train(
                 stats.add(s);
                 trained += end - at;
                 at = end;
+                tick(epoch, at);
                 if stop.load(Ordering::SeqCst) && at < n_train {
                     return Ok(Outcome::Stopped(Progress {
                         epoch,

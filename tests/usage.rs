@@ -1,0 +1,212 @@
+//! What users do around training, through the binary: logs, curves, the error grid, the
+//! feature-map picture, predicting their own images, quiet output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lenet-usage-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = common::bin().args(args).output().unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(
+        !o.contains("panicked") && !e.contains("panicked"),
+        "{args:?}:\n{o}{e}"
+    );
+    (out.status.success(), o, e)
+}
+
+fn png_size(p: &Path) -> (u32, u32) {
+    let img = image::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (img.width(), img.height())
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn log_curve_eval_visualize_predict() {
+    let data = s(&common::mnist_dir());
+    let d = tmp("all");
+    let model = d.join("m.safetensors");
+    for log in ["log.csv", "log.jsonl"] {
+        let log = d.join(log);
+        let (ok, out, err) = run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            &data,
+            "--train-limit",
+            "1000",
+            "--test-limit",
+            "300",
+            "--epochs",
+            "2",
+            "--batch",
+            "4",
+            "--log",
+            &s(&log),
+            "--save",
+            &s(&model),
+        ]);
+        assert!(ok, "{out}{err}");
+        // Not a terminal: no progress bar, one line per pass.
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.trim_start().starts_with("1 ") || l.trim_start().starts_with("2 "))
+                .count(),
+            2,
+            "{out}"
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        let records = text.lines().filter(|l| !l.starts_with("epoch")).count();
+        assert_eq!(records, 2, "{text}");
+        assert!(text.contains("test_error"), "{text}");
+        let png = log.with_extension("png");
+        assert_eq!(
+            png_size(&png),
+            lenet_gpu::render::CURVE_SIZE,
+            "learning curve written at the end"
+        );
+        let again = d.join("again.png");
+        let (ok, _, err) = run(&["plot", &s(&log), "--out", &s(&again)]);
+        assert!(ok, "{err}");
+        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&png).unwrap());
+    }
+    let errors = d.join("errors.png");
+    let (ok, out, err) = run(&[
+        "eval",
+        "--backend",
+        "cpu",
+        "--data",
+        &data,
+        "--test-limit",
+        "300",
+        "--model",
+        &s(&model),
+        "--errors-png",
+        &s(&errors),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("misclassified") && png_size(&errors).0 > 0,
+        "{out}"
+    );
+    let vis = d.join("vis.png");
+    let (ok, out, err) = run(&[
+        "visualize",
+        "--data",
+        &data,
+        "--model",
+        &s(&model),
+        "--index",
+        "3",
+        "--out",
+        &s(&vis),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(png_size(&vis).0 > 100);
+    let (ok, _, err) = run(&[
+        "visualize",
+        "--data",
+        &data,
+        "--model",
+        &s(&model),
+        "--index",
+        "99999",
+        "--out",
+        &s(&vis),
+    ]);
+    assert!(!ok && err.contains("--index"), "{err}");
+
+    // predict: a real test digit as a user's picture (scaled up, dark on light), a blank
+    // image and a file that is not an image; the good one is still classified.
+    let (_, test) = lenet_gpu::data::load_mnist(&common::mnist_dir()).unwrap();
+    let i = (0..test.len()).find(|&i| test.labels[i] == 3).unwrap();
+    let mut pic = image::GrayImage::from_pixel(150, 150, image::Luma([255]));
+    for y in 0..112 {
+        for x in 0..112 {
+            pic.put_pixel(
+                x + 19,
+                y + 19,
+                image::Luma([255 - test.image(i)[(y / 4 * 28 + x / 4) as usize]]),
+            );
+        }
+    }
+    let three = d.join("three.png");
+    pic.save(&three).unwrap();
+    let blank = d.join("blank.png");
+    image::GrayImage::from_pixel(40, 40, image::Luma([255]))
+        .save(&blank)
+        .unwrap();
+    let junk = d.join("junk.jpg");
+    std::fs::write(&junk, b"not a picture").unwrap();
+    let (ok, out, err) = run(&[
+        "predict",
+        "--model",
+        &s(&model),
+        &s(&three),
+        &s(&blank),
+        &s(&junk),
+    ]);
+    assert!(!ok, "failures must give a non-zero exit");
+    assert!(
+        out.contains("three.png: ") && out.contains("RBF distances"),
+        "{out}"
+    );
+    assert!(
+        err.contains("blank.png") && err.contains("junk.jpg"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&["predict", "--json", "--model", &s(&model), &s(&three)]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["distances"].as_array().unwrap().len(), 10);
+    assert!(v["digit"].as_u64().unwrap() < 10);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn quiet_prints_only_the_summary() {
+    let data = s(&common::mnist_dir());
+    let (ok, out, err) = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        &data,
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("done: test error"), "{out}");
+}
+
+#[test]
+fn broken_logs_are_clear_errors() {
+    let d = tmp("badlog");
+    let f = d.join("x.csv");
+    std::fs::write(&f, "epoch,foo\n1,2\n").unwrap();
+    let (ok, _, err) = run(&["plot", &s(&f)]);
+    assert!(!ok && err.contains("x.csv"), "{err}");
+    let (ok, _, err) = run(&["plot", &s(&d.join("missing.csv"))]);
+    assert!(!ok && err.contains("missing.csv"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
