@@ -1025,22 +1025,26 @@ fn read_log(path: &Path) -> Result<Vec<lenet_gpu::render::CurvePoint>> {
         if line.is_empty() {
             continue;
         }
-        let get: Box<dyn Fn(&str) -> Option<f64>> = if line.starts_with('{') {
-            let v: serde_json::Value =
+        // Each record as (field, value) pairs, from JSON or from a CSV row under its header.
+        let record: std::collections::HashMap<String, f64> = if line.starts_with('{') {
+            let v: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(line).map_err(|_| bad(n, "not JSON"))?;
-            Box::new(move |k| v.get(k).and_then(|x| x.as_f64()))
-        } else if header.is_none() {
-            header = Some(line.split(',').map(str::to_string).collect());
-            continue;
+            v.into_iter()
+                .filter_map(|(k, x)| Some((k, x.as_f64()?)))
+                .collect()
+        } else if let Some(h) = &header {
+            h.iter()
+                .cloned()
+                .zip(
+                    line.split(',')
+                        .map(|v| v.trim().parse().unwrap_or(f64::NAN)),
+                )
+                .collect()
         } else {
-            let h = header.clone().unwrap_or_default();
-            let vals: Vec<String> = line.split(',').map(str::to_string).collect();
-            Box::new(move |k| {
-                h.iter()
-                    .position(|c| c == k)
-                    .and_then(|i| vals.get(i)?.parse().ok())
-            })
+            header = Some(line.split(',').map(|c| c.trim().to_string()).collect());
+            continue;
         };
+        let get = |k: &str| record.get(k).copied().filter(|v| v.is_finite());
         let (Some(e), Some(tr), Some(te)) = (get("epoch"), get("train_error"), get("test_error"))
         else {
             return Err(bad(n, "missing epoch, train_error or test_error"));

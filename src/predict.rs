@@ -31,8 +31,11 @@ const MIN_CONTRAST: f32 = 2.0 / 255.0;
 /// dither stay black, as MNIST's background is.
 const BACKGROUND_MARGIN: f32 = 0.05;
 
+/// Which percentile of the strong pixels is taken as the ink level (see step 3).
+const INK_PERCENTILE: f32 = 0.9;
+
 /// A pixel is ink, for the bounding box, when it is brighter than this fraction of the
-/// brightest pixel after stretching: faint halos (anti-aliasing, JPEG ringing around the
+/// ink level after stretching: faint halos (anti-aliasing, JPEG ringing around the
 /// strokes) then do not widen the box and shrink the digit.
 const INK: f32 = 0.10;
 
@@ -82,8 +85,11 @@ pub fn preprocess(img: &DynamicImage) -> std::result::Result<[u8; SIDE * SIDE], 
 
     // 3. Background to 0, ink to full range: the border's median is the background level
     //    (the median, so ink touching the edge does not move it); levels within a small
-    //    margin above it become 0 and the brightest pixel becomes 1, so a faint pencil digit
-    //    on grey paper ends up with the same contrast as MNIST's.
+    //    margin above it become 0, so paper texture and JPEG noise stay black as MNIST's
+    //    background is. The ink level, which becomes 255, is the 90th percentile of the
+    //    strong pixels (those past halfway to the brightest), not the single brightest one,
+    //    so one dark speck cannot leave the real strokes faint; a pencil digit on grey
+    //    paper ends up with MNIST's contrast.
     let mut border: Vec<f32> = grey
         .iter()
         .enumerate()
@@ -99,7 +105,19 @@ pub fn preprocess(img: &DynamicImage) -> std::result::Result<[u8; SIDE * SIDE], 
         return Err(BLANK.into());
     }
     let floor = background + BACKGROUND_MARGIN * range;
-    let span = (brightest - floor).max(f32::MIN_POSITIVE);
+    let half = floor + 0.5 * (brightest - floor);
+    let mut strong: Vec<f32> = grey.iter().copied().filter(|&v| v >= half).collect();
+    let ink = match strong.len() {
+        0 => brightest,
+        n => {
+            let k = ((n - 1) as f32 * INK_PERCENTILE).round() as usize;
+            *strong
+                .select_nth_unstable_by(k.min(n - 1), f32::total_cmp)
+                .1
+        }
+    };
+    drop(strong);
+    let span = (ink - floor).max(f32::MIN_POSITIVE);
     for v in &mut grey {
         *v = ((*v - floor) / span).clamp(0.0, 1.0);
     }

@@ -258,3 +258,48 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
     assert!(!d.join("epoch-002.safetensors").exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Broken images given to `predict`: each named in its own message, the run exits non-zero,
+/// and a broken model file is named too.
+#[test]
+fn broken_images_for_predict() {
+    let d = tmp("predict");
+    let model = d.join("m.safetensors");
+    let meta = lenet_gpu::checkpoint::Meta {
+        epoch: 0,
+        seed: 1,
+        loss: "mse".into(),
+        extra: Default::default(),
+    };
+    lenet_gpu::checkpoint::save(
+        &model,
+        &lenet_gpu::params::init(1),
+        &lenet_gpu::RBF_CENTERS,
+        &meta,
+    )
+    .unwrap();
+    let empty = d.join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let mut png = Vec::new();
+    image::GrayImage::from_pixel(30, 30, image::Luma([0]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let truncated = d.join("truncated.png");
+    std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
+    let folder = d.join("folder.png");
+    std::fs::create_dir(&folder).unwrap();
+    let missing = d.join("missing.png");
+    for f in [&empty, &truncated, &folder, &missing] {
+        fails(&["predict", "--model", &s(&model), &s(f)], &[&s(f)]);
+    }
+    fails(
+        &[
+            "predict",
+            "--model",
+            &s(&d.join("nope.safetensors")),
+            &s(&empty),
+        ],
+        &["nope.safetensors"],
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

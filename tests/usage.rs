@@ -103,6 +103,31 @@ fn log_curve_eval_visualize_predict() {
         out.contains("misclassified") && png_size(&errors).0 > 0,
         "{out}"
     );
+    // The same evaluation on the GPU backend (the software adapter) gives the same figure.
+    if lenet_gpu::gpu::pick(&lenet_gpu::gpu::AdapterChoice {
+        cpu: true,
+        ..Default::default()
+    })
+    .is_ok()
+    {
+        let (ok, gout, err) = run(&[
+            "eval",
+            "--cpu-adapter",
+            "--data",
+            &data,
+            "--test-limit",
+            "300",
+            "--model",
+            &s(&model),
+        ]);
+        assert!(ok, "{gout}{err}");
+        let line = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("test error"))
+                .map(str::to_string)
+        };
+        assert_eq!(line(&gout), line(&out), "GPU and CPU evaluation differ");
+    }
     let vis = d.join("vis.png");
     let (ok, out, err) = run(&[
         "visualize",
