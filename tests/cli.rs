@@ -97,17 +97,7 @@ fn train_then_eval_on_a_subset() {
 /// with a message, only where no CPU adapter exists and LENET_REQUIRE_GPU is unset.
 #[test]
 fn train_on_cpu_adapter_then_eval_on_cpu() {
-    let choice = lenet_gpu::gpu::AdapterChoice {
-        backends: lenet_gpu::gpu::parse_api("vulkan"),
-        cpu: true,
-        ..Default::default()
-    };
-    if let Err(e) = lenet_gpu::gpu::pick(&choice) {
-        assert!(
-            std::env::var_os("LENET_REQUIRE_GPU").is_none(),
-            "LENET_REQUIRE_GPU is set but: {e}"
-        );
-        eprintln!("skipped: {e}");
+    if !common::cpu_adapter_available() {
         return;
     }
     train_then_eval("cpu-adapter", &["--backend", "vulkan", "--cpu-adapter"]);

@@ -156,17 +156,7 @@ fn sigint_mid_pass_saves_and_resumes_bit_identical_on_cpu() {
 
 #[test]
 fn sigkill_mid_pass_then_resume_is_bit_identical_on_gpu() {
-    let choice = lenet_gpu::gpu::AdapterChoice {
-        backends: lenet_gpu::gpu::parse_api("vulkan"),
-        cpu: true,
-        ..Default::default()
-    };
-    if let Err(e) = lenet_gpu::gpu::pick(&choice) {
-        assert!(
-            std::env::var_os("LENET_REQUIRE_GPU").is_none(),
-            "LENET_REQUIRE_GPU is set but: {e}"
-        );
-        eprintln!("skipped: {e}");
+    if !common::cpu_adapter_available() {
         return;
     }
     kill_and_resume(

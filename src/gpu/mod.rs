@@ -713,17 +713,7 @@ impl GpuBackend {
         self.upload_order(Split::Train, idx);
         let steps = vec![self.step(Split::Train, 0, idx.len(), mode)];
         self.prepare_steps(&steps);
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("clear hacc"),
-            });
-        enc.clear_buffer(
-            &self.state,
-            4 * N_PARAMS as u64 * 4,
-            Some(N_PARAMS as u64 * 4),
-        );
-        self.queue.submit([enc.finish()]);
+        self.clear_hessian();
         let kernels: Vec<usize> = if mode == 0 {
             FORWARD.chain([LOSS]).chain(BACKWARD).collect()
         } else {
@@ -774,6 +764,21 @@ impl GpuBackend {
         Ok(out)
     }
 
+    /// Zeroes the Hessian accumulator (the `hacc` region of `state`) before an estimate.
+    fn clear_hessian(&self) {
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("clear hacc"),
+            });
+        enc.clear_buffer(
+            &self.state,
+            4 * N_PARAMS as u64 * 4,
+            Some(N_PARAMS as u64 * 4),
+        );
+        self.queue.submit([enc.finish()]);
+    }
+
     fn wait(&self) -> Result<()> {
         let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
         if let Some(e) = self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -816,17 +821,7 @@ impl Backend for GpuBackend {
             .map(|(s, n)| self.step(Split::Train, s, n, 1))
             .collect();
         self.prepare_steps(&steps);
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("clear hacc"),
-            });
-        enc.clear_buffer(
-            &self.state,
-            4 * N_PARAMS as u64 * 4,
-            Some(N_PARAMS as u64 * 4),
-        );
-        self.queue.submit([enc.finish()]);
+        self.clear_hessian();
         let kernels: Vec<usize> = FORWARD.chain(BACKWARD).collect();
         self.run(Split::Train, &steps, &kernels);
         let h = self.read(&self.state, 4 * N_PARAMS as u64, N_PARAMS)?;

@@ -29,3 +29,25 @@ pub fn mnist_dir() -> PathBuf {
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_lenet-gpu"))
 }
+
+/// Whether wgpu offers a software (CPU) Vulkan adapter such as lavapipe. Where it does not,
+/// tests that need one are skipped with a message, unless LENET_REQUIRE_GPU is set (as in
+/// CI), where that is a failure.
+pub fn cpu_adapter_available() -> bool {
+    let choice = lenet_gpu::gpu::AdapterChoice {
+        backends: lenet_gpu::gpu::parse_api("vulkan"),
+        cpu: true,
+        ..Default::default()
+    };
+    match lenet_gpu::gpu::pick(&choice) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var_os("LENET_REQUIRE_GPU").is_none(),
+                "LENET_REQUIRE_GPU is set but: {e}"
+            );
+            eprintln!("skipped: {e}");
+            false
+        }
+    }
+}
