@@ -65,6 +65,12 @@ pub trait Backend {
     /// backward, then v = momentum * v + g and w -= eps * v, with g the gradient summed over
     /// the batch.
     fn train(&mut self, order: &[u32], batch: usize) -> Result<TrainStats>;
+    /// How many patterns to hand `train` at once, between checks of the stop flag and the
+    /// loss: one batch on the CPU (a stop request is honoured after the current batch); a
+    /// GPU encodes many batches per submission, so it checks less often.
+    fn patterns_per_call(&self, batch: usize) -> usize {
+        batch
+    }
     /// Classifies every pattern of a split with the current parameters.
     fn evaluate(&mut self, split: Split) -> Result<Evaluation>;
 }

@@ -211,7 +211,8 @@ pub enum Outcome {
     Stopped(Progress),
 }
 
-/// Patterns between checks of the stop flag and of the loss (rounded up to whole batches).
+/// Patterns between checks of the stop flag and of the loss on a GPU backend (rounded up
+/// to whole batches); the CPU backend checks after every batch.
 pub const CHECK_EVERY: usize = 4096;
 
 /// Runs passes from `from` to `cfg.epochs`, calling `tick(pass, patterns done)` after each
@@ -255,7 +256,7 @@ pub fn train(
         let mut eps: Vec<f32> = Vec::new();
         let mut estimated = 0;
         let mut trained = 0;
-        let check = CHECK_EVERY.div_ceil(cfg.batch) * cfg.batch;
+        let check = backend.patterns_per_call(cfg.batch).max(cfg.batch);
         for seg in bounds.windows(2) {
             // The Hessian sample is drawn even for a segment that is skipped on resume, so
             // the random stream stays that of an uninterrupted run.

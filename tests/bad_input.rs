@@ -303,3 +303,42 @@ fn broken_images_for_predict() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A data file the user may not read. As root every file is readable, so there the binary
+/// runs as the unprivileged user `nobody` (with setpriv) to see the refusal.
+#[test]
+fn unreadable_data_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = data_with_train_images("noperm", &[0, 0, 8, 3]);
+    let file = d.join("train-images-idx3-ubyte");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_lenet-gpu");
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let mut cmd = if as_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    let out = match cmd
+        .args(["train", "--backend", "cpu", "--data", &s(&d)])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: cannot run setpriv: {e}");
+            return;
+        }
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&s(&file)) && err.contains("ermission denied"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}

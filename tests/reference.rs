@@ -402,3 +402,51 @@ fn hessian_matches_brute_force_rule_on_every_layer() {
         }
     }
 }
+
+/// The batch is split into fixed chunks whose sums are added in order, so the weights after
+/// training do not depend on how many threads ran it.
+#[test]
+fn cpu_training_is_independent_of_thread_count() {
+    use lenet_gpu::backend::Backend;
+    let n = 64;
+    let images: Vec<u8> = (0..n * 784)
+        .map(|i| ((i * 2654435761usize) >> 13) as u8)
+        .collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let set = std::sync::Arc::new(lenet_gpu::data::Dataset {
+        images,
+        labels,
+        side: 28,
+    });
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut b =
+                lenet_gpu::cpu::batch::CpuBackend::new(set.clone(), set.clone(), Loss::Mse, 0.5);
+            b.set_params(&params::init(4)).unwrap();
+            let h = b.hessian(&(0..32).collect::<Vec<u32>>()).unwrap();
+            b.set_step_sizes(&lenet_gpu::train::step_sizes(&h, 2e-5, 0.02))
+                .unwrap();
+            b.train(&(0..n as u32).rev().collect::<Vec<u32>>(), 32)
+                .unwrap();
+            b.params().unwrap()
+        })
+    };
+    let (one, two, three) = (run(1), run(2), run(3));
+    assert!(
+        one.iter()
+            .zip(&two)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "1 vs 2 threads differ"
+    );
+    assert!(
+        one.iter()
+            .zip(&three)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "1 vs 3 threads differ"
+    );
+    assert_ne!(one, params::init(4));
+}

@@ -235,3 +235,57 @@ fn broken_logs_are_clear_errors() {
     assert!(!ok && err.contains("missing.csv"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Training through the GPU backend (the software adapter) writes the same kind of log and
+/// curve, and --quiet holds there too.
+#[test]
+fn gpu_training_logs_and_quiet() {
+    if !common::cpu_adapter_available() {
+        return;
+    }
+    let data = s(&common::mnist_dir());
+    let d = tmp("gpu-log");
+    let log = d.join("gpu.jsonl");
+    let (ok, out, err) = run(&[
+        "train",
+        "--cpu-adapter",
+        "--data",
+        &data,
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--epochs",
+        "1",
+        "--batch",
+        "16",
+        "--hessian-samples",
+        "32",
+        "--log",
+        &s(&log),
+        "--quiet",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with("done: test error") && out.lines().count() == 1,
+        "{out}"
+    );
+    let rec: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["epoch"], 1);
+    assert!(
+        rec["test_error"].as_f64().is_some() && rec["step_f6"].as_f64().is_some(),
+        "{rec}"
+    );
+    assert_eq!(
+        png_size(&log.with_extension("png")),
+        lenet_gpu::render::CURVE_SIZE
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

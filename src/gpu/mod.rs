@@ -838,6 +838,10 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
+    fn patterns_per_call(&self, batch: usize) -> usize {
+        crate::train::CHECK_EVERY.div_ceil(batch) * batch
+    }
+
     fn velocity(&mut self) -> Result<Vec<f32>> {
         self.read(&self.state, 3 * N_PARAMS as u64, N_PARAMS)
     }
