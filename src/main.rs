@@ -821,10 +821,7 @@ const LAST: &str = "last.safetensors";
 fn run_eval(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.model)?;
     let (train_set, test_set) = load_data(&a.data)?;
-    let mut centers_differ = false;
-    if ck.centers.as_slice() != RBF_CENTERS.as_slice() {
-        centers_differ = true;
-    }
+    let centers_differ = ck.centers.as_slice() != RBF_CENTERS.as_slice();
     let mut b = a
         .device
         .backend(train_set, test_set.clone(), Loss::Mse, 0.0, 1)?;
@@ -871,10 +868,9 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             wrong.len()
         );
     }
-    println!("per-class accuracy is the last column of the confusion matrix");
-    println!("confusion matrix (rows: true digit, columns: predicted)");
+    println!("confusion matrix (rows: true digit, columns: predicted; last: per-class accuracy)");
     println!(
-        "      {}",
+        "      {} accuracy",
         (0..10).map(|d| format!("{d:>5}")).collect::<String>()
     );
     for (d, row) in conf.iter().enumerate() {
