@@ -11,6 +11,8 @@
 var<private> C3_START: array<u32, 17> = C3_START_INIT;
 var<private> C3_IN: array<u32, 60> = C3_IN_INIT;
 var<private> C3_MAP: array<u32, 60> = C3_MAP_INIT;
+var<private> C3_BY_INPUT_START: array<u32, 7> = C3_BY_INPUT_START_INIT;
+var<private> C3_BY_INPUT_LINK: array<u32, 60> = C3_BY_INPUT_LINK_INIT;
 
 // x0: (B,1,32,32) -> x1: (B,6,28,28)
 @compute @workgroup_size(64)
@@ -94,8 +96,8 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let y = (r % 196u) / 14u;
     let x = r % 14u;
     var s = 0.0;
-    for (var l = 0u; l < 60u; l++) {
-        if (C3_IN[l] != m) { continue; }
+    for (var n = C3_BY_INPUT_START[m]; n < C3_BY_INPUT_START[m + 1u]; n++) {
+        let l = C3_BY_INPUT_LINK[n];
         let o = C3_MAP[l];
         for (var ky = 0u; ky < 5u; ky++) {
             if (y < ky || y - ky >= 10u) { continue; }

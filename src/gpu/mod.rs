@@ -118,6 +118,20 @@ fn header() -> String {
     h += &format!("const C3_START_INIT = array<u32, 17>({});\n", list(&start));
     h += &format!("const C3_IN_INIT = array<u32, 60>({});\n", list(&ins));
     h += &format!("const C3_MAP_INIT = array<u32, 60>({});\n", list(&maps));
+    // The same links grouped by the S2 map they read, for gathering C3's input gradient.
+    let (mut by_start, mut by_link) = (vec![0u32], Vec::new());
+    for m in 0..6u32 {
+        by_link.extend((0..ins.len() as u32).filter(|&l| ins[l as usize] == m));
+        by_start.push(by_link.len() as u32);
+    }
+    h += &format!(
+        "const C3_BY_INPUT_START_INIT = array<u32, 7>({});\n",
+        list(&by_start)
+    );
+    h += &format!(
+        "const C3_BY_INPUT_LINK_INIT = array<u32, 60>({});\n",
+        list(&by_link)
+    );
     h
 }
 
