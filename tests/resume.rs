@@ -183,3 +183,39 @@ fn sigkill_mid_pass_then_resume_is_bit_identical_on_gpu() {
         None,
     );
 }
+
+/// A second Ctrl-C exits at once (130), and whatever the first one was doing, the
+/// checkpoint on disk is whole: it loads.
+#[test]
+fn second_sigint_exits_at_once_and_the_checkpoint_stays_whole() {
+    let dir = tmp("twice");
+    let mut child = train(&CPU_RUN, &dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&dir.join("epoch-001.safetensors"), &mut child);
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..2 {
+        assert!(
+            Command::new("kill")
+                .arg("-2")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let ck = checkpoint::load(&dir.join("last.safetensors")).unwrap();
+    assert!(ck.params.iter().all(|v| v.is_finite()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
