@@ -12,7 +12,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{path}: not a valid IDX file: {reason}")]
+    #[error(
+        "{path}: not a valid IDX file: {reason}. Replace the file (for MNIST, `lenet-gpu fetch --dir DIR` \
+         downloads verified copies)"
+    )]
     Idx { path: PathBuf, reason: String },
 
     #[error(
@@ -28,7 +31,10 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("{path}: not a usable checkpoint: {reason}")]
+    #[error(
+        "{path}: not a usable checkpoint: {reason}. Use a file written by `lenet-gpu train --save` or \
+         `--checkpoint-dir`"
+    )]
     Checkpoint { path: PathBuf, reason: String },
 
     #[error("{path}: cannot use this image: {reason}")]
