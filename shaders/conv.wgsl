@@ -14,177 +14,291 @@ var<private> C3_MAP: array<u32, 60> = C3_MAP_INIT;
 var<private> C3_BY_INPUT_START: array<u32, 7> = C3_BY_INPUT_START_INIT;
 var<private> C3_BY_INPUT_LINK: array<u32, 60> = C3_BY_INPUT_LINK_INIT;
 
-// x0: (B,1,32,32) -> x1: (B,6,28,28)
+// x0: (B,1,32,32) -> x1: (B,6,28,28). One invocation per 4x4 tile of output positions,
+// all six maps: it loads its 8x8 input patch once into registers and reuses each value for
+// up to 6*16 products (weight loads are the same for every invocation).
 @compute @workgroup_size(64)
 fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= step.batch * 4704u) { return; }
-    let b = i / 4704u;
-    let r = i % 4704u;
-    let o = r / 784u;
-    let oy = (r % 784u) / 28u;
-    let ox = r % 28u;
-    var a = state[C1_B + o];
+    if (i >= step.batch * 49u) { return; }
+    let b = i / 49u;
+    let t = i % 49u;
+    let y0 = (t / 7u) * 4u;
+    let x0 = (t % 7u) * 4u;
+    var p: array<f32, 64>;
+    for (var y = 0u; y < 8u; y++) {
+        for (var x = 0u; x < 8u; x++) {
+            p[y * 8u + x] = act(b, X0, (y0 + y) * 32u + x0 + x);
+        }
+    }
+    for (var o = 0u; o < 6u; o++) {
+        var a: array<f32, 16>;
+        let bias = state[C1_B + o];
+        for (var j = 0u; j < 16u; j++) { a[j] = bias; }
+        for (var ky = 0u; ky < 5u; ky++) {
+            for (var kx = 0u; kx < 5u; kx++) {
+                let w = state[C1_W + o * 25u + ky * 5u + kx];
+                for (var ty = 0u; ty < 4u; ty++) {
+                    for (var tx = 0u; tx < 4u; tx++) {
+                        a[ty * 4u + tx] += w * p[(ty + ky) * 8u + tx + kx];
+                    }
+                }
+            }
+        }
+        for (var ty = 0u; ty < 4u; ty++) {
+            for (var tx = 0u; tx < 4u; tx++) {
+                acts[b * ACT_STRIDE + X1 + o * 784u + (y0 + ty) * 28u + x0 + tx] = squash(a[ty * 4u + tx]);
+            }
+        }
+    }
+}
+
+// C1's parameter gradients in two stages, so that every sum keeps a fixed order.
+// Stage 1: one invocation per (pattern, map o, block of 4 output rows) sums d1 * x0 over
+// its 4x28 positions for the 25 weights and the bias of map o, reading its 8x32 input rows
+// and 4x28 deltas once. Partial sums go to the pattern's PART region, 156 per row block.
+@compute @workgroup_size(64)
+fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= step.batch * 42u) { return; }
+    let b = i / 42u;
+    let o = (i % 42u) / 7u;
+    let rb = i % 7u;
+    var p: array<f32, 256>; // x0 rows 4rb .. 4rb+7
+    for (var j = 0u; j < 256u; j++) {
+        p[j] = xin(act(b, X0, rb * 128u + j));
+    }
+    var d: array<f32, 112>; // d1[o] rows 4rb .. 4rb+3
+    var bias = 0.0;
+    for (var j = 0u; j < 112u; j++) {
+        d[j] = delta(b, D1, o * 784u + rb * 112u + j);
+        bias += d[j];
+    }
+    let out = b * DELTA_STRIDE + PART + rb * 156u;
     for (var ky = 0u; ky < 5u; ky++) {
         for (var kx = 0u; kx < 5u; kx++) {
-            a += state[C1_W + o * 25u + ky * 5u + kx] * act(b, X0, (oy + ky) * 32u + ox + kx);
+            var s = 0.0;
+            for (var ty = 0u; ty < 4u; ty++) {
+                for (var tx = 0u; tx < 28u; tx++) {
+                    s += d[ty * 28u + tx] * p[(ty + ky) * 32u + tx + kx];
+                }
+            }
+            deltas[out + o * 25u + ky * 5u + kx] = s;
         }
     }
-    acts[b * ACT_STRIDE + X1 + r] = squash(a);
+    deltas[out + 150u + o] = bias;
 }
 
-// One workgroup per C1 parameter (150 weights, then 6 biases): sum over (b, oy, ox) of
-// d1 * x0 (weights) or d1 (biases).
+// Stage 2: one invocation per C1 parameter (150 weights, then 6 biases) adds the partial
+// sums of stage 1 in order: pattern by pattern, row block by row block.
 @compute @workgroup_size(64)
-fn c1_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let k = wid.x;
+fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = flat_id(gid, nwg);
+    if (k >= 156u) { return; }
     var s = 0.0;
-    let n = step.batch * 784u;
-    if (k < 150u) {
-        let o = k / 25u;
-        let ky = (k % 25u) / 5u;
-        let kx = k % 5u;
-        for (var t = lid; t < n; t += WG) {
-            let b = t / 784u;
-            let p = t % 784u;
-            let oy = p / 28u;
-            let ox = p % 28u;
-            s += delta(b, D1, o * 784u + p) * xin(act(b, X0, (oy + ky) * 32u + ox + kx));
-        }
-    } else {
-        let o = k - 150u;
-        for (var t = lid; t < n; t += WG) {
-            s += delta(t / 784u, D1, o * 784u + t % 784u);
+    for (var b = 0u; b < step.batch; b++) {
+        for (var rb = 0u; rb < 7u; rb++) {
+            s += delta(b, PART, rb * 156u + k);
         }
     }
-    let total = workgroup_sum(lid, s);
-    if (lid == 0u && k < 156u) {
-        put_grad(C1_W + k, total);
-    }
+    put_grad(C1_W + k, s);
 }
 
-// x2: (B,6,14,14) -> x3: (B,16,10,10)
+// x2: (B,6,14,14) -> x3: (B,16,10,10). One invocation per (pattern, output map): the 100
+// sums stay in registers while the linked S2 maps stream through row by row.
 @compute @workgroup_size(64)
 fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= step.batch * 1600u) { return; }
-    let b = i / 1600u;
-    let r = i % 1600u;
-    let o = r / 100u;
-    let oy = (r % 100u) / 10u;
-    let ox = r % 10u;
-    var a = state[C3_B + o];
+    if (i >= step.batch * 16u) { return; }
+    let b = i / 16u;
+    let o = i % 16u;
+    var a: array<f32, 100>;
+    let bias = state[C3_B + o];
+    for (var j = 0u; j < 100u; j++) { a[j] = bias; }
     for (var l = C3_START[o]; l < C3_START[o + 1u]; l++) {
         let m = C3_IN[l];
-        for (var ky = 0u; ky < 5u; ky++) {
-            for (var kx = 0u; kx < 5u; kx++) {
-                a += state[C3_W + l * 25u + ky * 5u + kx] * act(b, X2, m * 196u + (oy + ky) * 14u + ox + kx);
+        var w: array<f32, 25>;
+        for (var k = 0u; k < 25u; k++) { w[k] = state[C3_W + l * 25u + k]; }
+        for (var y = 0u; y < 14u; y++) {
+            var row: array<f32, 14>;
+            for (var x = 0u; x < 14u; x++) { row[x] = act(b, X2, m * 196u + y * 14u + x); }
+            for (var ky = 0u; ky < 5u; ky++) {
+                if (y < ky || y - ky >= 10u) { continue; }
+                let oy = y - ky;
+                for (var kx = 0u; kx < 5u; kx++) {
+                    let wk = w[ky * 5u + kx];
+                    for (var ox = 0u; ox < 10u; ox++) {
+                        a[oy * 10u + ox] += wk * row[ox + kx];
+                    }
+                }
             }
         }
     }
-    acts[b * ACT_STRIDE + X3 + r] = squash(a);
+    for (var j = 0u; j < 100u; j++) {
+        acts[b * ACT_STRIDE + X3 + o * 100u + j] = squash(a[j]);
+    }
 }
 
-// d3: (B,16,10,10) -> d2: (B,6,14,14), gathered over the C3 maps that read each S2 map.
+// d3: (B,16,10,10) -> d2: (B,6,14,14). One invocation per (pattern, S2 map m): scatters
+// each linked C3 map's deltas, row by row, into 196 sums kept in registers.
 @compute @workgroup_size(64)
 fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= step.batch * 1176u) { return; }
-    let b = i / 1176u;
-    let r = i % 1176u;
-    let m = r / 196u;
-    let y = (r % 196u) / 14u;
-    let x = r % 14u;
-    var s = 0.0;
+    if (i >= step.batch * 6u) { return; }
+    let b = i / 6u;
+    let m = i % 6u;
+    var s: array<f32, 196>;
+    for (var j = 0u; j < 196u; j++) { s[j] = 0.0; }
     for (var n = C3_BY_INPUT_START[m]; n < C3_BY_INPUT_START[m + 1u]; n++) {
         let l = C3_BY_INPUT_LINK[n];
         let o = C3_MAP[l];
-        for (var ky = 0u; ky < 5u; ky++) {
-            if (y < ky || y - ky >= 10u) { continue; }
-            for (var kx = 0u; kx < 5u; kx++) {
-                if (x < kx || x - kx >= 10u) { continue; }
-                s += wt(C3_W + l * 25u + ky * 5u + kx) * delta(b, D3, o * 100u + (y - ky) * 10u + x - kx);
+        var w: array<f32, 25>;
+        for (var k = 0u; k < 25u; k++) { w[k] = wt(C3_W + l * 25u + k); }
+        for (var oy = 0u; oy < 10u; oy++) {
+            var row: array<f32, 10>;
+            for (var ox = 0u; ox < 10u; ox++) { row[ox] = delta(b, D3, o * 100u + oy * 10u + ox); }
+            for (var ky = 0u; ky < 5u; ky++) {
+                for (var kx = 0u; kx < 5u; kx++) {
+                    let wk = w[ky * 5u + kx];
+                    for (var ox = 0u; ox < 10u; ox++) {
+                        s[(oy + ky) * 14u + ox + kx] += wk * row[ox];
+                    }
+                }
             }
         }
     }
-    deltas[b * DELTA_STRIDE + D2 + r] = dfac(act(b, X2, r)) * s;
-}
-
-// One workgroup per C3 parameter (1500 weights, then 16 biases).
-@compute @workgroup_size(64)
-fn c3_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let k = wid.x;
-    var s = 0.0;
-    let n = step.batch * 100u;
-    if (k < 1500u) {
-        let l = k / 25u;
-        let o = C3_MAP[l];
-        let m = C3_IN[l];
-        let ky = (k % 25u) / 5u;
-        let kx = k % 5u;
-        for (var t = lid; t < n; t += WG) {
-            let b = t / 100u;
-            let p = t % 100u;
-            let oy = p / 10u;
-            let ox = p % 10u;
-            s += delta(b, D3, o * 100u + p) * xin(act(b, X2, m * 196u + (oy + ky) * 14u + ox + kx));
-        }
-    } else {
-        let o = min(k - 1500u, 15u);
-        for (var t = lid; t < n; t += WG) {
-            s += delta(t / 100u, D3, o * 100u + t % 100u);
-        }
-    }
-    let total = workgroup_sum(lid, s);
-    if (lid == 0u && k < 1516u) {
-        put_grad(C3_W + k, total);
+    for (var j = 0u; j < 196u; j++) {
+        let r = m * 196u + j;
+        deltas[b * DELTA_STRIDE + D2 + r] = dfac(act(b, X2, r)) * s[j];
     }
 }
 
-// x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input: one dot product of 400.
+// C3's parameter gradients in two stages (as C1's). Stage 1: one invocation per (pattern,
+// link) sums d3[o] * x2[m] for the link's 25 weights, holding both maps in registers; 16
+// more per pattern sum the deltas of each map for the biases. 1516 partials per pattern.
 @compute @workgroup_size(64)
-fn c5_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= step.batch * 120u) { return; }
-    let b = i / 120u;
-    let o = i % 120u;
-    var a = state[C5_B + o];
+    if (i >= step.batch * 76u) { return; }
+    let b = i / 76u;
+    let r = i % 76u;
+    let out = b * DELTA_STRIDE + PART;
+    if (r >= 60u) {
+        let o = r - 60u;
+        var s = 0.0;
+        for (var j = 0u; j < 100u; j++) { s += delta(b, D3, o * 100u + j); }
+        deltas[out + 1500u + o] = s;
+        return;
+    }
+    let o = C3_MAP[r];
+    let m = C3_IN[r];
+    var p: array<f32, 196>;
+    for (var j = 0u; j < 196u; j++) { p[j] = xin(act(b, X2, m * 196u + j)); }
+    var d: array<f32, 100>;
+    for (var j = 0u; j < 100u; j++) { d[j] = delta(b, D3, o * 100u + j); }
+    for (var ky = 0u; ky < 5u; ky++) {
+        for (var kx = 0u; kx < 5u; kx++) {
+            var s = 0.0;
+            for (var oy = 0u; oy < 10u; oy++) {
+                for (var ox = 0u; ox < 10u; ox++) {
+                    s += d[oy * 10u + ox] * p[(oy + ky) * 14u + ox + kx];
+                }
+            }
+            deltas[out + r * 25u + ky * 5u + kx] = s;
+        }
+    }
+}
+
+// Stage 2: one invocation per C3 parameter (1500 weights, then 16 biases) adds the
+// patterns' partial sums in order.
+@compute @workgroup_size(64)
+fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = flat_id(gid, nwg);
+    if (k >= 1516u) { return; }
+    var s = 0.0;
+    for (var b = 0u; b < step.batch; b++) {
+        s += delta(b, PART, k);
+    }
+    put_grad(C3_W + k, s);
+}
+
+// C5 and the layers after it have one invocation per pattern in a 16-wide workgroup and
+// the output block in workgroup_id.y, so every invocation of a workgroup reads the same
+// weights: each weight read serves 16 patterns, each input read 8 outputs.
+const LANES: u32 = 16u;
+
+// x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input: one dot product of 400,
+// eight outputs per invocation.
+@compute @workgroup_size(16)
+fn c5_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= step.batch) { return; }
+    let o0 = wid.y * 8u;
+    var a: array<f32, 8>;
+    for (var j = 0u; j < 8u; j++) { a[j] = state[C5_B + o0 + j]; }
     for (var k = 0u; k < 400u; k++) {
-        a += state[C5_W + o * 400u + k] * act(b, X4, k);
+        let x = act(b, X4, k);
+        for (var j = 0u; j < 8u; j++) {
+            a[j] += state[C5_W + (o0 + j) * 400u + k] * x;
+        }
     }
-    acts[b * ACT_STRIDE + X5 + o] = squash(a);
+    for (var j = 0u; j < 8u; j++) {
+        acts[b * ACT_STRIDE + X5 + o0 + j] = squash(a[j]);
+    }
 }
 
-// d5: (B,120) -> d4: (B,16,5,5)
-@compute @workgroup_size(64)
-fn c5_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    if (i >= step.batch * 400u) { return; }
-    let b = i / 400u;
-    let k = i % 400u;
-    var s = 0.0;
+// d5: (B,120) -> d4: (B,16,5,5), eight inputs per invocation.
+@compute @workgroup_size(16)
+fn c5_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= step.batch) { return; }
+    let k0 = wid.y * 8u;
+    var s: array<f32, 8>;
+    for (var j = 0u; j < 8u; j++) { s[j] = 0.0; }
     for (var o = 0u; o < 120u; o++) {
-        s += wt(C5_W + o * 400u + k) * delta(b, D5, o);
+        let d = delta(b, D5, o);
+        for (var j = 0u; j < 8u; j++) {
+            s[j] += wt(C5_W + o * 400u + k0 + j) * d;
+        }
     }
-    deltas[b * DELTA_STRIDE + D4 + k] = dfac(act(b, X4, k)) * s;
+    for (var j = 0u; j < 8u; j++) {
+        let k = k0 + j;
+        deltas[b * DELTA_STRIDE + D4 + k] = dfac(act(b, X4, k)) * s[j];
+    }
 }
 
-// One thread per C5 parameter (48000 weights, then 120 biases), summing over the batch.
+// C5's parameter gradients: one invocation per block of 4 outputs x 8 inputs (32 weights)
+// sums over the batch in order, reading 12 values per pattern instead of 64; the last 30
+// invocations sum the 120 biases, 4 each.
 @compute @workgroup_size(64)
 fn c5_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = flat_id(gid, nwg);
-    if (k >= 48120u) { return; }
-    var s = 0.0;
-    if (k < 48000u) {
-        let o = k / 400u;
-        let m = k % 400u;
+    let t = flat_id(gid, nwg);
+    if (t >= 1530u) { return; }
+    if (t >= 1500u) {
+        let o0 = (t - 1500u) * 4u;
+        var s: array<f32, 4>;
+        for (var j = 0u; j < 4u; j++) { s[j] = 0.0; }
         for (var b = 0u; b < step.batch; b++) {
-            s += delta(b, D5, o) * xin(act(b, X4, m));
+            for (var j = 0u; j < 4u; j++) { s[j] += delta(b, D5, o0 + j); }
         }
-    } else {
-        for (var b = 0u; b < step.batch; b++) {
-            s += delta(b, D5, k - 48000u);
+        for (var j = 0u; j < 4u; j++) { put_grad(C5_B + o0 + j, s[j]); }
+        return;
+    }
+    let o0 = (t / 50u) * 4u;
+    let k0 = (t % 50u) * 8u;
+    var s: array<f32, 32>;
+    for (var j = 0u; j < 32u; j++) { s[j] = 0.0; }
+    for (var b = 0u; b < step.batch; b++) {
+        var x: array<f32, 8>;
+        for (var j = 0u; j < 8u; j++) { x[j] = xin(act(b, X4, k0 + j)); }
+        for (var oj = 0u; oj < 4u; oj++) {
+            let d = delta(b, D5, o0 + oj);
+            for (var j = 0u; j < 8u; j++) { s[oj * 8u + j] += d * x[j]; }
         }
     }
-    put_grad(C5_W + k, s);
+    for (var oj = 0u; oj < 4u; oj++) {
+        for (var j = 0u; j < 8u; j++) {
+            put_grad(C5_W + (o0 + oj) * 400u + k0 + j, s[oj * 8u + j]);
+        }
+    }
 }
