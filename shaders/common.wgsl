@@ -106,3 +106,100 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     }
     return partial[0];
 }
+
+// Dense layers (C5 is one: a 5x5 kernel over a 5x5 input), y = f(W x + bias) with W
+// (n_out, n_in) row-major. Each invocation computes a register tile of 8 patterns x 4
+// units, so one load serves 4 or 8 products instead of one. Invocations past the batch
+// read the last pattern and write nothing (no early return, so loops stay uniform).
+const TILE_B: u32 = 8u;
+const TILE_U: u32 = 4u;
+
+// Invocation t of (ceil(batch/8) * n_out/4): x (B, n_in) at xoff -> y (B, n_out) at yoff.
+fn dense_forward(t: u32, n_in: u32, n_out: u32, xoff: u32, yoff: u32, w: u32, bias: u32) {
+    let blocks = n_out / TILE_U;
+    if (t >= ((step.batch + TILE_B - 1u) / TILE_B) * blocks) { return; }
+    let b0 = (t / blocks) * TILE_B;
+    let o0 = (t % blocks) * TILE_U;
+    var a: array<f32, 32>;
+    /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
+        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { a[bj * 4u + oj] = state[bias + o0 + oj]; }
+    }
+    for (var k = 0u; k < n_in; k++) {
+        var x: array<f32, 8>;
+        /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { x[bj] = act(min(b0 + bj, step.batch - 1u), xoff, k); }
+        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
+            let wk = state[w + (o0 + oj) * n_in + k];
+            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 4u + oj] += wk * x[bj]; }
+        }
+    }
+    /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
+        if (b0 + bj < step.batch) {
+            /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
+                acts[(b0 + bj) * ACT_STRIDE + yoff + o0 + oj] = squash(a[bj * 4u + oj]);
+            }
+        }
+    }
+}
+
+// Invocation t of (ceil(batch/8) * n_in/4): d_out (B, n_out) at doff_out -> d_in (B, n_in)
+// at doff_in, times the squashing derivative of the input x at xoff.
+fn dense_backward_input(t: u32, n_in: u32, n_out: u32, xoff: u32, doff_out: u32, doff_in: u32, w: u32) {
+    let blocks = n_in / TILE_U;
+    if (t >= ((step.batch + TILE_B - 1u) / TILE_B) * blocks) { return; }
+    let b0 = (t / blocks) * TILE_B;
+    let k0 = (t % blocks) * TILE_U;
+    var s: array<f32, 32>;
+    /*unroll*/ for (var j = 0u; j < 32u; j++) { s[j] = 0.0; }
+    for (var o = 0u; o < n_out; o++) {
+        var d: array<f32, 8>;
+        /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { d[bj] = delta(min(b0 + bj, step.batch - 1u), doff_out, o); }
+        /*unroll*/ for (var kj = 0u; kj < 4u; kj++) {
+            let wk = wt(w + o * n_in + k0 + kj);
+            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { s[bj * 4u + kj] += wk * d[bj]; }
+        }
+    }
+    /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
+        let b = b0 + bj;
+        if (b < step.batch) {
+            /*unroll*/ for (var kj = 0u; kj < 4u; kj++) {
+                deltas[b * DELTA_STRIDE + doff_in + k0 + kj] = dfac(act(b, xoff, k0 + kj)) * s[bj * 4u + kj];
+            }
+        }
+    }
+}
+
+// Invocation t of (n_out/4 * n_in/8 + n_out/4): the gradient of a tile of 4 units x 8
+// inputs of W, summed over the batch in order; the last n_out/4 invocations sum the biases.
+fn dense_backward_params(t: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32, w: u32, bias: u32) {
+    let blocks_o = n_out / 4u;
+    let blocks_k = n_in / 8u;
+    let tiles = blocks_o * blocks_k;
+    if (t >= tiles + blocks_o) { return; }
+    if (t >= tiles) {
+        let o0 = (t - tiles) * 4u;
+        var s: array<f32, 4>;
+        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { s[oj] = 0.0; }
+        for (var b = 0u; b < step.batch; b++) {
+            /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { s[oj] += delta(b, doff, o0 + oj); }
+        }
+        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { put_grad(bias + o0 + oj, s[oj]); }
+        return;
+    }
+    let o0 = (t / blocks_k) * 4u;
+    let k0 = (t % blocks_k) * 8u;
+    var s: array<f32, 32>;
+    /*unroll*/ for (var j = 0u; j < 32u; j++) { s[j] = 0.0; }
+    for (var b = 0u; b < step.batch; b++) {
+        var x: array<f32, 8>;
+        /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { x[kj] = xin(act(b, xoff, k0 + kj)); }
+        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
+            let d = delta(b, doff, o0 + oj);
+            /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { s[oj * 8u + kj] += d * x[kj]; }
+        }
+    }
+    /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
+        /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
+            put_grad(w + (o0 + oj) * n_in + k0 + kj, s[oj * 8u + kj]);
+        }
+    }
+}

@@ -26,27 +26,27 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let y0 = (t / 7u) * 4u;
     let x0 = (t % 7u) * 4u;
     var p: array<f32, 64>;
-    for (var y = 0u; y < 8u; y++) {
-        for (var x = 0u; x < 8u; x++) {
+    /*unroll*/ for (var y = 0u; y < 8u; y++) {
+        /*unroll*/ for (var x = 0u; x < 8u; x++) {
             p[y * 8u + x] = act(b, X0, (y0 + y) * 32u + x0 + x);
         }
     }
     for (var o = 0u; o < 6u; o++) {
         var a: array<f32, 16>;
         let bias = state[C1_B + o];
-        for (var j = 0u; j < 16u; j++) { a[j] = bias; }
-        for (var ky = 0u; ky < 5u; ky++) {
-            for (var kx = 0u; kx < 5u; kx++) {
+        /*unroll*/ for (var j = 0u; j < 16u; j++) { a[j] = bias; }
+        /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
+            /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
                 let w = state[C1_W + o * 25u + ky * 5u + kx];
-                for (var ty = 0u; ty < 4u; ty++) {
-                    for (var tx = 0u; tx < 4u; tx++) {
+                /*unroll*/ for (var ty = 0u; ty < 4u; ty++) {
+                    /*unroll*/ for (var tx = 0u; tx < 4u; tx++) {
                         a[ty * 4u + tx] += w * p[(ty + ky) * 8u + tx + kx];
                     }
                 }
             }
         }
-        for (var ty = 0u; ty < 4u; ty++) {
-            for (var tx = 0u; tx < 4u; tx++) {
+        /*unroll*/ for (var ty = 0u; ty < 4u; ty++) {
+            /*unroll*/ for (var tx = 0u; tx < 4u; tx++) {
                 acts[b * ACT_STRIDE + X1 + o * 784u + (y0 + ty) * 28u + x0 + tx] = squash(a[ty * 4u + tx]);
             }
         }
@@ -55,8 +55,9 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // C1's parameter gradients in two stages, so that every sum keeps a fixed order.
 // Stage 1: one invocation per (pattern, map o, block of 4 output rows) sums d1 * x0 over
-// its 4x28 positions for the 25 weights and the bias of map o, reading its 8x32 input rows
-// and 4x28 deltas once. Partial sums go to the pattern's PART region, 156 per row block.
+// its 4x28 positions for the 25 weights and the bias of map o. It holds the five input rows
+// that one output row needs, and slides them down a row at a time, so each input and each
+// delta is read once. Partial sums go to the pattern's PART region, 156 per row block.
 @compute @workgroup_size(64)
 fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -64,28 +65,32 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let b = i / 42u;
     let o = (i % 42u) / 7u;
     let rb = i % 7u;
-    var p: array<f32, 256>; // x0 rows 4rb .. 4rb+7
-    for (var j = 0u; j < 256u; j++) {
-        p[j] = xin(act(b, X0, rb * 128u + j));
-    }
-    var d: array<f32, 112>; // d1[o] rows 4rb .. 4rb+3
+    var p: array<f32, 160>; // x0 rows oy .. oy+4
+    /*unroll*/ for (var j = 0u; j < 160u; j++) { p[j] = xin(act(b, X0, rb * 128u + j)); }
+    var g: array<f32, 25>;
+    /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
     var bias = 0.0;
-    for (var j = 0u; j < 112u; j++) {
-        d[j] = delta(b, D1, o * 784u + rb * 112u + j);
-        bias += d[j];
-    }
-    let out = b * DELTA_STRIDE + PART + rb * 156u;
-    for (var ky = 0u; ky < 5u; ky++) {
-        for (var kx = 0u; kx < 5u; kx++) {
-            var s = 0.0;
-            for (var ty = 0u; ty < 4u; ty++) {
-                for (var tx = 0u; tx < 28u; tx++) {
-                    s += d[ty * 28u + tx] * p[(ty + ky) * 32u + tx + kx];
+    for (var ty = 0u; ty < 4u; ty++) {
+        let oy = rb * 4u + ty;
+        var d: array<f32, 28>; // d1[o] row oy
+        /*unroll*/ for (var x = 0u; x < 28u; x++) {
+            d[x] = delta(b, D1, o * 784u + oy * 28u + x);
+            bias += d[x];
+        }
+        /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
+            /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
+                /*unroll*/ for (var x = 0u; x < 28u; x++) {
+                    g[ky * 5u + kx] += d[x] * p[ky * 32u + x + kx];
                 }
             }
-            deltas[out + o * 25u + ky * 5u + kx] = s;
+        }
+        if (ty < 3u) {
+            /*unroll*/ for (var j = 0u; j < 128u; j++) { p[j] = p[j + 32u]; }
+            /*unroll*/ for (var x = 0u; x < 32u; x++) { p[128u + x] = xin(act(b, X0, (oy + 5u) * 32u + x)); }
         }
     }
+    let out = b * DELTA_STRIDE + PART + rb * 156u;
+    /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + o * 25u + k] = g[k]; }
     deltas[out + 150u + o] = bias;
 }
 
@@ -114,27 +119,29 @@ fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let o = i % 16u;
     var a: array<f32, 100>;
     let bias = state[C3_B + o];
-    for (var j = 0u; j < 100u; j++) { a[j] = bias; }
+    /*unroll*/ for (var j = 0u; j < 100u; j++) { a[j] = bias; }
     for (var l = C3_START[o]; l < C3_START[o + 1u]; l++) {
         let m = C3_IN[l];
         var w: array<f32, 25>;
-        for (var k = 0u; k < 25u; k++) { w[k] = state[C3_W + l * 25u + k]; }
-        for (var y = 0u; y < 14u; y++) {
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = state[C3_W + l * 25u + k]; }
+        /*unroll*/ for (var y = 0u; y < 14u; y++) {
             var row: array<f32, 14>;
-            for (var x = 0u; x < 14u; x++) { row[x] = act(b, X2, m * 196u + y * 14u + x); }
-            for (var ky = 0u; ky < 5u; ky++) {
-                if (y < ky || y - ky >= 10u) { continue; }
-                let oy = y - ky;
-                for (var kx = 0u; kx < 5u; kx++) {
-                    let wk = w[ky * 5u + kx];
-                    for (var ox = 0u; ox < 10u; ox++) {
-                        a[oy * 10u + ox] += wk * row[ox + kx];
+            /*unroll*/ for (var x = 0u; x < 14u; x++) { row[x] = act(b, X2, m * 196u + y * 14u + x); }
+            /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
+                if (ky <= y && y - ky < 10u) {
+                    /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
+                        /*unroll*/ for (var ox = 0u; ox < 10u; ox++) {
+                            // (y + 10 - ky) % 10 is y - ky here; written so that the index
+                            // stays in range in the copies the guard skips, which a GLSL
+                            // compiler still range-checks after folding the constants.
+                            a[((y + 10u - ky) % 10u) * 10u + ox] += w[ky * 5u + kx] * row[ox + kx];
+                        }
                     }
                 }
             }
         }
     }
-    for (var j = 0u; j < 100u; j++) {
+    /*unroll*/ for (var j = 0u; j < 100u; j++) {
         acts[b * ACT_STRIDE + X3 + o * 100u + j] = squash(a[j]);
     }
 }
@@ -148,26 +155,26 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let b = i / 6u;
     let m = i % 6u;
     var s: array<f32, 196>;
-    for (var j = 0u; j < 196u; j++) { s[j] = 0.0; }
+    /*unroll*/ for (var j = 0u; j < 196u; j++) { s[j] = 0.0; }
     for (var n = C3_BY_INPUT_START[m]; n < C3_BY_INPUT_START[m + 1u]; n++) {
         let l = C3_BY_INPUT_LINK[n];
         let o = C3_MAP[l];
         var w: array<f32, 25>;
-        for (var k = 0u; k < 25u; k++) { w[k] = wt(C3_W + l * 25u + k); }
-        for (var oy = 0u; oy < 10u; oy++) {
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = wt(C3_W + l * 25u + k); }
+        /*unroll*/ for (var oy = 0u; oy < 10u; oy++) {
             var row: array<f32, 10>;
-            for (var ox = 0u; ox < 10u; ox++) { row[ox] = delta(b, D3, o * 100u + oy * 10u + ox); }
-            for (var ky = 0u; ky < 5u; ky++) {
-                for (var kx = 0u; kx < 5u; kx++) {
+            /*unroll*/ for (var ox = 0u; ox < 10u; ox++) { row[ox] = delta(b, D3, o * 100u + oy * 10u + ox); }
+            /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
+                /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
                     let wk = w[ky * 5u + kx];
-                    for (var ox = 0u; ox < 10u; ox++) {
+                    /*unroll*/ for (var ox = 0u; ox < 10u; ox++) {
                         s[(oy + ky) * 14u + ox + kx] += wk * row[ox];
                     }
                 }
             }
         }
     }
-    for (var j = 0u; j < 196u; j++) {
+    /*unroll*/ for (var j = 0u; j < 196u; j++) {
         let r = m * 196u + j;
         deltas[b * DELTA_STRIDE + D2 + r] = dfac(act(b, X2, r)) * s[j];
     }
@@ -186,27 +193,32 @@ fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     if (r >= 60u) {
         let o = r - 60u;
         var s = 0.0;
-        for (var j = 0u; j < 100u; j++) { s += delta(b, D3, o * 100u + j); }
+        /*unroll*/ for (var j = 0u; j < 100u; j++) { s += delta(b, D3, o * 100u + j); }
         deltas[out + 1500u + o] = s;
         return;
     }
     let o = C3_MAP[r];
     let m = C3_IN[r];
-    var p: array<f32, 196>;
-    for (var j = 0u; j < 196u; j++) { p[j] = xin(act(b, X2, m * 196u + j)); }
-    var d: array<f32, 100>;
-    for (var j = 0u; j < 100u; j++) { d[j] = delta(b, D3, o * 100u + j); }
-    for (var ky = 0u; ky < 5u; ky++) {
-        for (var kx = 0u; kx < 5u; kx++) {
-            var s = 0.0;
-            for (var oy = 0u; oy < 10u; oy++) {
-                for (var ox = 0u; ox < 10u; ox++) {
-                    s += d[oy * 10u + ox] * p[(oy + ky) * 14u + ox + kx];
+    var p: array<f32, 70>; // x2[m] rows oy .. oy+4, sliding down
+    /*unroll*/ for (var j = 0u; j < 70u; j++) { p[j] = xin(act(b, X2, m * 196u + j)); }
+    var g: array<f32, 25>;
+    /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
+    for (var oy = 0u; oy < 10u; oy++) {
+        var d: array<f32, 10>; // d3[o] row oy
+        /*unroll*/ for (var x = 0u; x < 10u; x++) { d[x] = delta(b, D3, o * 100u + oy * 10u + x); }
+        /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
+            /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
+                /*unroll*/ for (var x = 0u; x < 10u; x++) {
+                    g[ky * 5u + kx] += d[x] * p[ky * 14u + x + kx];
                 }
             }
-            deltas[out + r * 25u + ky * 5u + kx] = s;
+        }
+        if (oy < 9u) {
+            /*unroll*/ for (var j = 0u; j < 56u; j++) { p[j] = p[j + 14u]; }
+            /*unroll*/ for (var x = 0u; x < 14u; x++) { p[56u + x] = xin(act(b, X2, m * 196u + (oy + 5u) * 14u + x)); }
         }
     }
+    /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + r * 25u + k] = g[k]; }
 }
 
 // Stage 2: one invocation per C3 parameter (1500 weights, then 16 biases) adds the
@@ -222,83 +234,21 @@ fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     put_grad(C3_W + k, s);
 }
 
-// C5 and the layers after it have one invocation per pattern in a 16-wide workgroup and
-// the output block in workgroup_id.y, so every invocation of a workgroup reads the same
-// weights: each weight read serves 16 patterns, each input read 8 outputs.
-const LANES: u32 = 16u;
-
-// x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input: one dot product of 400,
-// eight outputs per invocation.
-@compute @workgroup_size(16)
-fn c5_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let b = gid.x;
-    if (b >= step.batch) { return; }
-    let o0 = wid.y * 8u;
-    var a: array<f32, 8>;
-    for (var j = 0u; j < 8u; j++) { a[j] = state[C5_B + o0 + j]; }
-    for (var k = 0u; k < 400u; k++) {
-        let x = act(b, X4, k);
-        for (var j = 0u; j < 8u; j++) {
-            a[j] += state[C5_W + (o0 + j) * 400u + k] * x;
-        }
-    }
-    for (var j = 0u; j < 8u; j++) {
-        acts[b * ACT_STRIDE + X5 + o0 + j] = squash(a[j]);
-    }
+// x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input is a dense layer of 400
+// inputs (common.wgsl).
+@compute @workgroup_size(64)
+fn c5_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dense_forward(flat_id(gid, nwg), 400u, 120u, X4, X5, C5_W, C5_B);
 }
 
-// d5: (B,120) -> d4: (B,16,5,5), eight inputs per invocation.
-@compute @workgroup_size(16)
-fn c5_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let b = gid.x;
-    if (b >= step.batch) { return; }
-    let k0 = wid.y * 8u;
-    var s: array<f32, 8>;
-    for (var j = 0u; j < 8u; j++) { s[j] = 0.0; }
-    for (var o = 0u; o < 120u; o++) {
-        let d = delta(b, D5, o);
-        for (var j = 0u; j < 8u; j++) {
-            s[j] += wt(C5_W + o * 400u + k0 + j) * d;
-        }
-    }
-    for (var j = 0u; j < 8u; j++) {
-        let k = k0 + j;
-        deltas[b * DELTA_STRIDE + D4 + k] = dfac(act(b, X4, k)) * s[j];
-    }
+// d5: (B,120) -> d4: (B,16,5,5)
+@compute @workgroup_size(64)
+fn c5_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dense_backward_input(flat_id(gid, nwg), 400u, 120u, X4, D5, D4, C5_W);
 }
 
-// C5's parameter gradients: one invocation per block of 4 outputs x 8 inputs (32 weights)
-// sums over the batch in order, reading 12 values per pattern instead of 64; the last 30
-// invocations sum the 120 biases, 4 each.
+// C5's 48000 weights and 120 biases, summed over the batch.
 @compute @workgroup_size(64)
 fn c5_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_id(gid, nwg);
-    if (t >= 1530u) { return; }
-    if (t >= 1500u) {
-        let o0 = (t - 1500u) * 4u;
-        var s: array<f32, 4>;
-        for (var j = 0u; j < 4u; j++) { s[j] = 0.0; }
-        for (var b = 0u; b < step.batch; b++) {
-            for (var j = 0u; j < 4u; j++) { s[j] += delta(b, D5, o0 + j); }
-        }
-        for (var j = 0u; j < 4u; j++) { put_grad(C5_B + o0 + j, s[j]); }
-        return;
-    }
-    let o0 = (t / 50u) * 4u;
-    let k0 = (t % 50u) * 8u;
-    var s: array<f32, 32>;
-    for (var j = 0u; j < 32u; j++) { s[j] = 0.0; }
-    for (var b = 0u; b < step.batch; b++) {
-        var x: array<f32, 8>;
-        for (var j = 0u; j < 8u; j++) { x[j] = xin(act(b, X4, k0 + j)); }
-        for (var oj = 0u; oj < 4u; oj++) {
-            let d = delta(b, D5, o0 + oj);
-            for (var j = 0u; j < 8u; j++) { s[oj * 8u + j] += d * x[j]; }
-        }
-    }
-    for (var oj = 0u; oj < 4u; oj++) {
-        for (var j = 0u; j < 8u; j++) {
-            put_grad(C5_W + (o0 + oj) * 400u + k0 + j, s[oj * 8u + j]);
-        }
-    }
+    dense_backward_params(flat_id(gid, nwg), 400u, 120u, X4, D5, C5_W, C5_B);
 }

@@ -47,8 +47,6 @@ pub const DELTA_STRIDE: u32 = 8094 + PART_LEN;
 const CENTERS_OFF: u64 = 5 * N_PARAMS as u64;
 const STATE_LEN: u64 = CENTERS_OFF + 840;
 const WG: u32 = 64;
-/// Workgroup size of the kernels that put one pattern in each invocation (shaders: `LANES`).
-const LANES: u32 = 16;
 /// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
 const STEP_STRIDE: u64 = 256;
 /// Patterns per batch when only evaluating.
@@ -141,6 +139,62 @@ fn header() -> String {
     h
 }
 
+/// Unrolls every loop marked `/*unroll*/`, of the form
+/// `/*unroll*/ for (var NAME = Au; NAME < Bu; NAME++) { BODY }`, into the blocks
+/// `{ let NAME = Au; BODY } { let NAME = A+1u; BODY } ...`, outermost first, until none is left.
+///
+/// Why: on CPU adapters (lavapipe, llvmpipe) a function-local array indexed by a loop
+/// variable compiles to a chain of branches or a per-lane memory access, while a constant
+/// index keeps the element in a register. The kernels hold their tiles (an input patch, a
+/// row of sums) in such arrays; unrolling the loops over the tile makes every index a
+/// constant, which the compiler folds. GPUs' compilers do the same with unrolled code.
+/// A marked loop's body must not `break` or `continue` (it would leave the wrong loop).
+pub fn unroll(src: &str) -> String {
+    const MARK: &str = "/*unroll*/";
+    let mut s = src.to_string();
+    while let Some(at) = s.find(MARK) {
+        let rest = &s[at + MARK.len()..];
+        let open = rest.find('{').expect("an unrolled loop has a body");
+        let head = rest[..open].trim();
+        // for (var NAME = Au; NAME < Bu; NAME++)
+        let parse = || -> Option<(String, u32, u32)> {
+            let inner = head.strip_prefix("for (var ")?.strip_suffix(')')?;
+            let mut parts = inner.split(';').map(str::trim);
+            let (name, from) = parts.next()?.split_once(" = ")?;
+            let (cond_name, to) = parts.next()?.split_once(" < ")?;
+            let inc = parts.next()?;
+            let num = |t: &str| t.strip_suffix('u')?.parse::<u32>().ok();
+            (cond_name == name && inc == format!("{name}++"))
+                .then(|| Some((name.to_string(), num(from)?, num(to)?)))?
+        };
+        let (name, from, to) = parse().unwrap_or_else(|| panic!("malformed unrolled loop: {head}"));
+        let body_start = at + MARK.len() + open + 1;
+        let mut depth = 1;
+        let mut end = body_start;
+        for (i, c) in s[body_start..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                end = body_start + i;
+                break;
+            }
+        }
+        let body = &s[body_start..end];
+        assert!(
+            !body.contains("continue") && !body.contains("break"),
+            "an unrolled loop's body must not break or continue: {head}"
+        );
+        let copies: String = (from..to)
+            .map(|k| format!("{{ let {name} = {k}u;{body}}}"))
+            .collect();
+        s.replace_range(at..end + 1, &copies);
+    }
+    s
+}
+
 /// The shader files, each compiled with the header and common.wgsl in front.
 const SHADERS: [(&str, &str); 6] = [
     ("input", include_str!("../../shaders/input.wgsl")),
@@ -161,8 +215,8 @@ enum Size {
     GroupPerParam(u32),
     /// One thread each for this many items.
     Threads(u32),
-    /// One thread per pattern in workgroups of `LANES`, times this many blocks (y).
-    Lanes(u32),
+    /// One thread per tile of 8 patterns, times this many unit blocks (dense layers).
+    Tiles(u32),
 }
 
 /// Every kernel: (shader file, entry point, size).
@@ -172,18 +226,18 @@ const KERNELS: [(&str, &str, Size); 24] = [
     ("subsample", "s2_forward", Size::PerPattern(1176)),
     ("conv", "c3_forward", Size::PerPattern(16)),
     ("subsample", "s4_forward", Size::PerPattern(400)),
-    ("conv", "c5_forward", Size::Lanes(15)),
-    ("full", "f6_forward", Size::PerPattern(84)),
+    ("conv", "c5_forward", Size::Tiles(30)),
+    ("full", "f6_forward", Size::Tiles(21)),
     ("rbf", "rbf_forward", Size::PerPattern(10)),
     ("rbf", "loss_forward_backward", Size::PerPattern(1)),
     ("rbf", "rbf_backward", Size::PerPattern(84)),
-    ("full", "f6_backward_input", Size::PerPattern(120)),
-    ("conv", "c5_backward_input", Size::Lanes(50)),
+    ("full", "f6_backward_input", Size::Tiles(30)),
+    ("conv", "c5_backward_input", Size::Tiles(100)),
     ("subsample", "s4_backward_input", Size::PerPattern(1600)),
     ("conv", "c3_backward_input", Size::PerPattern(6)),
     ("subsample", "s2_backward_input", Size::PerPattern(4704)),
-    ("full", "f6_backward_params", Size::Threads(10164)),
-    ("conv", "c5_backward_params", Size::Threads(1530)),
+    ("full", "f6_backward_params", Size::Threads(21 * 15 + 21)),
+    ("conv", "c5_backward_params", Size::Threads(30 * 50 + 30)),
     ("subsample", "s4_backward_params", Size::GroupPerParam(32)),
     ("conv", "c3_backward_params", Size::PerPattern(76)),
     ("conv", "c3_backward_params_sum", Size::Threads(1516)),
@@ -339,7 +393,7 @@ impl GpuBackend {
         let modules: Vec<(&str, wgpu::ShaderModule)> = SHADERS
             .iter()
             .map(|(name, src)| {
-                let code = format!("{head}\n{COMMON}\n{src}");
+                let code = unroll(&format!("{head}\n{COMMON}\n{src}"));
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(name),
                     source: wgpu::ShaderSource::Wgsl(code.into()),
@@ -551,7 +605,7 @@ impl GpuBackend {
             Size::PerPattern(u) => (b * u).div_ceil(WG),
             Size::Threads(t) => t.div_ceil(WG),
             Size::GroupPerParam(p) => p,
-            Size::Lanes(blocks) => return (b.div_ceil(LANES), blocks, 1),
+            Size::Tiles(blocks) => (b.div_ceil(8) * blocks).div_ceil(WG),
         };
         if n <= self.max_groups {
             (n, 1, 1)
