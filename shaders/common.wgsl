@@ -111,6 +111,9 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
 // (n_out, n_in) row-major. Each invocation computes a register tile of 8 patterns x 4
 // units, so one load serves 4 or 8 products instead of one. Invocations past the batch
 // read the last pattern and write nothing (no early return, so loops stay uniform).
+// The forward and input-gradient kernels run in workgroups of 32 (`DENSE_WG`): at small
+// batches there are few tiles, and a CPU adapter runs each workgroup on one core.
+const DENSE_WG: u32 = 32u;
 const TILE_B: u32 = 8u;
 const TILE_U: u32 = 4u;
 

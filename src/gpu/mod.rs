@@ -47,6 +47,8 @@ pub const DELTA_STRIDE: u32 = 8094 + PART_LEN;
 const CENTERS_OFF: u64 = 5 * N_PARAMS as u64;
 const STATE_LEN: u64 = CENTERS_OFF + 840;
 const WG: u32 = 64;
+/// Workgroup size of the dense-layer forward and input-gradient kernels (common.wgsl).
+const DENSE_WG: u32 = 32;
 /// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
 const STEP_STRIDE: u64 = 256;
 /// Patterns per batch when only evaluating.
@@ -215,7 +217,8 @@ enum Size {
     GroupPerParam(u32),
     /// One thread each for this many items.
     Threads(u32),
-    /// One thread per tile of 8 patterns, times this many unit blocks (dense layers).
+    /// One thread per tile of 8 patterns, times this many unit blocks, in workgroups of
+    /// `DENSE_WG` (dense layers; never more than 65535 groups: 32 * 100 * 65535 patterns).
     Tiles(u32),
 }
 
@@ -605,7 +608,7 @@ impl GpuBackend {
             Size::PerPattern(u) => (b * u).div_ceil(WG),
             Size::Threads(t) => t.div_ceil(WG),
             Size::GroupPerParam(p) => p,
-            Size::Tiles(blocks) => (b.div_ceil(8) * blocks).div_ceil(WG),
+            Size::Tiles(blocks) => return ((b.div_ceil(8) * blocks).div_ceil(DENSE_WG), 1, 1),
         };
         if n <= self.max_groups {
             (n, 1, 1)
