@@ -73,4 +73,13 @@ pub trait Backend {
     }
     /// Classifies every pattern of a split with the current parameters.
     fn evaluate(&mut self, split: Split) -> Result<Evaluation>;
+    /// Bytes of device (GPU) memory held in buffers; None where the math runs on the host.
+    fn device_memory(&self) -> Option<u64> {
+        None
+    }
+    /// Seconds per batch of `batch` spent in each kernel (entry point), averaged over
+    /// `reps` runs; None for a backend without kernels.
+    fn profile(&mut self, _batch: usize, _reps: usize) -> Result<Option<Vec<(String, f64)>>> {
+        Ok(None)
+    }
 }

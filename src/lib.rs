@@ -1,6 +1,7 @@
 //! lenet-gpu: the original LeNet-5 (LeCun et al., 1998) trained on MNIST.
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;

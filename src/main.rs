@@ -39,6 +39,9 @@ enum Command {
     Predict(PredictArgs),
     /// Picture what the network sees: a test digit, its C1 and C3 feature maps, the C1 kernels.
     Visualize(VisualizeArgs),
+    /// Measure training and evaluation speed of each backend (validated against the CPU
+    /// reference before timing), with memory use and GPU/CPU ratios.
+    Bench(BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
@@ -71,6 +74,9 @@ struct DeviceArgs {
     /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
     #[arg(long)]
     cpu_adapter: bool,
+    /// Keep a software-only `--backend gpu` on that adapter instead of the CPU backend.
+    #[arg(skip)]
+    no_fallback: bool,
 }
 
 impl DeviceArgs {
@@ -108,7 +114,8 @@ impl DeviceArgs {
             Err(Error::NoAdapter(_))
                 if self.backend == BackendKind::Gpu
                     && self.adapter.is_none()
-                    && !self.cpu_adapter =>
+                    && !self.cpu_adapter
+                    && !self.no_fallback =>
             {
                 eprintln!(
                     "note: no GPU adapter found; training on the CPU backend (see `lenet-gpu devices`)"
@@ -117,8 +124,10 @@ impl DeviceArgs {
             }
             Err(e) => return Err(e),
         };
-        let plain_gpu =
-            self.backend == BackendKind::Gpu && self.adapter.is_none() && !self.cpu_adapter;
+        let plain_gpu = self.backend == BackendKind::Gpu
+            && self.adapter.is_none()
+            && !self.cpu_adapter
+            && !self.no_fallback;
         if plain_gpu && adapter.get_info().device_type == wgpu::DeviceType::Cpu {
             eprintln!(
                 "note: the only GPU adapter is {} (software); training on the CPU backend, which is \
@@ -153,6 +162,44 @@ struct DataArgs {
     /// Use only the first N test images.
     #[arg(long, value_name = "N")]
     test_limit: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Backends to measure, comma-separated (gpu, vulkan, metal, dx12, gl, cpu). Here `gpu`
+    /// is the best adapter even when that is a software one such as lavapipe.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "gpu,cpu")]
+    backend: Vec<BackendKind>,
+    /// Use the GPU adapter whose name contains NAME (see `lenet-gpu devices`).
+    #[arg(long, value_name = "NAME")]
+    adapter: Option<String>,
+    /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
+    #[arg(long)]
+    cpu_adapter: bool,
+    /// Batch sizes to measure, comma-separated or repeated.
+    #[arg(long, value_delimiter = ',', default_value = "16,256")]
+    batch: Vec<usize>,
+    /// Timed training steps per backend and batch size.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Untimed training steps before the timed ones.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Patterns of the timed SDLM (Hessian diagonal) estimate.
+    #[arg(long, default_value_t = 500)]
+    hessian_samples: usize,
+    /// Seed of the parameters and of the patterns drawn.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object per backend and batch size instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also time each GPU kernel (entry point) per batch, slowest first: wall time of
+    /// repeated single dispatches, so it includes each dispatch's fixed cost.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(clap::Args)]
@@ -303,6 +350,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Visualize(a) => run_visualize(a),
+        Command::Bench(a) => run_bench(a),
         Command::Devices => {
             let all = gpu::describe_all();
             if all.is_empty() {
@@ -817,6 +865,151 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
 
 /// The file in a checkpoint directory that `--resume DIR` reads.
 const LAST: &str = "last.safetensors";
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    use lenet_gpu::bench::{self, BenchConfig, BenchResult};
+    if a.batch.contains(&0) || a.steps == 0 || a.hessian_samples == 0 {
+        return Err(Error::Config(
+            "--batch, --steps and --hessian-samples must be at least 1".into(),
+        ));
+    }
+    let (train_set, test_set) = load_data(&a.data)?;
+    let cfg = BenchConfig {
+        steps: a.steps,
+        warmup: a.warmup,
+        hessian_samples: a.hessian_samples,
+        seed: a.seed,
+    };
+    let loss = train::DEFAULT_LOSS;
+    let max_batch = a.batch.iter().copied().max().unwrap_or(1);
+    let mut reference = CpuBackend::new(train_set.clone(), test_set.clone(), loss, 0.0);
+    let refs: Vec<f64> = a
+        .batch
+        .iter()
+        .map(|&b| bench::reference_loss(&mut reference, train_set.len(), b, a.seed))
+        .collect::<Result<_>>()?;
+    drop(reference);
+    let mut results: Vec<BenchResult> = Vec::new();
+    let mut profiles = Vec::new();
+    for &kind in &a.backend {
+        let device = DeviceArgs {
+            backend: kind,
+            adapter: if kind == BackendKind::Cpu {
+                None
+            } else {
+                a.adapter.clone()
+            },
+            cpu_adapter: a.cpu_adapter && kind != BackendKind::Cpu,
+            no_fallback: true,
+        };
+        let mut b = device.backend(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)?;
+        for (&batch, &r) in a.batch.iter().zip(&refs) {
+            if !a.json {
+                eprintln!("measuring {} at batch {batch} ...", b.describe());
+            }
+            let res = bench::measure(b.as_mut(), train_set.len(), test_set.len(), batch, r, &cfg)?;
+            if a.profile {
+                if let Some(p) = b.profile(batch, 5)? {
+                    profiles.push((res.backend.clone(), batch, p));
+                }
+            }
+            results.push(res);
+        }
+    }
+    let mb = |x: Option<u64>| x.map_or("-".to_string(), |v| format!("{:.0}", v as f64 / 1048576.0));
+    if a.json {
+        for r in &results {
+            let j = serde_json::json!({
+                "backend": r.backend,
+                "batch": r.batch,
+                "train_samples_per_s": r.train_samples_per_s,
+                "epoch_seconds": r.epoch_seconds,
+                "hessian_seconds": r.hessian_seconds,
+                "hessian_samples": a.hessian_samples,
+                "eval_samples_per_s": r.eval_samples_per_s,
+                "eval_error": r.eval_error,
+                "check_loss": r.check_loss,
+                "reference_loss": r.reference_loss,
+                "peak_host_bytes": r.peak_host_bytes,
+                "device_bytes": r.device_bytes,
+                "steps": a.steps,
+            });
+            println!("{j}");
+        }
+    } else {
+        println!(
+            "{} training, {} test images; {} timed steps after {} warm-up; SDLM estimate over {} patterns",
+            train_set.len(),
+            test_set.len(),
+            a.steps,
+            a.warmup,
+            a.hessian_samples
+        );
+        println!(
+            "{:<52} {:>5} {:>10} {:>8} {:>9} {:>10} {:>8} {:>7} {:>7}",
+            "backend",
+            "batch",
+            "train/s",
+            "epoch s",
+            "SDLM s",
+            "eval/s",
+            "eval err",
+            "host MB",
+            "GPU MB"
+        );
+        for r in &results {
+            println!(
+                "{:<52} {:>5} {:>10.0} {:>8.2} {:>9.3} {:>10.0} {:>7.2}% {:>7} {:>7}",
+                r.backend,
+                r.batch,
+                r.train_samples_per_s,
+                r.epoch_seconds,
+                r.hessian_seconds,
+                r.eval_samples_per_s,
+                100.0 * r.eval_error,
+                mb(r.peak_host_bytes),
+                mb(r.device_bytes)
+            );
+        }
+        // Ratios of every non-CPU backend to the CPU backend at the same batch size.
+        for r in results.iter().filter(|r| !r.backend.starts_with("cpu")) {
+            if let Some(c) = results
+                .iter()
+                .find(|c| c.backend.starts_with("cpu") && c.batch == r.batch)
+            {
+                println!(
+                    "batch {}: {} / cpu = {:.2}x training, {:.2}x evaluation",
+                    r.batch,
+                    r.backend,
+                    r.train_samples_per_s / c.train_samples_per_s,
+                    r.eval_samples_per_s / c.eval_samples_per_s
+                );
+            }
+        }
+        println!(
+            "validated: every backend's first-step loss matched the CPU reference's (rel. diff <= 1e-4)"
+        );
+    }
+    for (backend, batch, mut p) in profiles {
+        p.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let total: f64 = p.iter().map(|x| x.1).sum();
+        println!("\nkernel times, {backend}, batch {batch} (wall time per dispatch):");
+        for (name, t) in &p {
+            println!(
+                "  {name:<26} {:>9.3} ms {:>5.1}%",
+                t * 1e3,
+                100.0 * t / total
+            );
+        }
+        println!(
+            "  {:<26} {:>9.3} ms = {:.0} samples/s",
+            "total",
+            total * 1e3,
+            batch as f64 / total
+        );
+    }
+    Ok(())
+}
 
 fn run_eval(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.model)?;

@@ -670,6 +670,19 @@ impl GpuBackend {
         }
     }
 
+    /// Bytes of every buffer this backend holds on the device.
+    pub fn buffer_bytes(&self) -> u64 {
+        let split = |s: &SplitBuffers| {
+            s.images.size() + s.labels_buf.size() + s.order.size() + s.stats.size()
+        };
+        self.state.size()
+            + self.steps.size()
+            + self.acts.size()
+            + self.deltas.size()
+            + split(&self.train)
+            + split(&self.test)
+    }
+
     fn split(&self, s: Split) -> &SplitBuffers {
         match s {
             Split::Train => &self.train,
@@ -889,6 +902,19 @@ impl GpuBackend {
 }
 
 impl Backend for GpuBackend {
+    fn device_memory(&self) -> Option<u64> {
+        Some(self.buffer_bytes())
+    }
+
+    fn profile(&mut self, batch: usize, reps: usize) -> Result<Option<Vec<(String, f64)>>> {
+        Ok(Some(
+            GpuBackend::profile(self, batch, reps)?
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t))
+                .collect(),
+        ))
+    }
+
     fn describe(&self) -> String {
         format!(
             "gpu: {} ({:?}, {})",
