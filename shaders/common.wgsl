@@ -2,8 +2,8 @@
 // constants that the host generates from src/params.rs (parameter offsets, the C3 table,
 // the RBF centres, the per-pattern buffer layout).
 //
-// One bind-group layout serves all kernels (seven storage buffers, under the default
-// limit of eight per stage):
+// One bind-group layout serves all kernels (eight storage buffers, the default limit
+// per stage):
 //   state:  [params | grad | eps | velocity | hacc], each N_PARAMS floats, flat layout
 //   acts:   per pattern [x0 | x1 | x2 | x3 | x4 | x5 | x6 | y], squashed outputs
 //   deltas: per pattern [d1 | d2 | d3 | d4 | d5 | d6 | dy]: dE/da of each layer (or, in
@@ -11,6 +11,7 @@
 //   images: the split's u8 pixels, four to a word; labels: u32 per pattern
 //   order:  pattern indices; a batch is order[start .. start + batch]
 //   stats:  per position in order, (loss, predicted class)
+//   warps:  per training image, its distortion (src/distort.rs, Affine: m00 m01 m10 m11 tx ty)
 
 struct Step {
     start: u32,     // first position of this batch in `order`
@@ -20,7 +21,7 @@ struct Step {
     map_j: f32,     // the MAP criterion's constant j
     momentum: f32,  // update: v = momentum * v + g
     side: u32,      // image side, 28 or 32
-    pad: u32,
+    distort: u32,   // 1: warp each training image by its entry in `warps` (train --distort)
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -31,6 +32,7 @@ struct Step {
 @group(0) @binding(5) var<storage, read> labels: array<u32>;
 @group(0) @binding(6) var<storage, read> order: array<u32>;
 @group(0) @binding(7) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(8) var<storage, read> warps: array<f32>;
 
 const WG: u32 = 64u;
 

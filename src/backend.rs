@@ -73,6 +73,10 @@ pub trait Backend {
     }
     /// Classifies every pattern of a split with the current parameters.
     fn evaluate(&mut self, split: Split) -> Result<Evaluation>;
+    /// From now on, training steps warp training image i by `d[i]` before the input layer
+    /// (`train --distort`; `d` has one entry per training image); None: no warp. Hessian
+    /// estimates and evaluation always see the images as they are.
+    fn set_distortions(&mut self, d: Option<&[crate::distort::Affine]>) -> Result<()>;
     /// Bytes of device (GPU) memory held in buffers; None where the math runs on the host.
     fn device_memory(&self) -> Option<u64> {
         None

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod distort;
 pub mod error;
 pub mod fetch;
 pub mod gpu;

@@ -17,6 +17,7 @@
 
 use crate::backend::{Backend, Split, TrainStats};
 use crate::cpu::Loss;
+use crate::distort;
 use crate::params::{LAYERS, N_PARAMS};
 use crate::{Error, Result};
 use rand::SeedableRng;
@@ -65,6 +66,8 @@ pub struct TrainConfig {
     /// Re-estimate the Hessian during pass 1 after this many patterns, then after twice,
     /// four times as many, ... (0: once per pass, as in the paper).
     pub warmup: usize,
+    /// Warp every training image by a fresh random affine distortion each pass.
+    pub distort: bool,
 }
 
 impl Default for TrainConfig {
@@ -80,6 +83,7 @@ impl Default for TrainConfig {
             hessian_samples: 500,
             momentum: 0.0,
             warmup: 0,
+            distort: false,
         }
     }
 }
@@ -240,6 +244,10 @@ pub fn train(
         let mut rng = epoch_rng(cfg.seed, epoch);
         let mut order: Vec<u32> = (0..n_train as u32).collect();
         order.shuffle(&mut rng);
+        if cfg.distort {
+            let warps = distort::pass_distortions(cfg.seed, epoch, n_train, &distort::RANGES);
+            backend.set_distortions(Some(&warps))?;
+        }
         let (position, saved_eps, mut stats) = match resume.take() {
             Some(r) if r.position > 0 => (r.position, r.eps, r.stats),
             _ => (0, None, TrainStats::default()),

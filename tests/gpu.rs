@@ -328,3 +328,69 @@ fn evaluation_matches_cpu() {
         );
     }
 }
+
+/// `train --distort`: the GPU's warped input (input_forward with step.distort) against the
+/// CPU's input_forward_distorted, for the same draws.
+#[test]
+fn distorted_input_matches_cpu() {
+    use lenet_gpu::distort::{RANGES, input_forward_distorted, pass_distortions};
+    let (train_set, test_set) = mnist().clone();
+    let warps = pass_distortions(5, 1, train_set.len(), &RANGES);
+    let idx: Vec<u32> = vec![0, 7, 1234, 1500, 1999];
+    for (name, choice) in adapters() {
+        let mut g = GpuBackend::new(
+            gpu::pick(&choice).unwrap(),
+            train_set.clone(),
+            test_set.clone(),
+            Loss::Mse,
+            0.0,
+            8,
+        )
+        .unwrap();
+        g.set_params(&test_params(3)).unwrap();
+        g.set_distortions(Some(&warps)).unwrap();
+        let snap = g.snapshot(&idx, 0).unwrap();
+        let mut max = 0f32;
+        let mut changed = 0f32;
+        for (b, &i) in idx.iter().enumerate() {
+            let mut cpu_x0 = vec![0f32; 1024];
+            input_forward_distorted(
+                train_set.image(i as usize),
+                28,
+                &warps[i as usize],
+                &mut cpu_x0,
+            );
+            let mut plain = vec![0f32; 1024];
+            cpu::input_forward(train_set.image(i as usize), 28, &mut plain);
+            let gpu_x0 = &snap.acts[b * ACT_STRIDE as usize..][..1024];
+            for k in 0..1024 {
+                let d = (gpu_x0[k] - cpu_x0[k]).abs();
+                if d > 1e-4 && max <= 1e-4 {
+                    println!(
+                        "  first mismatch: pattern {i}, pixel {k}: gpu {} cpu {}",
+                        gpu_x0[k], cpu_x0[k]
+                    );
+                }
+                max = max.max(d);
+                changed = changed.max((cpu_x0[k] - plain[k]).abs());
+            }
+        }
+        println!("{name}: warped x0 max |gpu - cpu| = {max:.2e}");
+        assert!(max <= 1e-4, "{name}: warped input differs by {max}");
+        assert!(changed > 0.5, "the draws should change the images");
+        // Off again: the plain input.
+        g.set_distortions(None).unwrap();
+        let snap = g.snapshot(&idx, 0).unwrap();
+        let mut plain = vec![0f32; 1024];
+        cpu::input_forward(train_set.image(idx[1] as usize), 28, &mut plain);
+        let off = snap.acts[ACT_STRIDE as usize..][..1024]
+            .iter()
+            .zip(&plain)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            off <= 1e-6,
+            "{name}: with distortions off, x0 differs from the plain input by {off}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::backend::{Backend, Evaluation, Split, TrainStats};
 use crate::data::Dataset;
+use crate::distort::{Affine, input_forward_distorted};
 use crate::params::N_PARAMS;
 use crate::{RBF_CENTERS, Result};
 use rayon::prelude::*;
@@ -43,6 +44,8 @@ pub struct CpuBackend {
     velocity: Vec<f32>, // (N_PARAMS)
     grad: Vec<f32>,     // (N_PARAMS) reduced over the batch
     slots: Vec<Slot>,
+    /// Per training image, the warp of the current pass (`train --distort`).
+    distortions: Option<Arc<Vec<Affine>>>,
 }
 
 impl CpuBackend {
@@ -57,6 +60,7 @@ impl CpuBackend {
             velocity: vec![0.0; N_PARAMS],
             grad: vec![0.0; N_PARAMS],
             slots: Vec::new(),
+            distortions: None,
         }
     }
 
@@ -113,13 +117,19 @@ impl CpuBackend {
     }
 
     fn train_batch(&mut self, idx: &[u32]) -> TrainStats {
-        let (train, p, loss) = (
+        let (train, p, loss, warps) = (
             self.train.clone(),
             std::mem::take(&mut self.params),
             self.loss,
+            self.distortions.clone(),
         );
         let stats = self.run_chunks(idx, |slot, i| {
-            input_forward(train.image(i), train.side, &mut slot.ws.x0);
+            match &warps {
+                Some(w) => {
+                    input_forward_distorted(train.image(i), train.side, &w[i], &mut slot.ws.x0)
+                }
+                None => input_forward(train.image(i), train.side, &mut slot.ws.x0),
+            }
             pattern_forward(&p, &RBF_CENTERS, &mut slot.ws);
             let label = train.labels[i] as usize;
             if predict(&slot.ws.y) != label {
@@ -190,6 +200,11 @@ impl Backend for CpuBackend {
             total.add(self.train_batch(idx));
         }
         Ok(total)
+    }
+
+    fn set_distortions(&mut self, d: Option<&[Affine]>) -> Result<()> {
+        self.distortions = d.map(|d| Arc::new(d.to_vec()));
+        Ok(())
     }
 
     fn evaluate(&mut self, split: Split) -> Result<Evaluation> {

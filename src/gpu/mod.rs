@@ -10,6 +10,7 @@ pub mod device;
 use crate::backend::{Backend, Evaluation, Split, TrainStats};
 use crate::cpu::Loss;
 use crate::data::Dataset;
+use crate::distort::Affine;
 use crate::params::{self, C3_TABLE, N_PARAMS};
 use crate::{Error, RBF_CENTERS, Result};
 use std::sync::Arc;
@@ -65,7 +66,8 @@ struct Step {
     map_j: f32,
     momentum: f32,
     side: u32,
-    pad: u32,
+    /// 1: warp each training image by its entry in `warps` (train --distort).
+    distort: u32,
 }
 
 /// The constants every shader sees, generated from the Rust layout so the two never differ.
@@ -284,6 +286,9 @@ pub struct GpuBackend {
     loss: Loss,
     momentum: f32,
     max_groups: u32,
+    /// Per training image, the 6 floats of its warp for this pass (distort::Affine).
+    warps: wgpu::Buffer,
+    distorting: bool,
     /// The first error wgpu reported outside an error scope.
     fault: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -319,11 +324,11 @@ impl GpuBackend {
                 image_bytes >> 20
             )));
         }
-        if limits.max_storage_buffers_per_shader_stage < 7
+        if limits.max_storage_buffers_per_shader_stage < 8
             || limits.max_compute_invocations_per_workgroup < WG
         {
             return Err(Error::Gpu(format!(
-                "{} offers {} storage buffers per shader stage and {} invocations per workgroup; LeNet-5's kernels need 7 and 64",
+                "{} offers {} storage buffers per shader stage and {} invocations per workgroup; LeNet-5's kernels need 8 and 64",
                 info.name,
                 limits.max_storage_buffers_per_shader_stage,
                 limits.max_compute_invocations_per_workgroup
@@ -332,7 +337,7 @@ impl GpuBackend {
         let required_limits = wgpu::Limits {
             max_storage_buffer_binding_size: need_binding,
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffers_per_shader_stage: 7,
+            max_storage_buffers_per_shader_stage: 8,
             ..wgpu::Limits::downlevel_defaults().using_resolution(limits.clone())
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -385,6 +390,7 @@ impl GpuBackend {
                 storage(5, true),  // labels
                 storage(6, true),  // order
                 storage(7, false), // stats
+                storage(8, true),  // warps
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -456,6 +462,12 @@ impl GpuBackend {
         });
         let steps_capacity = 1024;
         let steps = Self::steps_buffer(&device, steps_capacity);
+        let warps = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("warps (N, 6): the distortion of each training image"),
+            size: train.len().max(1) as u64 * std::mem::size_of::<Affine>() as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let split = |set: &Dataset, name: &str, state: &wgpu::Buffer| -> SplitBuffers {
             let mut bytes = set.images.clone();
             bytes.resize(bytes.len().div_ceil(4) * 4, 0);
@@ -484,7 +496,7 @@ impl GpuBackend {
             });
             let bind_group = Self::bind_group(
                 &device, &layout, &steps, state, &acts, &deltas, &images, &labels, &order, &stats,
-                name,
+                &warps, name,
             );
             SplitBuffers {
                 bind_group,
@@ -531,6 +543,8 @@ impl GpuBackend {
             loss,
             momentum,
             max_groups: limits.max_compute_workgroups_per_dimension.min(65535),
+            warps,
+            distorting: false,
             fault,
         })
     }
@@ -556,6 +570,7 @@ impl GpuBackend {
         labels: &wgpu::Buffer,
         order: &wgpu::Buffer,
         stats: &wgpu::Buffer,
+        warps: &wgpu::Buffer,
         name: &str,
     ) -> wgpu::BindGroup {
         device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -598,6 +613,10 @@ impl GpuBackend {
                     binding: 7,
                     resource: stats.as_entire_binding(),
                 },
+                wgpu::BindGroupEntry {
+                    binding: 8,
+                    resource: warps.as_entire_binding(),
+                },
             ],
         })
     }
@@ -637,6 +656,7 @@ impl GpuBackend {
                     &s.labels_buf,
                     &s.order,
                     &s.stats,
+                    &self.warps,
                     name,
                 );
                 match split {
@@ -666,7 +686,7 @@ impl GpuBackend {
             map_j,
             momentum: self.momentum,
             side: self.split(split).side,
-            pad: 0,
+            distort: (split == Split::Train && mode == 0 && self.distorting) as u32,
         }
     }
 
@@ -679,6 +699,7 @@ impl GpuBackend {
             + self.steps.size()
             + self.acts.size()
             + self.deltas.size()
+            + self.warps.size()
             + split(&self.train)
             + split(&self.test)
     }
@@ -999,6 +1020,22 @@ impl Backend for GpuBackend {
             patterns: order.len() as u64,
             first_non_finite,
         })
+    }
+
+    fn set_distortions(&mut self, d: Option<&[Affine]>) -> Result<()> {
+        if let Some(d) = d {
+            if d.len() != self.train.len {
+                return Err(Error::Config(format!(
+                    "{} distortions for {} training images",
+                    d.len(),
+                    self.train.len
+                )));
+            }
+            self.queue
+                .write_buffer(&self.warps, 0, bytemuck::cast_slice(d));
+        }
+        self.distorting = d.is_some();
+        Ok(())
     }
 
     fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
