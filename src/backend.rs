@@ -82,8 +82,13 @@ pub trait Backend {
         None
     }
     /// Seconds per batch of `batch` spent in each kernel (entry point), averaged over
-    /// `reps` runs; None for a backend without kernels.
-    fn profile(&mut self, _batch: usize, _reps: usize) -> Result<Option<Vec<(String, f64)>>> {
+    /// `reps` runs, and whether GPU timestamps measured them (else the wall clock); None
+    /// for a backend without kernels.
+    fn profile(
+        &mut self,
+        _batch: usize,
+        _reps: usize,
+    ) -> Result<Option<(Vec<(String, f64)>, bool)>> {
         Ok(None)
     }
 }

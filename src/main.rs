@@ -196,8 +196,9 @@ struct BenchArgs {
     /// Print one JSON object per backend and batch size instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also time each GPU kernel (entry point) per batch, slowest first: wall time of
-    /// repeated single dispatches, so it includes each dispatch's fixed cost.
+    /// Also time each GPU kernel (entry point) per batch, slowest first: by GPU timestamp
+    /// queries where the adapter has them, else by the wall time of repeated single
+    /// dispatches (which includes each dispatch's fixed cost).
     #[arg(long)]
     profile: bool,
 }
@@ -807,10 +808,13 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
             }
             if let Some(r) = last {
                 println!(
-                    "done: test error {:.2}% after {} passes, {:.1} s{}",
+                    "done: test error {:.2}% after {} passes, {:.1} s{}{}",
                     100.0 * r.test_error,
                     r.epoch,
                     start.elapsed().as_secs_f64(),
+                    lenet_gpu::bench::peak_memory()
+                        .map(|m| format!(", peak host memory {:.0} MB", m as f64 / 1048576.0))
+                        .unwrap_or_default(),
                     a.save
                         .as_ref()
                         .map(|p| format!("; saved {}", p.display()))
@@ -918,8 +922,8 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             }
             let res = bench::measure(b.as_mut(), train_set.len(), test_set.len(), batch, r, &cfg)?;
             if a.profile {
-                if let Some(p) = b.profile(batch, 5)? {
-                    profiles.push((res.backend.clone(), batch, p));
+                if let Some((p, timestamps)) = b.profile(batch, 5)? {
+                    profiles.push((res.backend.clone(), batch, p, timestamps));
                 }
             }
             results.push(res);
@@ -999,10 +1003,15 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             "validated: every backend's first-step loss matched the CPU reference's (rel. diff <= 1e-4)"
         );
     }
-    for (backend, batch, mut p) in profiles {
+    for (backend, batch, mut p, timestamps) in profiles {
         p.sort_by(|x, y| y.1.total_cmp(&x.1));
         let total: f64 = p.iter().map(|x| x.1).sum();
-        println!("\nkernel times, {backend}, batch {batch} (wall time per dispatch):");
+        let how = if timestamps {
+            "GPU timestamp queries"
+        } else {
+            "wall time per dispatch, submission included: the adapter has no timestamp queries"
+        };
+        println!("\nkernel times, {backend}, batch {batch} ({how}):");
         for (name, t) in &p {
             println!(
                 "  {name:<26} {:>9.3} ms {:>5.1}%",

@@ -30,7 +30,10 @@ fn train_then_eval(tag: &str, device: &[&str]) {
     let model = dir.join("lenet.safetensors");
     let out = common::bin()
         // Online (batch 1) with a larger eta than the defaults, which are tuned for 20 passes
-        // over 60,000 images, not 2 over 2,000.
+        // over 60,000 images, not 2 over 2,000; and the mse criterion, which learns faster
+        // in the first few thousand patterns (measured on the CPU backend with these
+        // settings: mse 9.4% test error, the default map criterion 9.9-10.6% over four
+        // schedules).
         .args([
             "train",
             "--train-limit",
@@ -40,7 +43,14 @@ fn train_then_eval(tag: &str, device: &[&str]) {
             "--epochs",
             "2",
         ])
-        .args(["--batch", "1", "--schedule", "1:5e-5,2:1.5e-4"])
+        .args([
+            "--batch",
+            "1",
+            "--schedule",
+            "1:5e-5,2:1.5e-4",
+            "--loss",
+            "mse",
+        ])
         .args(device)
         .arg("--data")
         .arg(&data)

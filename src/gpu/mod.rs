@@ -289,6 +289,8 @@ pub struct GpuBackend {
     /// Per training image, the 6 floats of its warp for this pass (distort::Affine).
     warps: wgpu::Buffer,
     distorting: bool,
+    /// The device can time passes with timestamp queries (used by `profile`).
+    timestamps: bool,
     /// The first error wgpu reported outside an error scope.
     fault: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -342,7 +344,7 @@ impl GpuBackend {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lenet-gpu"),
-            required_features: wgpu::Features::empty(),
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits,
             ..Default::default()
         }))
@@ -526,6 +528,7 @@ impl GpuBackend {
                 e,
             ));
         }
+        let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         Ok(GpuBackend {
             device,
             queue,
@@ -545,6 +548,7 @@ impl GpuBackend {
             max_groups: limits.max_compute_workgroups_per_dimension.min(65535),
             warps,
             distorting: false,
+            timestamps,
             fault,
         })
     }
@@ -865,29 +869,98 @@ impl GpuBackend {
     /// Wall time per batch of each kernel (entry point), measured by running it `reps`
     /// times alone and waiting for the device; one training batch of `batch` patterns
     /// from the start of the training set is run first so every buffer holds real values.
-    pub fn profile(&mut self, batch: usize, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+    /// Seconds per batch of `batch` in each kernel (entry point), averaged over `reps`
+    /// dispatches, and whether they come from GPU timestamp queries (where the adapter
+    /// has them: the kernel's own time) or from the wall clock around repeated single
+    /// submissions (which includes each submission's fixed cost).
+    pub fn profile(
+        &mut self,
+        batch: usize,
+        reps: usize,
+    ) -> Result<(Vec<(&'static str, f64)>, bool)> {
+        let reps = reps.max(1);
         let order: Vec<u32> = (0..batch as u32).collect();
         self.train(&order, batch)?;
         let steps = vec![self.step(Split::Train, 0, batch, 0)];
         self.prepare_steps(&steps);
-        let mut out = Vec::new();
         let kernels: Vec<usize> = FORWARD
             .chain([LOSS])
             .chain(BACKWARD)
             .chain([UPDATE])
             .collect();
+        if self.timestamps {
+            return Ok((self.profile_timestamps(&kernels, batch as u32, reps)?, true));
+        }
+        let mut out = Vec::new();
         for k in kernels {
-            let reps_steps = vec![steps[0]; 1];
-            self.run(Split::Train, &reps_steps, &[k]);
+            self.run(Split::Train, &steps, &[k]);
             self.wait()?;
             let t = std::time::Instant::now();
             for _ in 0..reps {
-                self.run(Split::Train, &reps_steps, &[k]);
+                self.run(Split::Train, &steps, &[k]);
             }
             self.wait()?;
             out.push((KERNELS[k].1, t.elapsed().as_secs_f64() / reps as f64));
         }
-        Ok(out)
+        Ok((out, false))
+    }
+
+    /// One compute pass per kernel, `reps` dispatches each, timed by timestamp queries at
+    /// the pass's start and end.
+    fn profile_timestamps(
+        &self,
+        kernels: &[usize],
+        batch: u32,
+        reps: usize,
+    ) -> Result<Vec<(&'static str, f64)>> {
+        let n = 2 * kernels.len() as u32;
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: n,
+        });
+        let bytes = n as u64 * wgpu::QUERY_SIZE as u64;
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile timestamps (resolved)"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("profile"),
+            });
+        let bg = &self.split(Split::Train).bind_group;
+        for (i, &k) in kernels.iter().enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(KERNELS[k].1),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            pass.set_bind_group(0, bg, &[0]);
+            pass.set_pipeline(&self.pipelines[k]);
+            let (x, y, z) = self.groups(KERNELS[k].2, batch);
+            for _ in 0..reps {
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+        enc.resolve_query_set(&queries, 0..n, &resolved, 0);
+        self.queue.submit([enc.finish()]);
+        let raw = self.read(&resolved, 0, 2 * n as usize)?;
+        let ticks: Vec<u64> = bytemuck::cast_slice::<f32, u64>(&raw).to_vec();
+        let period = self.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok(kernels
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+                (KERNELS[k].1, dt / reps as f64)
+            })
+            .collect())
     }
 
     /// Zeroes the Hessian accumulator (the `hacc` region of `state`) before an estimate.
@@ -927,13 +1000,12 @@ impl Backend for GpuBackend {
         Some(self.buffer_bytes())
     }
 
-    fn profile(&mut self, batch: usize, reps: usize) -> Result<Option<Vec<(String, f64)>>> {
-        Ok(Some(
-            GpuBackend::profile(self, batch, reps)?
-                .into_iter()
-                .map(|(n, t)| (n.to_string(), t))
-                .collect(),
-        ))
+    fn profile(&mut self, batch: usize, reps: usize) -> Result<Option<(Vec<(String, f64)>, bool)>> {
+        let (times, timestamps) = GpuBackend::profile(self, batch, reps)?;
+        Ok(Some((
+            times.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
+            timestamps,
+        )))
     }
 
     fn describe(&self) -> String {
