@@ -95,20 +95,6 @@ fn delta(b: u32, off: u32, i: u32) -> f32 {
     return deltas[b * DELTA_STRIDE + off + i];
 }
 
-// Deterministic sum of the 64 partial sums of a workgroup: a fixed tree.
-var<workgroup> partial: array<f32, 64>;
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = 32u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            partial[lid] = partial[lid] + partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-    return partial[0];
-}
-
 // Dense layers (C5 is one: a 5x5 kernel over a 5x5 input), y = f(W x + bias) with W
 // (n_out, n_in) row-major. Each invocation computes a register tile of 8 patterns x 4
 // units, so one load serves 4 or 8 products instead of one. Invocations past the batch

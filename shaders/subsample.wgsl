@@ -25,38 +25,51 @@ fn subsample_forward(i: u32, c: u32, h: u32, xoff: u32, yoff: u32, w: u32, bias:
 }
 
 // d_out: (B,c,h,h) -> d_in: (B,c,2h,2h) = coef * d_out of the unit each input feeds.
+// One invocation per output unit, writing the four inputs of its 2x2 block.
 fn subsample_backward_input(i: u32, c: u32, h: u32, xoff: u32, doff_out: u32, doff_in: u32, w: u32) {
-    let hin = 2u * h;
-    let per = c * hin * hin;
+    let per = c * h * h;
     if (i >= step.batch * per) { return; }
     let b = i / per;
     let r = i % per;
-    let m = r / (hin * hin);
-    let y = (r % (hin * hin)) / hin;
-    let x = r % hin;
-    let d = delta(b, doff_out, m * h * h + (y / 2u) * h + x / 2u);
-    deltas[b * DELTA_STRIDE + doff_in + r] = dfac(act(b, xoff, r)) * wt(w + m) * d;
+    let m = r / (h * h);
+    let y = (r % (h * h)) / h;
+    let x = r % h;
+    let hin = 2u * h;
+    let g = wt(w + m) * delta(b, doff_out, r);
+    let base = m * hin * hin + 2u * y * hin + 2u * x;
+    for (var k = 0u; k < 4u; k++) {
+        let q = base + (k / 2u) * hin + k % 2u;
+        deltas[b * DELTA_STRIDE + doff_in + q] = dfac(act(b, xoff, q)) * g;
+    }
 }
 
-// Parameter k of 2c (c coefficients, then c biases), one workgroup each.
-fn subsample_backward_params(k: u32, lid: u32, c: u32, h: u32, xoff: u32, doff: u32, w: u32) {
-    let n = step.batch * h * h;
-    let m = k % c;
-    var s = 0.0;
-    for (var t = lid; t < n; t += WG) {
-        let b = t / (h * h);
-        let p = t % (h * h);
+// Parameter gradients in two stages (as C1's and C3's). Stage 1: one invocation per
+// (pattern, map) sums d * (2x2 input sum) for the coefficient and d for the bias over the
+// map's h x h units: 2c partial sums per pattern in its PART region.
+fn subsample_backward_params(i: u32, c: u32, h: u32, xoff: u32, doff: u32) {
+    if (i >= step.batch * c) { return; }
+    let b = i / c;
+    let m = i % c;
+    var coef = 0.0;
+    var bias = 0.0;
+    for (var p = 0u; p < h * h; p++) {
         let d = delta(b, doff, m * h * h + p);
-        if (k < c) {
-            s += d * block_sum(b, xoff, m, h, p / h, p % h, step.mode == 1u);
-        } else {
-            s += d;
-        }
+        coef += d * block_sum(b, xoff, m, h, p / h, p % h, step.mode == 1u);
+        bias += d;
     }
-    let total = workgroup_sum(lid, s);
-    if (lid == 0u) {
-        put_grad(w + k, total);
+    deltas[b * DELTA_STRIDE + PART + m] = coef;
+    deltas[b * DELTA_STRIDE + PART + c + m] = bias;
+}
+
+// Stage 2: parameter k of 2c (c coefficients, then c biases) adds the patterns' partial
+// sums in order.
+fn subsample_backward_params_sum(k: u32, c: u32, w: u32) {
+    if (k >= 2u * c) { return; }
+    var s = 0.0;
+    for (var b = 0u; b < step.batch; b++) {
+        s += delta(b, PART, k);
     }
+    put_grad(w + k, s);
 }
 
 // x1: (B,6,28,28) -> x2: (B,6,14,14)
@@ -72,8 +85,13 @@ fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 }
 
 @compute @workgroup_size(64)
-fn s2_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    subsample_backward_params(wid.x, lid, 6u, 14u, X1, D2, S2_W);
+fn s2_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    subsample_backward_params(flat_id(gid, nwg), 6u, 14u, X1, D2);
+}
+
+@compute @workgroup_size(64)
+fn s2_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
+    subsample_backward_params_sum(gid.x, 6u, S2_W);
 }
 
 // x3: (B,16,10,10) -> x4: (B,16,5,5)
@@ -89,6 +107,11 @@ fn s4_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 }
 
 @compute @workgroup_size(64)
-fn s4_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    subsample_backward_params(wid.x, lid, 16u, 5u, X3, D4, S4_W);
+fn s4_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    subsample_backward_params(flat_id(gid, nwg), 16u, 5u, X3, D4);
+}
+
+@compute @workgroup_size(64)
+fn s4_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
+    subsample_backward_params_sum(gid.x, 16u, S4_W);
 }

@@ -215,8 +215,6 @@ const COMMON: &str = include_str!("../../shaders/common.wgsl");
 enum Size {
     /// One thread per (pattern, unit): units per pattern.
     PerPattern(u32),
-    /// One workgroup per parameter of this many.
-    GroupPerParam(u32),
     /// One thread each for this many items.
     Threads(u32),
     /// One thread per tile of 8 patterns, times this many unit blocks, in workgroups of
@@ -225,7 +223,7 @@ enum Size {
 }
 
 /// Every kernel: (shader file, entry point, size).
-const KERNELS: [(&str, &str, Size); 24] = [
+const KERNELS: [(&str, &str, Size); 26] = [
     ("input", "input_forward", Size::PerPattern(1024)),
     ("conv", "c1_forward", Size::PerPattern(49)),
     ("subsample", "s2_forward", Size::PerPattern(1176)),
@@ -238,15 +236,17 @@ const KERNELS: [(&str, &str, Size); 24] = [
     ("rbf", "rbf_backward", Size::PerPattern(84)),
     ("full", "f6_backward_input", Size::Tiles(30)),
     ("conv", "c5_backward_input", Size::Tiles(100)),
-    ("subsample", "s4_backward_input", Size::PerPattern(1600)),
+    ("subsample", "s4_backward_input", Size::PerPattern(400)),
     ("conv", "c3_backward_input", Size::PerPattern(6)),
-    ("subsample", "s2_backward_input", Size::PerPattern(4704)),
+    ("subsample", "s2_backward_input", Size::PerPattern(1176)),
     ("full", "f6_backward_params", Size::Threads(21 * 15 + 21)),
     ("conv", "c5_backward_params", Size::Threads(30 * 50 + 30)),
-    ("subsample", "s4_backward_params", Size::GroupPerParam(32)),
+    ("subsample", "s4_backward_params", Size::PerPattern(16)),
+    ("subsample", "s4_backward_params_sum", Size::Threads(32)),
     ("conv", "c3_backward_params", Size::PerPattern(76)),
     ("conv", "c3_backward_params_sum", Size::Threads(1516)),
-    ("subsample", "s2_backward_params", Size::GroupPerParam(12)),
+    ("subsample", "s2_backward_params", Size::PerPattern(6)),
+    ("subsample", "s2_backward_params_sum", Size::Threads(12)),
     ("conv", "c1_backward_params", Size::PerPattern(42)),
     ("conv", "c1_backward_params_sum", Size::Threads(156)),
     ("update", "update", Size::Threads(N_PARAMS as u32)),
@@ -254,8 +254,8 @@ const KERNELS: [(&str, &str, Size); 24] = [
 /// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
 const FORWARD: std::ops::Range<usize> = 0..8;
 const LOSS: usize = 8;
-const BACKWARD: std::ops::Range<usize> = 9..23;
-const UPDATE: usize = 23;
+const BACKWARD: std::ops::Range<usize> = 9..25;
+const UPDATE: usize = 25;
 
 /// Buffers of one split.
 struct SplitBuffers {
@@ -630,7 +630,6 @@ impl GpuBackend {
         let n = match size {
             Size::PerPattern(u) => (b * u).div_ceil(WG),
             Size::Threads(t) => t.div_ceil(WG),
-            Size::GroupPerParam(p) => p,
             Size::Tiles(blocks) => return ((b.div_ceil(8) * blocks).div_ceil(DENSE_WG), 1, 1),
         };
         if n <= self.max_groups {
