@@ -49,6 +49,20 @@ fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
     })
 }
 
+/// A GPU backend on `choice` over the test subsets of MNIST.
+fn backend(choice: &AdapterChoice, loss: Loss, momentum: f32, batch: usize) -> GpuBackend {
+    let (train_set, test_set) = mnist().clone();
+    GpuBackend::new(
+        gpu::pick(choice).unwrap(),
+        train_set,
+        test_set,
+        loss,
+        momentum,
+        batch,
+    )
+    .unwrap()
+}
+
 /// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial.
 fn test_params(seed: u64) -> Vec<f32> {
     let mut p = params::init(seed);
@@ -99,7 +113,7 @@ fn compare(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rtol: f32) -> Option<
 /// 1e-5 of the tensor's largest value plus 1e-4 relative.
 #[test]
 fn kernels_match_cpu_twins() {
-    let (train_set, test_set) = mnist().clone();
+    let (train_set, _) = mnist().clone();
     let idx: Vec<u32> = vec![3, 141, 59, 26, 535];
     let p = test_params(7);
     let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
@@ -127,15 +141,7 @@ fn kernels_match_cpu_twins() {
         }
         for (name, choice) in adapters() {
             println!("{name}, mode {mode}");
-            let mut g = GpuBackend::new(
-                gpu::pick(&choice).unwrap(),
-                train_set.clone(),
-                test_set.clone(),
-                Loss::Mse,
-                0.0,
-                8,
-            )
-            .unwrap();
+            let mut g = backend(&choice, Loss::Mse, 0.0, 8);
             g.set_params(&p).unwrap();
             let snap = g.snapshot(&idx, mode).unwrap();
             let mut failures = Vec::new();
@@ -214,15 +220,7 @@ fn twenty_training_steps_agree() {
     let cpu_p = cpu_b.params().unwrap();
     for (name, choice) in adapters() {
         println!("{name}");
-        let mut g = GpuBackend::new(
-            gpu::pick(&choice).unwrap(),
-            train_set.clone(),
-            test_set.clone(),
-            Loss::Mse,
-            0.5,
-            8,
-        )
-        .unwrap();
+        let mut g = backend(&choice, Loss::Mse, 0.5, 8);
         g.set_params(&p0).unwrap();
         let gh = g.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
         let mut fails: Vec<String> = TENSORS
@@ -260,19 +258,10 @@ fn twenty_training_steps_agree() {
 /// The same weights, step sizes and patterns give bit-identical weights on one adapter.
 #[test]
 fn gpu_training_is_deterministic() {
-    let (train_set, test_set) = mnist().clone();
     let order: Vec<u32> = (0..96).collect();
     for (name, choice) in adapters() {
         let run = || {
-            let mut g = GpuBackend::new(
-                gpu::pick(&choice).unwrap(),
-                train_set.clone(),
-                test_set.clone(),
-                Loss::Mse,
-                0.0,
-                32,
-            )
-            .unwrap();
+            let mut g = backend(&choice, Loss::Mse, 0.0, 32);
             g.set_params(&params::init(5)).unwrap();
             let h = g.hessian(&(100..164).collect::<Vec<u32>>()).unwrap();
             g.set_step_sizes(&train::step_sizes(&h, 1e-5, 0.02))
@@ -301,15 +290,7 @@ fn evaluation_matches_cpu() {
     c.set_params(&p).unwrap();
     let ce = c.evaluate(lenet_gpu::backend::Split::Test).unwrap();
     for (name, choice) in adapters() {
-        let mut g = GpuBackend::new(
-            gpu::pick(&choice).unwrap(),
-            train_set.clone(),
-            test_set.clone(),
-            Loss::Map { j: 2.0 },
-            0.0,
-            16,
-        )
-        .unwrap();
+        let mut g = backend(&choice, Loss::Map { j: 2.0 }, 0.0, 16);
         g.set_params(&p).unwrap();
         let ge = g.evaluate(lenet_gpu::backend::Split::Test).unwrap();
         assert_eq!(ge.predictions.len(), 500);
@@ -334,19 +315,11 @@ fn evaluation_matches_cpu() {
 #[test]
 fn distorted_input_matches_cpu() {
     use lenet_gpu::distort::{RANGES, input_forward_distorted, pass_distortions};
-    let (train_set, test_set) = mnist().clone();
+    let (train_set, _) = mnist().clone();
     let warps = pass_distortions(5, 1, train_set.len(), &RANGES);
     let idx: Vec<u32> = vec![0, 7, 1234, 1500, 1999];
     for (name, choice) in adapters() {
-        let mut g = GpuBackend::new(
-            gpu::pick(&choice).unwrap(),
-            train_set.clone(),
-            test_set.clone(),
-            Loss::Mse,
-            0.0,
-            8,
-        )
-        .unwrap();
+        let mut g = backend(&choice, Loss::Mse, 0.0, 8);
         g.set_params(&test_params(3)).unwrap();
         g.set_distortions(Some(&warps)).unwrap();
         let snap = g.snapshot(&idx, 0).unwrap();
