@@ -958,8 +958,14 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             a.warmup,
             a.hessian_samples
         );
+        let w = results
+            .iter()
+            .map(|r| r.backend.len())
+            .max()
+            .unwrap_or(0)
+            .max(7);
         println!(
-            "{:<52} {:>5} {:>10} {:>8} {:>9} {:>10} {:>8} {:>7} {:>7}",
+            "{:<w$} {:>5} {:>10} {:>8} {:>9} {:>10} {:>8} {:>7} {:>7}",
             "backend",
             "batch",
             "train/s",
@@ -972,7 +978,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         );
         for r in &results {
             println!(
-                "{:<52} {:>5} {:>10.0} {:>8.2} {:>9.3} {:>10.0} {:>7.2}% {:>7} {:>7}",
+                "{:<w$} {:>5} {:>10.0} {:>8.2} {:>9.3} {:>10.0} {:>7.2}% {:>7} {:>7}",
                 r.backend,
                 r.batch,
                 r.train_samples_per_s,

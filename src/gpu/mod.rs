@@ -1008,9 +1008,15 @@ impl Backend for GpuBackend {
     }
 
     fn describe(&self) -> String {
+        // Name, API and driver with its version ("llvmpipe, Mesa 22.3.6 (LLVM 15.0.6)").
+        let driver = [self.info.driver.as_str(), self.info.driver_info.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "gpu: {} ({:?}, {})",
-            self.info.name, self.info.backend, self.info.driver
+            "gpu: {} ({:?}, {driver})",
+            self.info.name, self.info.backend
         )
     }
 
