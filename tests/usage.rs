@@ -289,3 +289,63 @@ fn gpu_training_logs_and_quiet() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `train --distort` through the binary: it changes what the network trains on, the GPU
+/// backend (lavapipe) warps like the CPU backend (same draws, so the same pass loss up to
+/// float rounding), and checkpoints remember the setting for --resume.
+#[test]
+fn distorted_training_on_both_backends() {
+    let data = s(&common::mnist_dir());
+    let d = tmp("distort");
+    let pass_loss = |device: &[&str], distort: bool, name: &str| -> f64 {
+        let log = d.join(format!("{name}.jsonl"));
+        let model = d.join(format!("{name}.safetensors"));
+        let mut args = vec![
+            "train",
+            "--data",
+            &data,
+            "--train-limit",
+            "512",
+            "--test-limit",
+            "100",
+            "--epochs",
+            "1",
+            "--hessian-samples",
+            "64",
+            "--quiet",
+        ];
+        args.extend_from_slice(device);
+        if distort {
+            args.push("--distort");
+        }
+        let (log_s, model_s) = (s(&log), s(&model));
+        args.extend_from_slice(&["--log", &log_s, "--save", &model_s]);
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{args:?}\n{out}{err}");
+        let meta = lenet_gpu::checkpoint::load(&model).unwrap().meta;
+        assert_eq!(meta.extra["distort"], distort.to_string());
+        let text = std::fs::read_to_string(&log).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        rec["train_loss"].as_f64().unwrap()
+    };
+    let cpu_plain = pass_loss(&["--backend", "cpu"], false, "cpu-plain");
+    let cpu_warped = pass_loss(&["--backend", "cpu"], true, "cpu-warped");
+    println!("pass-1 train loss: cpu {cpu_plain}, cpu --distort {cpu_warped}");
+    // Runs are bit-reproducible, so a flag without effect would give identical weights.
+    let weights = |n: &str| lenet_gpu::checkpoint::load(&d.join(n)).unwrap().params;
+    assert_ne!(
+        weights("cpu-plain.safetensors"),
+        weights("cpu-warped.safetensors"),
+        "--distort had no effect"
+    );
+    if common::cpu_adapter_available() {
+        let gpu_warped = pass_loss(&["--cpu-adapter"], true, "gpu-warped");
+        let rel = (gpu_warped - cpu_warped).abs() / cpu_warped;
+        println!("lavapipe --distort {gpu_warped}: relative difference to cpu {rel:.1e}");
+        assert!(
+            rel < 1e-5,
+            "GPU and CPU --distort passes differ: {gpu_warped} vs {cpu_warped}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
