@@ -46,6 +46,10 @@ pub enum Split {
     Test,
 }
 
+/// Seconds per batch of each kernel (entry point), and whether GPU timestamp queries
+/// measured them (else the wall clock around each dispatch).
+pub type KernelTimes = (Vec<(String, f64)>, bool);
+
 pub trait Backend {
     /// What runs the math, for reports ("cpu (2 threads)", an adapter name).
     fn describe(&self) -> String;
@@ -84,11 +88,7 @@ pub trait Backend {
     /// Seconds per batch of `batch` spent in each kernel (entry point), averaged over
     /// `reps` runs, and whether GPU timestamps measured them (else the wall clock); None
     /// for a backend without kernels.
-    fn profile(
-        &mut self,
-        _batch: usize,
-        _reps: usize,
-    ) -> Result<Option<(Vec<(String, f64)>, bool)>> {
+    fn profile(&mut self, _batch: usize, _reps: usize) -> Result<Option<KernelTimes>> {
         Ok(None)
     }
 }

@@ -921,10 +921,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
                 eprintln!("measuring {} at batch {batch} ...", b.describe());
             }
             let res = bench::measure(b.as_mut(), train_set.len(), test_set.len(), batch, r, &cfg)?;
-            if a.profile {
-                if let Some((p, timestamps)) = b.profile(batch, 5)? {
-                    profiles.push((res.backend.clone(), batch, p, timestamps));
-                }
+            if a.profile
+                && let Some((p, timestamps)) = b.profile(batch, 5)?
+            {
+                profiles.push((res.backend.clone(), batch, p, timestamps));
             }
             results.push(res);
         }

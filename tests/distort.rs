@@ -23,10 +23,10 @@ fn distortions_move_digits_and_keep_their_ink() {
     let warps = pass_distortions(1, 1, train.len(), &RANGES);
     let (mut worst_mass, mut least_change) = (0f64, f64::MAX);
     let (mut plain, mut warped) = (vec![0f32; 1024], vec![0f32; 1024]);
-    for i in 0..n {
+    for (i, warp) in warps.iter().enumerate().take(n) {
         input_forward(train.image(i), 28, &mut plain);
-        input_forward_distorted(train.image(i), 28, &warps[i], &mut warped);
-        let expected = ink(&plain) * warps[i].area() as f64;
+        input_forward_distorted(train.image(i), 28, warp, &mut warped);
+        let expected = ink(&plain) * warp.area() as f64;
         let rel = (ink(&warped) / expected - 1.0).abs();
         worst_mass = worst_mass.max(rel);
         // Mean absolute change per pixel, in pixel units.

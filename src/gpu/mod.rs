@@ -7,7 +7,7 @@
 
 pub mod device;
 
-use crate::backend::{Backend, Evaluation, Split, TrainStats};
+use crate::backend::{Backend, Evaluation, KernelTimes, Split, TrainStats};
 use crate::cpu::Loss;
 use crate::data::Dataset;
 use crate::distort::Affine;
@@ -999,7 +999,7 @@ impl Backend for GpuBackend {
         Some(self.buffer_bytes())
     }
 
-    fn profile(&mut self, batch: usize, reps: usize) -> Result<Option<(Vec<(String, f64)>, bool)>> {
+    fn profile(&mut self, batch: usize, reps: usize) -> Result<Option<KernelTimes>> {
         let (times, timestamps) = GpuBackend::profile(self, batch, reps)?;
         Ok(Some((
             times.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
