@@ -1133,3 +1133,45 @@ impl Backend for GpuBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unroll;
+
+    #[test]
+    fn unroll_expands_nested_marked_loops_only() {
+        let src = "var a: array<f32, 4>;\n\
+                   /*unroll*/ for (var i = 0u; i < 2u; i++) {\n\
+                   /*unroll*/ for (var j = 1u; j < 3u; j++) { a[i * 2u + j - 1u] = f(j); }\n\
+                   }\n\
+                   for (var k = 0u; k < n; k++) { g(k); }";
+        let out = unroll(src);
+        assert!(!out.contains("/*unroll*/"), "{out}");
+        // 2 x 2 copies of the inner body, each in a block binding the loop variables.
+        assert_eq!(
+            out.matches("a[i * 2u + j - 1u] = f(j);").count(),
+            4,
+            "{out}"
+        );
+        assert_eq!(out.matches("let i = 0u;").count(), 1);
+        assert_eq!(out.matches("let i = 1u;").count(), 1);
+        assert_eq!(out.matches("let j = 1u;").count(), 2);
+        assert_eq!(out.matches("let j = 2u;").count(), 2);
+        // An unmarked loop is left alone.
+        assert!(out.contains("for (var k = 0u; k < n; k++) { g(k); }"));
+    }
+
+    #[test]
+    fn every_kernel_file_unrolls_to_valid_wgsl() {
+        for (name, src) in super::SHADERS {
+            let code = unroll(&format!("{}\n{}\n{src}", super::header(), super::COMMON));
+            naga::front::wgsl::parse_str(&code).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "must not break or continue")]
+    fn unroll_refuses_a_body_that_continues() {
+        unroll("/*unroll*/ for (var i = 0u; i < 2u; i++) { if (x) { continue; } }");
+    }
+}
