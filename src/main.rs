@@ -915,7 +915,19 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             cpu_adapter: a.cpu_adapter && kind != BackendKind::Cpu,
             no_fallback: true,
         };
-        let mut b = device.backend(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)?;
+        let mut b = match device.backend(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)
+        {
+            // `bench` with its default `gpu,cpu` on a machine without any GPU adapter:
+            // measure what there is, and say what was skipped.
+            Err(Error::NoAdapter(why)) if a.backend.len() > 1 => {
+                eprintln!(
+                    "note: skipping --backend {}: {why}",
+                    format!("{kind:?}").to_lowercase()
+                );
+                continue;
+            }
+            r => r?,
+        };
         for (&batch, &r) in a.batch.iter().zip(&refs) {
             if !a.json {
                 eprintln!("measuring {} at batch {batch} ...", b.describe());
