@@ -349,3 +349,74 @@ fn distorted_training_on_both_backends() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `bench`: validated, timed rows for each backend (lavapipe and CPU), as JSON; and with no
+/// GPU adapter at all, the CPU row alone with a note.
+#[test]
+fn bench_measures_each_backend() {
+    let data = s(&common::mnist_dir());
+    let small = [
+        "--data",
+        &data,
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--batch",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--hessian-samples",
+        "16",
+    ];
+    let mut args = vec!["bench", "--json", "--backend", "gpu,cpu"];
+    args.extend_from_slice(&small);
+    if common::cpu_adapter_available() {
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{out}{err}");
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(rows.len(), 2, "{out}");
+        assert!(
+            rows[0]["backend"].as_str().unwrap().starts_with("gpu: "),
+            "{out}"
+        );
+        assert!(
+            rows[1]["backend"].as_str().unwrap().starts_with("cpu"),
+            "{out}"
+        );
+        for r in &rows {
+            assert!(r["train_samples_per_s"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["eval_samples_per_s"].as_f64().unwrap() > 0.0, "{r}");
+            let (c, reference) = (
+                r["check_loss"].as_f64().unwrap(),
+                r["reference_loss"].as_f64().unwrap(),
+            );
+            assert!((c - reference).abs() <= 1e-4 * reference, "{r}");
+        }
+        assert!(rows[0]["device_bytes"].as_u64().unwrap() > 0, "{}", rows[0]);
+    }
+    // No adapter at all (an API this OS lacks): the CPU row, and a note.
+    let missing = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    let out = common::bin()
+        .args(&args)
+        .env("WGPU_BACKEND", missing)
+        .output()
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{o}{e}");
+    assert!(e.contains("skipping --backend gpu"), "{e}");
+    assert_eq!(o.lines().count(), 1, "{o}");
+    assert!(o.contains("\"backend\":\"cpu"), "{o}");
+}
