@@ -96,101 +96,107 @@ fn delta(b: u32, off: u32, i: u32) -> f32 {
 }
 
 // Dense layers (C5 is one: a 5x5 kernel over a 5x5 input), y = f(W x + bias) with W
-// (n_out, n_in) row-major. Each invocation computes a register tile of 8 patterns x 4
-// units, so one load serves 4 or 8 products instead of one. Invocations past the batch
-// read the last pattern and write nothing (no early return, so loops stay uniform).
-// The forward and input-gradient kernels run in workgroups of 32 (`DENSE_WG`): at small
-// batches there are few tiles, and a CPU adapter runs each workgroup on one core.
+// (n_out, n_in) row-major. Each invocation computes a register tile of 8 patterns x 8
+// units, so one load serves 8 products instead of one. Invocations past the batch (or,
+// for F6's 84 units, past the last unit) read the last valid one and write nothing (no
+// early return, so loops stay uniform). The forward and input-gradient kernels run in
+// workgroups of 32 (`DENSE_WG`): at small batches there are few tiles, and a CPU adapter
+// runs each workgroup on one core.
 const DENSE_WG: u32 = 32u;
-const TILE_B: u32 = 8u;
-const TILE_U: u32 = 4u;
+const TILE: u32 = 8u;
 
-// Invocation t of (ceil(batch/8) * n_out/4): x (B, n_in) at xoff -> y (B, n_out) at yoff.
+// Invocation t of (ceil(batch/8) * ceil(n_out/8)): x (B, n_in) at xoff -> y (B, n_out).
 fn dense_forward(t: u32, n_in: u32, n_out: u32, xoff: u32, yoff: u32, w: u32, bias: u32) {
-    let blocks = n_out / TILE_U;
-    if (t >= ((step.batch + TILE_B - 1u) / TILE_B) * blocks) { return; }
-    let b0 = (t / blocks) * TILE_B;
-    let o0 = (t % blocks) * TILE_U;
-    var a: array<f32, 32>;
-    /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
-        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { a[bj * 4u + oj] = state[bias + o0 + oj]; }
+    let blocks = (n_out + TILE - 1u) / TILE;
+    if (t >= ((step.batch + TILE - 1u) / TILE) * blocks) { return; }
+    let b0 = (t / blocks) * TILE;
+    let o0 = (t % blocks) * TILE;
+    var a: array<f32, 64>;
+    /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+        let bo = state[bias + min(o0 + oj, n_out - 1u)];
+        /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 8u + oj] = bo; }
     }
     for (var k = 0u; k < n_in; k++) {
         var x: array<f32, 8>;
         /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { x[bj] = act(min(b0 + bj, step.batch - 1u), xoff, k); }
-        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
-            let wk = state[w + (o0 + oj) * n_in + k];
-            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 4u + oj] += wk * x[bj]; }
+        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+            let wk = state[w + min(o0 + oj, n_out - 1u) * n_in + k];
+            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 8u + oj] += wk * x[bj]; }
         }
     }
     /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
-        if (b0 + bj < step.batch) {
-            /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
-                acts[(b0 + bj) * ACT_STRIDE + yoff + o0 + oj] = squash(a[bj * 4u + oj]);
+        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+            if (b0 + bj < step.batch && o0 + oj < n_out) {
+                acts[(b0 + bj) * ACT_STRIDE + yoff + o0 + oj] = squash(a[bj * 8u + oj]);
             }
         }
     }
 }
 
-// Invocation t of (ceil(batch/8) * n_in/4): d_out (B, n_out) at doff_out -> d_in (B, n_in)
+// Invocation t of (ceil(batch/8) * n_in/8): d_out (B, n_out) at doff_out -> d_in (B, n_in)
 // at doff_in, times the squashing derivative of the input x at xoff.
 fn dense_backward_input(t: u32, n_in: u32, n_out: u32, xoff: u32, doff_out: u32, doff_in: u32, w: u32) {
-    let blocks = n_in / TILE_U;
-    if (t >= ((step.batch + TILE_B - 1u) / TILE_B) * blocks) { return; }
-    let b0 = (t / blocks) * TILE_B;
-    let k0 = (t % blocks) * TILE_U;
-    var s: array<f32, 32>;
-    /*unroll*/ for (var j = 0u; j < 32u; j++) { s[j] = 0.0; }
+    let blocks = n_in / TILE;
+    if (t >= ((step.batch + TILE - 1u) / TILE) * blocks) { return; }
+    let b0 = (t / blocks) * TILE;
+    let k0 = (t % blocks) * TILE;
+    var s: array<f32, 64>;
+    /*unroll*/ for (var j = 0u; j < 64u; j++) { s[j] = 0.0; }
     for (var o = 0u; o < n_out; o++) {
         var d: array<f32, 8>;
         /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { d[bj] = delta(min(b0 + bj, step.batch - 1u), doff_out, o); }
-        /*unroll*/ for (var kj = 0u; kj < 4u; kj++) {
+        /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
             let wk = wt(w + o * n_in + k0 + kj);
-            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { s[bj * 4u + kj] += wk * d[bj]; }
+            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { s[bj * 8u + kj] += wk * d[bj]; }
         }
     }
     /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
         let b = b0 + bj;
         if (b < step.batch) {
-            /*unroll*/ for (var kj = 0u; kj < 4u; kj++) {
-                deltas[b * DELTA_STRIDE + doff_in + k0 + kj] = dfac(act(b, xoff, k0 + kj)) * s[bj * 4u + kj];
+            /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
+                deltas[b * DELTA_STRIDE + doff_in + k0 + kj] = dfac(act(b, xoff, k0 + kj)) * s[bj * 8u + kj];
             }
         }
     }
 }
 
-// Invocation t of (n_out/4 * n_in/8 + n_out/4): the gradient of a tile of 4 units x 8
-// inputs of W, summed over the batch in order; the last n_out/4 invocations sum the biases.
+// Invocation t of (ceil(n_out/8) * n_in/8 + ceil(n_out/8)): the gradient of a tile of 8
+// units x 8 inputs of W, summed over the batch in order; the last ceil(n_out/8)
+// invocations sum the biases, 8 each.
 fn dense_backward_params(t: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32, w: u32, bias: u32) {
-    let blocks_o = n_out / 4u;
-    let blocks_k = n_in / 8u;
+    let blocks_o = (n_out + TILE - 1u) / TILE;
+    let blocks_k = n_in / TILE;
     let tiles = blocks_o * blocks_k;
     if (t >= tiles + blocks_o) { return; }
     if (t >= tiles) {
-        let o0 = (t - tiles) * 4u;
-        var s: array<f32, 4>;
-        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { s[oj] = 0.0; }
+        let o0 = (t - tiles) * TILE;
+        var s: array<f32, 8>;
+        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) { s[oj] = 0.0; }
         for (var b = 0u; b < step.batch; b++) {
-            /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { s[oj] += delta(b, doff, o0 + oj); }
+            /*unroll*/ for (var oj = 0u; oj < 8u; oj++) { s[oj] += delta(b, doff, min(o0 + oj, n_out - 1u)); }
         }
-        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) { put_grad(bias + o0 + oj, s[oj]); }
+        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+            if (o0 + oj < n_out) { put_grad(bias + o0 + oj, s[oj]); }
+        }
         return;
     }
-    let o0 = (t / blocks_k) * 4u;
-    let k0 = (t % blocks_k) * 8u;
-    var s: array<f32, 32>;
-    /*unroll*/ for (var j = 0u; j < 32u; j++) { s[j] = 0.0; }
+    let o0 = (t / blocks_k) * TILE;
+    let k0 = (t % blocks_k) * TILE;
+    var s: array<f32, 64>;
+    /*unroll*/ for (var j = 0u; j < 64u; j++) { s[j] = 0.0; }
     for (var b = 0u; b < step.batch; b++) {
         var x: array<f32, 8>;
         /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { x[kj] = xin(act(b, xoff, k0 + kj)); }
-        /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
-            let d = delta(b, doff, o0 + oj);
+        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+            let d = delta(b, doff, min(o0 + oj, n_out - 1u));
             /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { s[oj * 8u + kj] += d * x[kj]; }
         }
     }
-    /*unroll*/ for (var oj = 0u; oj < 4u; oj++) {
-        /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
-            put_grad(w + (o0 + oj) * n_in + k0 + kj, s[oj * 8u + kj]);
+    /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+        if (o0 + oj < n_out) {
+            /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
+                put_grad(w + (o0 + oj) * n_in + k0 + kj, s[oj * 8u + kj]);
+            }
         }
     }
 }

@@ -217,7 +217,7 @@ enum Size {
     PerPattern(u32),
     /// One thread each for this many items.
     Threads(u32),
-    /// One thread per tile of 8 patterns, times this many unit blocks, in workgroups of
+    /// One thread per tile of 8 patterns, times this many blocks of 8 units, in workgroups of
     /// `DENSE_WG` (dense layers; never more than 65535 groups: 32 * 100 * 65535 patterns).
     Tiles(u32),
 }
@@ -229,18 +229,18 @@ const KERNELS: [(&str, &str, Size); 26] = [
     ("subsample", "s2_forward", Size::PerPattern(1176)),
     ("conv", "c3_forward", Size::PerPattern(16)),
     ("subsample", "s4_forward", Size::PerPattern(400)),
-    ("conv", "c5_forward", Size::Tiles(30)),
-    ("full", "f6_forward", Size::Tiles(21)),
+    ("conv", "c5_forward", Size::Tiles(15)),
+    ("full", "f6_forward", Size::Tiles(11)),
     ("rbf", "rbf_forward", Size::PerPattern(10)),
     ("rbf", "loss_forward_backward", Size::PerPattern(1)),
     ("rbf", "rbf_backward", Size::PerPattern(84)),
-    ("full", "f6_backward_input", Size::Tiles(30)),
-    ("conv", "c5_backward_input", Size::Tiles(100)),
+    ("full", "f6_backward_input", Size::Tiles(15)),
+    ("conv", "c5_backward_input", Size::Tiles(50)),
     ("subsample", "s4_backward_input", Size::PerPattern(400)),
     ("conv", "c3_backward_input", Size::PerPattern(6)),
     ("subsample", "s2_backward_input", Size::PerPattern(1176)),
-    ("full", "f6_backward_params", Size::Threads(21 * 15 + 21)),
-    ("conv", "c5_backward_params", Size::Threads(30 * 50 + 30)),
+    ("full", "f6_backward_params", Size::Threads(11 * 15 + 11)),
+    ("conv", "c5_backward_params", Size::Threads(15 * 50 + 15)),
     ("subsample", "s4_backward_params", Size::PerPattern(16)),
     ("subsample", "s4_backward_params_sum", Size::Threads(32)),
     ("conv", "c3_backward_params", Size::PerPattern(76)),
