@@ -100,9 +100,9 @@ fn delta(b: u32, off: u32, i: u32) -> f32 {
 // units, so one load serves 8 products instead of one. Invocations past the batch (or,
 // for F6's 84 units, past the last unit) read the last valid one and write nothing (no
 // early return, so loops stay uniform). The forward and input-gradient kernels run in
-// workgroups of 32 (`DENSE_WG`): at small batches there are few tiles, and a CPU adapter
+// workgroups of 16 (`DENSE_WG`): at small batches there are few tiles, and a CPU adapter
 // runs each workgroup on one core.
-const DENSE_WG: u32 = 32u;
+const DENSE_WG: u32 = 16u;
 const TILE: u32 = 8u;
 
 // Invocation t of (ceil(batch/8) * ceil(n_out/8)): x (B, n_in) at xoff -> y (B, n_out).

@@ -49,7 +49,7 @@ const CENTERS_OFF: u64 = 5 * N_PARAMS as u64;
 const STATE_LEN: u64 = CENTERS_OFF + 840;
 const WG: u32 = 64;
 /// Workgroup size of the dense-layer forward and input-gradient kernels (common.wgsl).
-const DENSE_WG: u32 = 32;
+const DENSE_WG: u32 = 16;
 /// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
 const STEP_STRIDE: u64 = 256;
 /// Patterns per batch when only evaluating.
@@ -218,7 +218,7 @@ enum Size {
     /// One thread each for this many items.
     Threads(u32),
     /// One thread per tile of 8 patterns, times this many blocks of 8 units, in workgroups of
-    /// `DENSE_WG` (dense layers; never more than 65535 groups: 32 * 100 * 65535 patterns).
+    /// `DENSE_WG` (dense layers; under 65535 groups for any batch below 80 million).
     Tiles(u32),
 }
 
