@@ -230,7 +230,8 @@ struct TrainArgs {
     eta_scale: f64,
     /// Per-pattern eta by pass, as LAST_PASS:ETA,... (the last eta holds after), or
     /// `paper` for the paper's online schedule 2:5e-4,5:2e-4,8:1e-4,12:5e-5,20:1e-5.
-    /// Default: 1:1.25e-5,6:5e-5,10:2.5e-5,15:1e-5,20:5e-6 (for batch 16).
+    /// Default: 1:1.25e-5,6:5e-5,10:2.5e-5,15:1e-5,20:5e-6 (for batch 16); with --distort,
+    /// 1:1.25e-5,12:5e-5,17:2.5e-5,20:1e-5.
     #[arg(long, value_name = "SCHEDULE")]
     schedule: Option<String>,
     /// SDLM's mu in eps_k = eta / (mu + h_kk).
@@ -590,6 +591,8 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     };
     if let Some(s) = &a.schedule {
         cfg.schedule = parse_schedule(s)?;
+    } else if a.distort {
+        cfg.schedule = train::DISTORT_SCHEDULE.to_vec();
     }
     cfg.validate()?;
     // Fail now, not after a pass of training, when --save cannot be written.

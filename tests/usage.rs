@@ -324,6 +324,17 @@ fn distorted_training_on_both_backends() {
         assert!(ok, "{args:?}\n{out}{err}");
         let meta = lenet_gpu::checkpoint::load(&model).unwrap().meta;
         assert_eq!(meta.extra["distort"], distort.to_string());
+        // --distort brings its own default schedule (eta held at 5e-5 to pass 12).
+        let expected = if distort {
+            "1:1.25e-5,12:5e-5,"
+        } else {
+            "1:1.25e-5,6:5e-5,"
+        };
+        assert!(
+            meta.extra["schedule"].starts_with(expected),
+            "{:?}",
+            meta.extra["schedule"]
+        );
         let text = std::fs::read_to_string(&log).unwrap();
         let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         rec["train_loss"].as_f64().unwrap()
