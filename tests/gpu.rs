@@ -11,7 +11,6 @@ use lenet_gpu::gpu::{
 };
 use lenet_gpu::params::{self, N_PARAMS, TENSORS};
 use lenet_gpu::{RBF_CENTERS, data::Dataset, train};
-use rand::{RngExt, SeedableRng};
 use std::sync::{Arc, OnceLock};
 
 /// The adapters to test, by API; panics when a required one is missing.
@@ -63,51 +62,6 @@ fn backend(choice: &AdapterChoice, loss: Loss, momentum: f32, batch: usize) -> G
     .unwrap()
 }
 
-/// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial.
-fn test_params(seed: u64) -> Vec<f32> {
-    let mut p = params::init(seed);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 100);
-    for t in [
-        params::C1_B,
-        params::S2_W,
-        params::S2_B,
-        params::C3_B,
-        params::S4_W,
-        params::S4_B,
-    ] {
-        for v in t.of_mut(&mut p) {
-            *v = rng.random_range(-0.5..0.5);
-        }
-    }
-    p
-}
-
-/// |gpu - cpu| <= atol + rtol |cpu|, with atol = `abs` times the largest |cpu| of the
-/// tensor; prints the largest difference and, on failure, the first mismatches.
-fn compare(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rtol: f32) -> Option<String> {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
-    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let atol = abs * scale;
-    let mut worst = 0f32;
-    let mut bad = Vec::new();
-    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-        let d = (g - c).abs();
-        worst = worst.max(d);
-        if d.is_nan() || d > atol + rtol * c.abs() {
-            bad.push(format!("    [{i}] gpu {g:.7e} cpu {c:.7e}"));
-        }
-    }
-    println!("  {what:12} max |gpu - cpu| = {worst:.2e} (max |cpu| {scale:.2e})");
-    (!bad.is_empty()).then(|| {
-        format!(
-            "{what}: {} of {} differ:\n{}",
-            bad.len(),
-            gpu.len(),
-            bad[..bad.len().min(5)].join("\n")
-        )
-    })
-}
-
 /// Every forward, backward and second-derivative kernel against the CPU passes, on 5
 /// training patterns. Tolerances: f32 sums of up to 20,000 terms in another order, so
 /// 1e-5 of the tensor's largest value plus 1e-4 relative.
@@ -115,7 +69,7 @@ fn compare(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rtol: f32) -> Option<
 fn kernels_match_cpu_twins() {
     let (train_set, _) = mnist().clone();
     let idx: Vec<u32> = vec![3, 141, 59, 26, 535];
-    let p = test_params(7);
+    let p = common::test_params(7);
     let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
     for mode in [0u32, 1] {
         // The CPU twin, pattern by pattern.
@@ -162,7 +116,7 @@ fn kernels_match_cpu_twins() {
                     gv.extend_from_slice(&snap.acts[base..base + *len as usize]);
                     cv.extend(act_of(ws, k));
                 }
-                failures.extend(compare(&format!("act {n}"), &gv, &cv, 1e-5, 1e-4));
+                failures.extend(common::compare(&format!("act {n}"), &gv, &cv, 1e-5, 1e-4));
                 off += *len as usize;
             }
             let mut off = 0;
@@ -179,11 +133,11 @@ fn kernels_match_cpu_twins() {
                     gv.extend_from_slice(&snap.deltas[base..base + *len as usize]);
                     cv.extend(delta_of(ws, k));
                 }
-                failures.extend(compare(&format!("delta {n}"), &gv, &cv, 1e-5, 1e-4));
+                failures.extend(common::compare(&format!("delta {n}"), &gv, &cv, 1e-5, 1e-4));
                 off += *len as usize;
             }
             for t in TENSORS {
-                failures.extend(compare(
+                failures.extend(common::compare(
                     t.name,
                     t.of(&snap.grad),
                     t.of(&cpu_grad),
@@ -225,7 +179,7 @@ fn twenty_training_steps_agree() {
         let gh = g.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
         let mut fails: Vec<String> = TENSORS
             .iter()
-            .filter_map(|t| compare(&format!("h {}", t.name), t.of(&gh), t.of(&h), 1e-5, 1e-4))
+            .filter_map(|t| common::compare(&format!("h {}", t.name), t.of(&gh), t.of(&h), 1e-5, 1e-4))
             .collect();
         g.set_step_sizes(&eps).unwrap();
         let gpu_losses: Vec<f64> = order
@@ -249,7 +203,7 @@ fn twenty_training_steps_agree() {
         fails.extend(
             TENSORS
                 .iter()
-                .filter_map(|t| compare(t.name, t.of(&gp), t.of(&cpu_p), 1e-4, 0.0)),
+                .filter_map(|t| common::compare(t.name, t.of(&gp), t.of(&cpu_p), 1e-4, 0.0)),
         );
         assert!(fails.is_empty(), "{name}:\n{}", fails.join("\n"));
     }
@@ -320,7 +274,7 @@ fn distorted_input_matches_cpu() {
     let idx: Vec<u32> = vec![0, 7, 1234, 1500, 1999];
     for (name, choice) in adapters() {
         let mut g = backend(&choice, Loss::Mse, 0.0, 8);
-        g.set_params(&test_params(3)).unwrap();
+        g.set_params(&common::test_params(3)).unwrap();
         g.set_distortions(Some(&warps)).unwrap();
         let snap = g.snapshot(&idx, 0).unwrap();
         let mut max = 0f32;

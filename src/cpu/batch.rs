@@ -1,9 +1,12 @@
-//! The CPU backend: the reference passes of this module's parent, run over a batch in
-//! parallel. Patterns are split into fixed chunks of `CHUNK`; each chunk sums its patterns'
-//! gradients in order into its own buffer, then the chunk buffers are added in chunk order.
-//! The result depends only on the batch, never on the thread count or the scheduling, so
-//! the same seed gives bit-identical weights.
+//! The CPU backend: the passes of this module's parent, run over a batch in parallel, with
+//! either kernel set ([`CpuKernels`]): the plain reference loops, one pattern at a time, or
+//! the fast path of `cpu::fast`, one block of eight patterns at a time. Patterns are split
+//! into fixed chunks of `CHUNK`; each chunk sums its patterns' gradients into its own
+//! buffer, then the chunk buffers are added in chunk order. The result depends only on the
+//! batch and the kernel set, never on the thread count or the scheduling, so the same seed
+//! gives bit-identical weights.
 
+use super::fast::{self, Block, Weights};
 use super::{
     Loss, Workspace, input_forward, pattern_backward, pattern_forward, pattern_hessian, predict,
 };
@@ -13,24 +16,65 @@ use crate::distort::{Affine, input_forward_distorted};
 use crate::params::N_PARAMS;
 use crate::{RBF_CENTERS, Result};
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// Patterns per parallel task.
-pub const CHUNK: usize = 8;
+/// Patterns per parallel task: one block of the fast path.
+pub const CHUNK: usize = fast::LANES;
 
+/// Which implementation of the passes the CPU backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuKernels {
+    /// The plain loops of `cpu`, the spec every other kernel is tested against.
+    Reference,
+    /// `cpu::fast`: blocks of eight patterns, im2col + GEMM (the default).
+    #[default]
+    Fast,
+}
+
+impl std::str::FromStr for CpuKernels {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "reference" => Ok(CpuKernels::Reference),
+            "fast" => Ok(CpuKernels::Fast),
+            _ => Err(format!("unknown CPU kernel set {s:?}: use reference or fast")),
+        }
+    }
+}
+
+/// The sums of one chunk.
 struct Slot {
-    ws: Workspace<f32>,
     acc: Vec<f32>, // (N_PARAMS) gradient or Hessian sum of this chunk
     stats: TrainStats,
 }
 
-impl Slot {
-    fn new() -> Self {
-        Slot {
-            ws: Workspace::default(),
-            acc: vec![0.0; N_PARAMS],
-            stats: TrainStats::default(),
-        }
+/// Per-task working memory, reused across chunks and batches (a block is 5 MB, too much
+/// to allocate per chunk).
+#[derive(Default)]
+struct Scratch {
+    ws: Option<Box<Workspace<f32>>>,
+    block: Option<Box<Block>>,
+}
+
+impl Scratch {
+    fn ws(&mut self) -> &mut Workspace<f32> {
+        self.ws.get_or_insert_with(Default::default)
+    }
+    fn block(&mut self) -> &mut Block {
+        self.block.get_or_insert_with(Default::default)
+    }
+}
+
+/// A stack of scratch spaces shared by the tasks of a parallel loop.
+#[derive(Default)]
+struct Pool(Mutex<Vec<Scratch>>);
+
+impl Pool {
+    fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        let mut s = self.0.lock().unwrap().pop().unwrap_or_default();
+        let r = f(&mut s);
+        self.0.lock().unwrap().push(s);
+        r
     }
 }
 
@@ -39,27 +83,44 @@ pub struct CpuBackend {
     test: Arc<Dataset>,
     loss: Loss,
     momentum: f32,
+    kernels: CpuKernels,
     params: Vec<f32>,   // (N_PARAMS)
+    w3: Vec<f32>,       // (16,150) C3 weights expanded for the fast path
     eps: Vec<f32>,      // (N_PARAMS) step sizes
     velocity: Vec<f32>, // (N_PARAMS)
     grad: Vec<f32>,     // (N_PARAMS) reduced over the batch
     slots: Vec<Slot>,
+    pool: Pool,
     /// Per training image, the warp of the current pass (`train --distort`).
     distortions: Option<Arc<Vec<Affine>>>,
 }
 
 impl CpuBackend {
+    /// A backend running the reference kernels.
     pub fn new(train: Arc<Dataset>, test: Arc<Dataset>, loss: Loss, momentum: f32) -> Self {
+        Self::with_kernels(train, test, loss, momentum, CpuKernels::Reference)
+    }
+
+    pub fn with_kernels(
+        train: Arc<Dataset>,
+        test: Arc<Dataset>,
+        loss: Loss,
+        momentum: f32,
+        kernels: CpuKernels,
+    ) -> Self {
         CpuBackend {
             train,
             test,
             loss,
             momentum,
+            kernels,
             params: vec![0.0; N_PARAMS],
+            w3: vec![0.0; 16 * 150],
             eps: vec![0.0; N_PARAMS],
             velocity: vec![0.0; N_PARAMS],
             grad: vec![0.0; N_PARAMS],
             slots: Vec::new(),
+            pool: Pool::default(),
             distortions: None,
         }
     }
@@ -71,28 +132,30 @@ impl CpuBackend {
 
     fn ensure_slots(&mut self, n: usize) {
         while self.slots.len() < n {
-            self.slots.push(Slot::new());
+            self.slots.push(Slot {
+                acc: vec![0.0; N_PARAMS],
+                stats: TrainStats::default(),
+            });
         }
     }
 
-    /// Runs `per_pattern` over `idx` in chunks, then sums the chunks' `acc` into `self.grad`
-    /// in chunk order, and returns the summed stats.
-    fn run_chunks<F>(&mut self, idx: &[u32], per_pattern: F) -> TrainStats
+    /// Runs `per_chunk` over `idx` in chunks of CHUNK patterns, then sums the chunks' `acc`
+    /// into `self.grad` in chunk order, and returns the summed stats.
+    fn run_chunks<F>(&mut self, idx: &[u32], per_chunk: F) -> TrainStats
     where
-        F: Fn(&mut Slot, usize) + Sync,
+        F: Fn(&mut Scratch, &mut Slot, &[u32]) + Sync,
     {
         let n = idx.len().div_ceil(CHUNK);
         self.ensure_slots(n);
         let slots = &mut self.slots[..n];
+        let pool = &self.pool;
         slots
             .par_iter_mut()
             .zip(idx.par_chunks(CHUNK))
             .for_each(|(slot, ids)| {
                 slot.acc.fill(0.0);
                 slot.stats = TrainStats::default();
-                for &i in ids {
-                    per_pattern(slot, i as usize);
-                }
+                pool.with(|scratch| per_chunk(scratch, slot, ids));
             });
         // Deterministic reduction: every parameter is summed over chunks 0, 1, 2, ... in order;
         // parameter blocks are independent, so they may run in parallel.
@@ -117,48 +180,79 @@ impl CpuBackend {
     }
 
     fn train_batch(&mut self, idx: &[u32]) -> TrainStats {
-        let (train, p, loss, warps) = (
+        let (train, p, w3, loss, warps, kernels) = (
             self.train.clone(),
             std::mem::take(&mut self.params),
+            std::mem::take(&mut self.w3),
             self.loss,
             self.distortions.clone(),
+            self.kernels,
         );
-        let stats = self.run_chunks(idx, |slot, i| {
-            match &warps {
-                Some(w) => {
-                    input_forward_distorted(train.image(i), train.side, &w[i], &mut slot.ws.x0)
+        let input = |i: usize, x0: &mut [f32]| match &warps {
+            Some(w) => input_forward_distorted(train.image(i), train.side, &w[i], x0),
+            None => input_forward(train.image(i), train.side, x0),
+        };
+        let stats = self.run_chunks(idx, |scratch, slot, ids| {
+            let record = |stats: &mut TrainStats, e: f32, predicted: usize, label: usize| {
+                if predicted != label {
+                    stats.errors += 1;
                 }
-                None => input_forward(train.image(i), train.side, &mut slot.ws.x0),
+                if !e.is_finite() && stats.first_non_finite.is_none() {
+                    stats.first_non_finite = Some(stats.patterns);
+                }
+                stats.loss_sum += e as f64;
+                stats.patterns += 1;
+            };
+            match kernels {
+                CpuKernels::Reference => {
+                    let ws = scratch.ws();
+                    for &i in ids {
+                        let i = i as usize;
+                        input(i, &mut ws.x0);
+                        pattern_forward(&p, &RBF_CENTERS, ws);
+                        let label = train.labels[i] as usize;
+                        let predicted = predict(&ws.y);
+                        let e = pattern_backward(&p, &RBF_CENTERS, loss, label, ws, &mut slot.acc);
+                        record(&mut slot.stats, e, predicted, label);
+                    }
+                }
+                CpuKernels::Fast => {
+                    let b = scratch.block();
+                    b.load(ids.len(), |l, x0| input(ids[l] as usize, x0));
+                    let w = Weights { p: &p, w3: &w3 };
+                    b.forward(w, &RBF_CENTERS);
+                    let labels: Vec<u8> = ids.iter().map(|&i| train.labels[i as usize]).collect();
+                    let out = b.backward(w, &RBF_CENTERS, loss, &labels, &mut slot.acc);
+                    for (&(e, predicted), &label) in out.iter().zip(&labels) {
+                        record(&mut slot.stats, e, predicted, label as usize);
+                    }
+                }
             }
-            pattern_forward(&p, &RBF_CENTERS, &mut slot.ws);
-            let label = train.labels[i] as usize;
-            if predict(&slot.ws.y) != label {
-                slot.stats.errors += 1;
-            }
-            let e = pattern_backward(&p, &RBF_CENTERS, loss, label, &mut slot.ws, &mut slot.acc);
-            if !e.is_finite() && slot.stats.first_non_finite.is_none() {
-                slot.stats.first_non_finite = Some(slot.stats.patterns);
-            }
-            slot.stats.loss_sum += e as f64;
-            slot.stats.patterns += 1;
         });
         self.params = p;
+        self.w3 = w3;
         let m = self.momentum;
         for k in 0..N_PARAMS {
             self.velocity[k] = m * self.velocity[k] + self.grad[k];
             self.params[k] -= self.eps[k] * self.velocity[k];
         }
+        fast::c3_dense(&self.params, &mut self.w3);
         stats
     }
 }
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        let k = match self.kernels {
+            CpuKernels::Reference => "reference",
+            CpuKernels::Fast => "fast",
+        };
+        format!("cpu ({} threads, {k} kernels)", rayon::current_num_threads())
     }
 
     fn set_params(&mut self, p: &[f32]) -> Result<()> {
         self.params.copy_from_slice(p);
+        fast::c3_dense(&self.params, &mut self.w3);
         Ok(())
     }
 
@@ -168,13 +262,29 @@ impl Backend for CpuBackend {
 
     fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>> {
         let train = self.train.clone();
-        let p = &self.params;
+        let p = self.params.clone();
         let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
-        let p = p.clone();
-        self.run_chunks(idx, |slot, i| {
-            input_forward(train.image(i), train.side, &mut slot.ws.x0);
-            pattern_forward(&p, &RBF_CENTERS, &mut slot.ws);
-            pattern_hessian(&p2, &mut slot.ws, &mut slot.acc);
+        let (mut w3, mut w3sq) = (vec![0f32; 16 * 150], vec![0f32; 16 * 150]);
+        fast::c3_dense(&p, &mut w3);
+        fast::c3_dense(&p2, &mut w3sq);
+        let kernels = self.kernels;
+        self.run_chunks(idx, |scratch, slot, ids| match kernels {
+            CpuKernels::Reference => {
+                let ws = scratch.ws();
+                for &i in ids {
+                    input_forward(train.image(i as usize), train.side, &mut ws.x0);
+                    pattern_forward(&p, &RBF_CENTERS, ws);
+                    pattern_hessian(&p2, ws, &mut slot.acc);
+                }
+            }
+            CpuKernels::Fast => {
+                let b = scratch.block();
+                b.load(ids.len(), |l, x0| {
+                    input_forward(train.image(ids[l] as usize), train.side, x0)
+                });
+                b.forward(Weights { p: &p, w3: &w3 }, &RBF_CENTERS);
+                b.hessian(Weights { p: &p2, w3: &w3sq }, &mut slot.acc);
+            }
         });
         let n = idx.len().max(1) as f32;
         Ok(self.grad.iter().map(|h| h / n).collect())
@@ -212,8 +322,7 @@ impl Backend for CpuBackend {
             Split::Train => self.train.clone(),
             Split::Test => self.test.clone(),
         };
-        let p = &self.params;
-        let loss = self.loss;
+        let (p, w3, loss, kernels, pool) = (&self.params, &self.w3, self.loss, self.kernels, &self.pool);
         let n = set.len();
         let mut predictions = vec![0u8; n];
         let mut losses = vec![0f64; n.div_ceil(256)];
@@ -221,17 +330,38 @@ impl Backend for CpuBackend {
             .par_chunks_mut(256)
             .zip(losses.par_iter_mut())
             .enumerate()
-            .for_each_init(Workspace::<f32>::default, |ws, (c, (preds, lsum))| {
+            .for_each(|(c, (preds, lsum))| {
                 let mut dy = [0f32; 10];
-                for (k, pr) in preds.iter_mut().enumerate() {
-                    let i = c * 256 + k;
-                    input_forward(set.image(i), set.side, &mut ws.x0);
-                    pattern_forward(p, &RBF_CENTERS, ws);
-                    *pr = predict(&ws.y) as u8;
-                    *lsum +=
-                        super::loss_forward_backward(loss, &ws.y, set.labels[i] as usize, &mut dy)
-                            as f64;
-                }
+                let label = |i: usize| set.labels[i] as usize;
+                pool.with(|scratch| match kernels {
+                    CpuKernels::Reference => {
+                        let ws = scratch.ws();
+                        for (k, pr) in preds.iter_mut().enumerate() {
+                            let i = c * 256 + k;
+                            input_forward(set.image(i), set.side, &mut ws.x0);
+                            pattern_forward(p, &RBF_CENTERS, ws);
+                            *pr = predict(&ws.y) as u8;
+                            *lsum += super::loss_forward_backward(loss, &ws.y, label(i), &mut dy)
+                                as f64;
+                        }
+                    }
+                    CpuKernels::Fast => {
+                        let b = scratch.block();
+                        for (k, prs) in preds.chunks_mut(CHUNK).enumerate() {
+                            let first = c * 256 + k * CHUNK;
+                            b.load(prs.len(), |l, x0| {
+                                input_forward(set.image(first + l), set.side, x0)
+                            });
+                            b.forward(Weights { p, w3 }, &RBF_CENTERS);
+                            for (l, pr) in prs.iter_mut().enumerate() {
+                                let y = b.outputs(l);
+                                *pr = predict(&y) as u8;
+                                *lsum += super::loss_forward_backward(loss, &y, label(first + l), &mut dy)
+                                    as f64;
+                            }
+                        }
+                    }
+                });
             });
         let errors = predictions
             .iter()

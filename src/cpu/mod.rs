@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod conv;
+pub mod fast;
 pub mod full;
 pub mod rbf;
 pub mod subsample;

@@ -51,3 +51,53 @@ pub fn cpu_adapter_available() -> bool {
         }
     }
 }
+
+/// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial.
+pub fn test_params(seed: u64) -> Vec<f32> {
+    use lenet_gpu::params;
+    use rand::{RngExt, SeedableRng};
+    let mut p = params::init(seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 100);
+    for t in [
+        params::C1_B,
+        params::S2_W,
+        params::S2_B,
+        params::C3_B,
+        params::S4_W,
+        params::S4_B,
+    ] {
+        for v in t.of_mut(&mut p) {
+            *v = rng.random_range(-0.5..0.5);
+        }
+    }
+    p
+}
+
+/// Checks a tensor against its reference: |got - want| <= atol + rtol |want|, with atol =
+/// `abs` times the largest |want| of the tensor. Prints the largest difference and returns,
+/// on failure, the first mismatches.
+pub fn compare(what: &str, got: &[f32], want: &[f32], abs: f32, rtol: f32) -> Option<String> {
+    let (gpu, cpu) = (got, want);
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let atol = abs * scale;
+    let mut worst = 0f32;
+    let mut bad = Vec::new();
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let d = (g - c).abs();
+        worst = worst.max(d);
+        if d.is_nan() || d > atol + rtol * c.abs() {
+            bad.push(format!("    [{i}] got {g:.7e} reference {c:.7e}"));
+        }
+    }
+    println!("  {what:12} max |diff| = {worst:.2e} (max |reference| {scale:.2e})");
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{what}: {} of {} differ:\n{}",
+            bad.len(),
+            gpu.len(),
+            bad[..bad.len().min(5)].join("\n")
+        )
+    })
+}
+

@@ -1,0 +1,419 @@
+//! The fast CPU path: the same math as the reference in the parent module, computed for a
+//! block of `LANES` patterns at once in a layout made for SIMD units and a GEMM library.
+//!
+//! Layout. Every tensor of a block is lane-major: feature f of pattern l sits at
+//! `f * LANES + l`. A (maps, positions) activation is therefore a row-major matrix of
+//! shape (maps, positions * LANES), and a dense layer's input is a (features, LANES)
+//! matrix. Two things follow:
+//! - element-wise work (squashing, subsampling, the RBF units) runs over eight patterns in
+//!   one vector, with no shuffles, and its per-pattern arithmetic is exactly the
+//!   reference's;
+//! - every convolution row of the im2col matrix is a contiguous copy, and the layers become
+//!   matrix products that `matrixmultiply` runs with packed, register-blocked kernels:
+//!   C1 (6,25) x (25, 784 L), C3 (16,150) x (150, 100 L) with the connection table as zero
+//!   weights, C5 (120,400) x (400, L), F6 (84,120) x (120, L), and their transposes for
+//!   the backward pass.
+//!
+//! Results differ from the reference only by rounding (sums run in another order, and the
+//! squashing function uses its own exp); `tests/fast.rs` checks every tensor against it.
+//! A block's result depends only on its patterns, so the batch sum, taken block by block
+//! in order, is bit-identical for any number of threads.
+
+pub mod conv;
+pub mod full;
+pub mod rbf;
+pub mod subsample;
+
+use super::{Loss, SQUASH_A, SQUASH_S, loss_forward_backward, predict, squash_derivative};
+use crate::params::{self, C3_TABLE, N_PARAMS};
+
+pub use conv::*;
+pub use full::*;
+pub use rbf::*;
+pub use subsample::*;
+
+/// Patterns per block: one 256-bit vector of f32.
+pub const LANES: usize = 8;
+const L: usize = LANES;
+
+/// C = A B + beta C, with A (m,k) and B (k,n) given by (row, column) strides and C
+/// row-major with row stride `rsc`. Panics (before any unsafe access) if a stride would
+/// reach outside its slice.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(k == 0 || last(m, k, rsa, csa) < a.len(), "gemm: A out of bounds");
+    assert!(k == 0 || last(k, n, rsb, csb) < b.len(), "gemm: B out of bounds");
+    assert!(last(m, n, rsc, 1) < c.len(), "gemm: C out of bounds");
+    // SAFETY: the asserts above keep every element matrixmultiply reads or writes inside
+    // the slices; `c` is borrowed mutably, so it cannot alias `a` or `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            1,
+        );
+    }
+}
+
+/// f(a) = A tanh(S a), written so that a loop of it vectorises: tanh(u) = sign(u) (1 - e) /
+/// (1 + e) with e = exp(-2|u|), as in the reference, but with an exp made of arithmetic
+/// and bit operations instead of a call into the C library. Absolute error below 4e-7
+/// (`squash_fast_matches_tanh`).
+#[inline(always)]
+pub fn squash_fast(a: f32) -> f32 {
+    let u = SQUASH_S as f32 * a;
+    let e = exp_nonpositive(-2.0 * u.abs());
+    let t = (1.0 - e) / (1.0 + e);
+    SQUASH_A as f32 * t.copysign(u)
+}
+
+/// e^z for z <= 0 (NaN stays NaN): z = k ln2 + r with |r| <= ln2/2, e^r from its Taylor
+/// series to r^7 (truncation below 6e-9 relative), times 2^k built in the exponent bits.
+#[inline(always)]
+fn exp_nonpositive(z: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two so that k * LN2_HI is exact for the k that occur (|k| < 128).
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    // Below -87, e^z < 2^-125: clamping keeps 2^k a normal number and changes nothing
+    // that 1 + e can see. (A comparison, not f32::max, so that NaN stays NaN.)
+    let z = if z < -87.0 { -87.0 } else { z };
+    let t = z * LOG2E + ROUND;
+    let k = t - ROUND;
+    let ki = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = (z - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+    p * f32::from_bits(((ki + 127) << 23) as u32)
+}
+
+/// Squashes a whole buffer of pre-activations in place.
+#[inline(always)]
+pub fn squash_in_place(a: &mut [f32]) {
+    for v in a {
+        *v = squash_fast(*v);
+    }
+}
+
+/// d *= f'(a), with f'(a) computed from x = f(a) (the gradient pass).
+#[inline(always)]
+pub fn squash_backward(x: &[f32], d: &mut [f32]) {
+    for (d, &x) in d.iter_mut().zip(x) {
+        *d *= squash_derivative(x);
+    }
+}
+
+/// d2 *= f'(a)^2 (the SDLM pass).
+#[inline(always)]
+pub fn squash_hessian(x: &[f32], d2: &mut [f32]) {
+    for (d, &x) in d2.iter_mut().zip(x) {
+        let f = squash_derivative(x);
+        *d *= f * f;
+    }
+}
+
+/// Sum of the LANES partial sums of one lane vector, in a fixed order.
+#[inline(always)]
+pub fn reduce_lanes(v: &[f32; L]) -> f32 {
+    ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+}
+
+/// Sum of every element of each row of `d`: (rows, len) -> added into out: (rows).
+#[inline(always)]
+pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
+    let len = d.len() / rows;
+    for (r, o) in out.iter_mut().enumerate().take(rows) {
+        let mut acc = [0f32; L];
+        for v in d[r * len..(r + 1) * len].chunks_exact(L) {
+            for l in 0..L {
+                acc[l] += v[l];
+            }
+        }
+        *o += reduce_lanes(&acc);
+    }
+}
+
+/// Which pass a backward sweep computes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// First derivatives, with the parameters and activations as they are.
+    Gradient,
+    /// SDLM second derivatives: squared parameters, squared activations, f'^2.
+    Hessian,
+}
+
+/// The parameters a block pass reads: the flat buffer (or its square, for the SDLM pass)
+/// and C3's weights expanded by `c3_dense`.
+#[derive(Clone, Copy)]
+pub struct Weights<'a> {
+    pub p: &'a [f32],  // (N_PARAMS)
+    pub w3: &'a [f32], // (16,150)
+}
+
+/// C3's compact weights -> w3: (16, 6*25) dense, zero where the connection table has no
+/// link, so that C3 is one matrix product.
+pub fn c3_dense(p: &[f32], w3: &mut [f32]) {
+    w3.fill(0.0);
+    let c3 = params::C3_W.of(p);
+    for (o, ins) in C3_TABLE.iter().enumerate() {
+        for (li, &m) in ins.iter().enumerate() {
+            let link = params::c3_link_start(o) + li;
+            w3[o * 150 + m * 25..o * 150 + m * 25 + 25]
+                .copy_from_slice(&c3[link * 25..link * 25 + 25]);
+        }
+    }
+}
+
+/// Every buffer of one block, lane-major (shapes in (rows, columns), L = LANES).
+pub struct Block {
+    /// Patterns in use, 1..=LANES; the other lanes hold background images and get zero
+    /// derivatives, so they add nothing to any sum.
+    pub n: usize,
+    pub x0: Vec<f32>,     // (1024, L)
+    pub cols1: Vec<f32>,  // (25, 784 L) im2col of x0
+    pub x1: Vec<f32>,     // (6, 784 L)
+    pub x2: Vec<f32>,     // (6, 196 L)
+    pub cols2: Vec<f32>,  // (150, 100 L) im2col of x2
+    pub x3: Vec<f32>,     // (16, 100 L)
+    pub x4: Vec<f32>,     // (400, L)
+    pub x5: Vec<f32>,     // (120, L)
+    pub x6: Vec<f32>,     // (84, L)
+    pub y: Vec<f32>,      // (10, L)
+    pub dy: Vec<f32>,     // (10, L)
+    pub d6: Vec<f32>,     // (84, L)
+    pub d5: Vec<f32>,     // (120, L)
+    pub d4: Vec<f32>,     // (400, L)
+    pub d3: Vec<f32>,     // (16, 100 L)
+    pub dcols2: Vec<f32>, // (150, 100 L)
+    pub d2: Vec<f32>,     // (6, 196 L)
+    pub d1: Vec<f32>,     // (6, 784 L)
+    pub w3grad: Vec<f32>, // (16,150) dense C3 weight gradient of this block
+    /// Squared cols1, x1, cols2, x3, x4, x5 for the SDLM pass.
+    pub sq: [Vec<f32>; 6],
+    /// One pattern's input in the reference layout (1,32,32), before it goes into its lane.
+    pub img: Vec<f32>,
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        let z = |n: usize| vec![0f32; n];
+        Block {
+            n: 0,
+            x0: z(1024 * L),
+            cols1: z(25 * 784 * L),
+            x1: z(6 * 784 * L),
+            x2: z(6 * 196 * L),
+            cols2: z(150 * 100 * L),
+            x3: z(16 * 100 * L),
+            x4: z(400 * L),
+            x5: z(120 * L),
+            x6: z(84 * L),
+            y: z(10 * L),
+            dy: z(10 * L),
+            d6: z(84 * L),
+            d5: z(120 * L),
+            d4: z(400 * L),
+            d3: z(16 * 100 * L),
+            dcols2: z(150 * 100 * L),
+            d2: z(6 * 196 * L),
+            d1: z(6 * 784 * L),
+            w3grad: z(16 * 150),
+            sq: [
+                z(25 * 784 * L),
+                z(6 * 784 * L),
+                z(150 * 100 * L),
+                z(16 * 100 * L),
+                z(400 * L),
+                z(120 * L),
+            ],
+            img: z(1024),
+        }
+    }
+}
+
+impl Block {
+    /// Loads the inputs: `fill(l, x0)` writes pattern l's (1,32,32) input for l < n.
+    pub fn load(&mut self, n: usize, mut fill: impl FnMut(usize, &mut [f32])) {
+        assert!((1..=L).contains(&n), "a block holds 1..={L} patterns, not {n}");
+        self.n = n;
+        for l in 0..L {
+            if l < n {
+                fill(l, &mut self.img);
+            } else {
+                self.img.fill(super::INPUT_BACKGROUND as f32);
+            }
+            for (i, &v) in self.img.iter().enumerate() {
+                self.x0[i * L + l] = v;
+            }
+        }
+    }
+
+    /// Pattern l's values of a lane-major buffer, in the reference layout.
+    pub fn lane(buf: &[f32], l: usize) -> Vec<f32> {
+        buf.iter().skip(l).step_by(L).copied().collect()
+    }
+
+    /// Forward pass of the loaded block: x1..x6 and y.
+    pub fn forward(&mut self, w: Weights, centers: &[f32]) {
+        c1_im2col(&self.x0, &mut self.cols1);
+        c1_forward(&w.p, &self.cols1, &mut self.x1);
+        s2_forward(&w.p, &self.x1, &mut self.x2);
+        c3_im2col(&self.x2, &mut self.cols2);
+        c3_forward(&w.p, &w.w3, &self.cols2, &mut self.x3);
+        s4_forward(&w.p, &self.x3, &mut self.x4);
+        c5_forward(&w.p, &self.x4, &mut self.x5);
+        f6_forward(&w.p, &self.x5, &mut self.x6);
+        rbf_forward(centers, &self.x6, &mut self.y);
+    }
+
+    /// Pattern l's RBF outputs.
+    pub fn outputs(&self, l: usize) -> [f32; 10] {
+        std::array::from_fn(|i| self.y[i * L + l])
+    }
+
+    /// After `forward`: the loss of each pattern in use and dE/dy, then the backward pass
+    /// adding the block's gradient into `g`. Returns (loss, predicted class) per pattern.
+    pub fn backward(
+        &mut self,
+        w: Weights,
+        centers: &[f32],
+        loss: Loss,
+        labels: &[u8],
+        g: &mut [f32],
+    ) -> [(f32, usize); L] {
+        let mut out = [(0f32, 0usize); L];
+        self.dy.fill(0.0);
+        for (l, o) in out.iter_mut().enumerate().take(self.n) {
+            let y = self.outputs(l);
+            let mut dy = [0f32; 10];
+            let e = loss_forward_backward(loss, &y, labels[l] as usize, &mut dy);
+            for i in 0..10 {
+                self.dy[i * L + l] = dy[i];
+            }
+            *o = (e, predict(&y));
+        }
+        rbf_backward(centers, &self.x6, &self.dy, &mut self.d6);
+        self.sweep(w, Pass::Gradient, g);
+        out
+    }
+
+    /// After `forward`: adds the block's SDLM second-derivative estimates into `h`; `w2`
+    /// holds the squared parameters.
+    pub fn hessian(&mut self, w2: Weights, h: &mut [f32]) {
+        rbf_hessian(self.n, &mut self.d6);
+        for (sq, x) in self.sq.iter_mut().zip([
+            &self.cols1,
+            &self.x1,
+            &self.cols2,
+            &self.x3,
+            &self.x4,
+            &self.x5,
+        ]) {
+            for (s, &v) in sq.iter_mut().zip(x.iter()) {
+                *s = v * v;
+            }
+        }
+        self.sweep(w2, Pass::Hessian, h);
+    }
+
+    /// From d6 = dE/dx6 (or its second derivative) down to C1's parameters.
+    fn sweep(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
+        debug_assert_eq!(g.len(), N_PARAMS);
+        let squash_back = match pass {
+            Pass::Gradient => squash_backward,
+            Pass::Hessian => squash_hessian,
+        };
+        let b = self;
+        let [sq_cols1, sq_x1, sq_cols2, sq_x3, sq_x4, sq_x5] = &b.sq;
+        let (cols1, x1, cols2, x3, x4, x5) = match pass {
+            Pass::Gradient => (&b.cols1, &b.x1, &b.cols2, &b.x3, &b.x4, &b.x5),
+            Pass::Hessian => (sq_cols1, sq_x1, sq_cols2, sq_x3, sq_x4, sq_x5),
+        };
+        squash_back(&b.x6, &mut b.d6);
+        f6_backward(&w.p, x5, &b.d6, g, &mut b.d5);
+        squash_back(&b.x5, &mut b.d5);
+        c5_backward(&w.p, x4, &b.d5, g, &mut b.d4);
+        squash_back(&b.x4, &mut b.d4);
+        s4_backward(&w.p, x3, &b.d4, g, &mut b.d3);
+        squash_back(&b.x3, &mut b.d3);
+        c3_backward(
+            &w.w3,
+            cols2,
+            &b.d3,
+            g,
+            &mut b.w3grad,
+            &mut b.dcols2,
+            &mut b.d2,
+        );
+        squash_back(&b.x2, &mut b.d2);
+        s2_backward(&w.p, x1, &b.d2, g, &mut b.d1);
+        squash_back(&b.x1, &mut b.d1);
+        c1_backward(cols1, &b.d1, g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squash_fast_matches_tanh() {
+        let mut worst = 0f64;
+        for i in -40000..=40000 {
+            let a = i as f64 / 1000.0;
+            let want = SQUASH_A * (SQUASH_S * a).tanh();
+            let got = squash_fast(a as f32) as f64;
+            worst = worst.max((got - want).abs());
+        }
+        assert!(worst < 4e-7, "max abs error {worst}");
+        assert_eq!(squash_fast(1e30), SQUASH_A as f32);
+        assert_eq!(squash_fast(-1e30), -SQUASH_A as f32);
+        assert!(squash_fast(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn gemm_matches_loops() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 11) as f32 - 5.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.5).collect();
+        let mut c = vec![1f32; m * n];
+        // A row-major, B given transposed (column-major), C accumulated.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        gemm((m, k, n), &a, (k, 1), &bt, (1, k), 1.0, &mut c, n);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = 1.0 + (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum::<f32>();
+                assert_eq!(c[i * n + j], want, "({i},{j})");
+            }
+        }
+    }
+}

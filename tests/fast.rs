@@ -1,0 +1,196 @@
+//! The fast CPU path (`cpu::fast`, blocks of eight patterns, im2col + GEMM) against the
+//! reference loops: every activation, derivative and gradient tensor, the SDLM estimate,
+//! training steps, evaluation, and determinism across thread counts.
+
+mod common;
+
+use common::compare;
+use lenet_gpu::backend::{Backend, Split};
+use lenet_gpu::cpu::batch::{CpuBackend, CpuKernels};
+use lenet_gpu::cpu::fast::{self, Block, LANES, Weights};
+use lenet_gpu::cpu::{self, Loss, Workspace};
+use lenet_gpu::data::Dataset;
+use lenet_gpu::params::{N_PARAMS, TENSORS};
+use lenet_gpu::{RBF_CENTERS, train};
+use std::sync::{Arc, OnceLock};
+
+fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
+    static D: OnceLock<(Arc<Dataset>, Arc<Dataset>)> = OnceLock::new();
+    D.get_or_init(|| {
+        let (tr, te) = lenet_gpu::data::load_mnist(&common::mnist_dir()).unwrap();
+        (Arc::new(tr.truncated(2000)), Arc::new(te.truncated(500)))
+    })
+}
+
+/// One block of `idx.len()` patterns against the reference, pattern by pattern: the
+/// gradient pass (mse and MAP) and the SDLM pass. Tolerances as for the GPU kernels: sums
+/// of up to 6,272 f32 terms in another order, so 1e-5 of the tensor's largest value plus
+/// 1e-4 relative.
+fn check_block(idx: &[usize]) {
+    let (train_set, _) = mnist().clone();
+    let p = common::test_params(7);
+    let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
+    let (mut w3, mut w3sq) = (vec![0f32; 2400], vec![0f32; 2400]);
+    fast::c3_dense(&p, &mut w3);
+    fast::c3_dense(&p2, &mut w3sq);
+    let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
+    for (mode, loss) in [
+        ("mse", Some(Loss::Mse)),
+        ("map", Some(Loss::Map { j: 5.0 })),
+        ("sdlm", None),
+    ] {
+        println!("{} patterns, {mode}", idx.len());
+        let mut want_g = vec![0f32; N_PARAMS];
+        let mut want = Vec::new();
+        for (&i, &label) in idx.iter().zip(&labels) {
+            let mut ws = Workspace::<f32>::default();
+            cpu::input_forward(train_set.image(i), 28, &mut ws.x0);
+            cpu::pattern_forward(&p, &RBF_CENTERS, &mut ws);
+            match loss {
+                Some(loss) => {
+                    cpu::pattern_backward(&p, &RBF_CENTERS, loss, label as usize, &mut ws, &mut want_g);
+                }
+                None => cpu::pattern_hessian(&p2, &mut ws, &mut want_g),
+            }
+            want.push(ws);
+        }
+        let mut b = Block::default();
+        b.load(idx.len(), |l, x0| cpu::input_forward(train_set.image(idx[l]), 28, x0));
+        b.forward(Weights { p: &p, w3: &w3 }, &RBF_CENTERS);
+        let mut got_g = vec![0f32; N_PARAMS];
+        match loss {
+            Some(loss) => {
+                let out = b.backward(Weights { p: &p, w3: &w3 }, &RBF_CENTERS, loss, &labels, &mut got_g);
+                for (l, ws) in want.iter().enumerate() {
+                    assert_eq!(out[l].1, cpu::predict(&ws.y), "prediction of lane {l}");
+                }
+            }
+            None => b.hessian(Weights { p: &p2, w3: &w3sq }, &mut got_g),
+        }
+        let mut fails = Vec::new();
+        let lanes = |buf: &[f32]| -> Vec<f32> {
+            (0..idx.len()).flat_map(|l| Block::lane(buf, l)).collect()
+        };
+        let refs = |f: &dyn Fn(&Workspace<f32>) -> &Vec<f32>| -> Vec<f32> {
+            want.iter().flat_map(|ws| f(ws).clone()).collect()
+        };
+        let tensors: [(&str, &[f32], &dyn Fn(&Workspace<f32>) -> &Vec<f32>); 14] = [
+            ("x1", &b.x1, &|w| &w.x1),
+            ("x2", &b.x2, &|w| &w.x2),
+            ("x3", &b.x3, &|w| &w.x3),
+            ("x4", &b.x4, &|w| &w.x4),
+            ("x5", &b.x5, &|w| &w.x5),
+            ("x6", &b.x6, &|w| &w.x6),
+            ("y", &b.y, &|w| &w.y),
+            ("d6", &b.d6, &|w| &w.d6),
+            ("d5", &b.d5, &|w| &w.d5),
+            ("d4", &b.d4, &|w| &w.d4),
+            ("d3", &b.d3, &|w| &w.d3),
+            ("d2", &b.d2, &|w| &w.d2),
+            ("d1", &b.d1, &|w| &w.d1),
+            ("x0", &b.x0, &|w| &w.x0),
+        ];
+        for (name, got, f) in tensors {
+            fails.extend(compare(name, &lanes(got), &refs(f), 1e-5, 1e-4));
+        }
+        for t in TENSORS {
+            fails.extend(compare(t.name, t.of(&got_g), t.of(&want_g), 1e-5, 1e-4));
+        }
+        assert!(fails.is_empty(), "{mode}:\n{}", fails.join("\n"));
+    }
+}
+
+#[test]
+fn full_block_matches_reference() {
+    check_block(&[3, 141, 59, 26, 535, 897, 932, 384]);
+}
+
+/// A block with unused lanes: they must add nothing to any sum.
+#[test]
+fn partial_block_matches_reference() {
+    check_block(&[1999, 0, 626, 433, 83]);
+}
+
+fn backend(kernels: CpuKernels, loss: Loss) -> CpuBackend {
+    let (train_set, test_set) = mnist().clone();
+    CpuBackend::with_kernels(train_set, test_set, loss, 0.5, kernels)
+}
+
+/// Trains 20 steps of `batch` from init(3) with SDLM step sizes; returns (Hessian,
+/// per-step losses, final weights).
+fn train_steps(b: &mut CpuBackend, batch: usize, distort: bool) -> (Vec<f32>, Vec<f64>, Vec<f32>) {
+    let order: Vec<u32> = (0..20 * batch as u32).map(|i| (i * 7) % 2000).collect();
+    b.set_params(&lenet_gpu::params::init(3)).unwrap();
+    let h = b.hessian(&(0..61).collect::<Vec<u32>>()).unwrap();
+    // eta x batch within the stable range measured in docs/experiments.md (section 4).
+    b.set_step_sizes(&train::step_sizes(&h, 1.6e-4 / batch as f64, 0.02)).unwrap();
+    if distort {
+        let d = lenet_gpu::distort::pass_distortions(4, 1, 2000, &lenet_gpu::distort::RANGES);
+        b.set_distortions(Some(&d)).unwrap();
+    }
+    let losses = order
+        .chunks(batch)
+        .map(|c| b.train(c, batch).unwrap().loss_sum)
+        .collect();
+    (h, losses, b.params().unwrap())
+}
+
+/// 20 training steps with the fast kernels and with the reference, at a batch that fills
+/// whole blocks and one that leaves a partial block, with MAP loss and with distortions:
+/// the SDLM estimates, per-step losses (1e-4 relative) and final weights (1e-4 of each
+/// tensor's scale) agree.
+#[test]
+fn training_steps_match_reference() {
+    for (batch, loss, distort) in [
+        (16, Loss::Map { j: 5.0 }, false),
+        (13, Loss::Mse, false),
+        (8, Loss::Map { j: 5.0 }, true),
+    ] {
+        println!("batch {batch}, {loss:?}, distort {distort}");
+        let (h0, l0, p0) = train_steps(&mut backend(CpuKernels::Reference, loss), batch, distort);
+        let (h1, l1, p1) = train_steps(&mut backend(CpuKernels::Fast, loss), batch, distort);
+        let mut fails: Vec<String> = TENSORS
+            .iter()
+            .filter_map(|t| compare(&format!("h {}", t.name), t.of(&h1), t.of(&h0), 1e-5, 1e-4))
+            .collect();
+        for (s, (a, b)) in l1.iter().zip(&l0).enumerate() {
+            if (a - b).abs() > 1e-4 * b.abs() {
+                fails.push(format!("step {s}: fast loss {a}, reference loss {b}"));
+            }
+        }
+        println!("  losses: first {:.5} / {:.5}, last {:.5} / {:.5} (fast / reference)", l1[0], l0[0], l1[19], l0[19]);
+        assert!(l0[19] < l0[0], "training did not lower the loss; the check would prove little");
+        fails.extend(TENSORS.iter().filter_map(|t| compare(t.name, t.of(&p1), t.of(&p0), 1e-4, 0.0)));
+        assert!(fails.is_empty(), "batch {batch}:\n{}", fails.join("\n"));
+    }
+}
+
+/// The batch sum is taken block by block in a fixed order, so one thread and two give
+/// bit-identical weights.
+#[test]
+fn fast_training_is_deterministic_across_thread_counts() {
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| train_steps(&mut backend(CpuKernels::Fast, Loss::Mse), 24, false).2)
+    };
+    let (a, b) = (run(1), run(2));
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "1 and 2 threads differ");
+    assert_ne!(a, lenet_gpu::params::init(3), "training changed nothing");
+}
+
+/// Evaluation of 500 test images (the last block partial: 500 = 62 x 8 + 4).
+#[test]
+fn evaluation_matches_reference() {
+    let p = common::test_params(9);
+    let mut r = backend(CpuKernels::Reference, Loss::Map { j: 2.0 });
+    let mut f = backend(CpuKernels::Fast, Loss::Map { j: 2.0 });
+    r.set_params(&p).unwrap();
+    f.set_params(&p).unwrap();
+    let (re, fe) = (r.evaluate(Split::Test).unwrap(), f.evaluate(Split::Test).unwrap());
+    assert_eq!(fe.predictions.len(), 500);
+    let differ = fe.predictions.iter().zip(&re.predictions).filter(|(a, b)| a != b).count();
+    println!("{differ} of 500 predictions differ; loss {} vs {}", fe.loss_sum, re.loss_sum);
+    assert!(differ <= 1, "{differ} of 500 predictions differ");
+    assert!((fe.loss_sum - re.loss_sum).abs() <= 1e-5 * re.loss_sum.abs());
+    assert_eq!(LANES, 8);
+}
