@@ -5,7 +5,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use lenet_gpu::backend::TrainStats;
 use lenet_gpu::backend::{Backend, Split};
 use lenet_gpu::checkpoint::{self, Meta};
-use lenet_gpu::cpu::{Loss, batch::CpuBackend};
+use lenet_gpu::cpu::{
+    Loss,
+    batch::{CpuBackend, CpuKernels},
+};
 use lenet_gpu::data::{self, Dataset};
 use lenet_gpu::params;
 use lenet_gpu::train::{self, EpochReport, Progress, TrainConfig};
@@ -57,8 +60,19 @@ enum BackendKind {
     Dx12,
     /// The GPU backend through OpenGL (ES) only.
     Gl,
-    /// The plain-Rust reference, parallel over the batch.
+    /// The CPU backend: blocks of eight patterns through im2col + GEMM, parallel over the
+    /// batch.
     Cpu,
+    /// The CPU backend on the plain reference loops, one pattern at a time (slow; the spec
+    /// the other kernels are tested against).
+    #[value(name = "cpu-ref")]
+    CpuRef,
+}
+
+impl BackendKind {
+    fn is_cpu(self) -> bool {
+        matches!(self, BackendKind::Cpu | BackendKind::CpuRef)
+    }
 }
 
 /// Which device runs the math.
@@ -88,14 +102,27 @@ impl DeviceArgs {
         momentum: f32,
         batch: usize,
     ) -> Result<Box<dyn Backend>> {
+        let cpu = |kernels| -> Result<Box<dyn Backend>> {
+            Ok(Box::new(CpuBackend::with_kernels(
+                train.clone(),
+                test.clone(),
+                loss,
+                momentum,
+                kernels,
+            )))
+        };
         let api = match self.backend {
-            BackendKind::Cpu => {
+            BackendKind::Cpu | BackendKind::CpuRef => {
                 if self.adapter.is_some() || self.cpu_adapter {
                     return Err(Error::Config(
                         "--adapter and --cpu-adapter choose a GPU adapter; drop them or --backend cpu".into(),
                     ));
                 }
-                return Ok(Box::new(CpuBackend::new(train, test, loss, momentum)));
+                return cpu(if self.backend == BackendKind::Cpu {
+                    CpuKernels::Fast
+                } else {
+                    CpuKernels::Reference
+                });
             }
             BackendKind::Gpu => None,
             BackendKind::Vulkan => gpu::parse_api("vulkan"),
@@ -120,7 +147,7 @@ impl DeviceArgs {
                 eprintln!(
                     "note: no GPU adapter found; training on the CPU backend (see `lenet-gpu devices`)"
                 );
-                return Ok(Box::new(CpuBackend::new(train, test, loss, momentum)));
+                return cpu(CpuKernels::Fast);
             }
             Err(e) => return Err(e),
         };
@@ -134,7 +161,7 @@ impl DeviceArgs {
                  faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",
                 adapter.get_info().name
             );
-            return Ok(Box::new(CpuBackend::new(train, test, loss, momentum)));
+            return cpu(CpuKernels::Fast);
         }
         Ok(Box::new(gpu::GpuBackend::new(
             adapter, train, test, loss, momentum, batch,
@@ -910,12 +937,12 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     for &kind in &a.backend {
         let device = DeviceArgs {
             backend: kind,
-            adapter: if kind == BackendKind::Cpu {
+            adapter: if kind.is_cpu() {
                 None
             } else {
                 a.adapter.clone()
             },
-            cpu_adapter: a.cpu_adapter && kind != BackendKind::Cpu,
+            cpu_adapter: a.cpu_adapter && !kind.is_cpu(),
             no_fallback: true,
         };
         let mut b = match device.backend(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)
@@ -1005,11 +1032,12 @@ fn run_bench(a: BenchArgs) -> Result<()> {
                 mb(r.device_bytes)
             );
         }
-        // Ratios of every non-CPU backend to the CPU backend at the same batch size.
-        for r in results.iter().filter(|r| !r.backend.starts_with("cpu")) {
+        // Ratios of every other backend to the CPU backend (fast kernels) at the same batch.
+        let is_cpu = |b: &str| b.starts_with("cpu") && b.contains("fast");
+        for r in results.iter().filter(|r| !is_cpu(&r.backend)) {
             if let Some(c) = results
                 .iter()
-                .find(|c| c.backend.starts_with("cpu") && c.batch == r.batch)
+                .find(|c| is_cpu(&c.backend) && c.batch == r.batch)
             {
                 println!(
                     "batch {}: {} / cpu = {:.2}x training, {:.2}x evaluation",

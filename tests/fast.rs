@@ -30,9 +30,9 @@ fn check_block(idx: &[usize]) {
     let (train_set, _) = mnist().clone();
     let p = common::test_params(7);
     let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
-    let (mut w3, mut w3sq) = (vec![0f32; 2400], vec![0f32; 2400]);
-    fast::c3_dense(&p, &mut w3);
-    fast::c3_dense(&p2, &mut w3sq);
+    let (mut w3, mut w3sq) = (vec![0f32; 1500], vec![0f32; 1500]);
+    fast::c3_transposed(&p, &mut w3);
+    fast::c3_transposed(&p2, &mut w3sq);
     let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
     for (mode, loss) in [
         ("mse", Some(Loss::Mse)),
@@ -56,16 +56,16 @@ fn check_block(idx: &[usize]) {
         }
         let mut b = Block::default();
         b.load(idx.len(), |l, x0| cpu::input_forward(train_set.image(idx[l]), 28, x0));
-        b.forward(Weights { p: &p, w3: &w3 }, &RBF_CENTERS);
+        b.forward(Weights { p: &p, w3t: &w3 }, &RBF_CENTERS);
         let mut got_g = vec![0f32; N_PARAMS];
         match loss {
             Some(loss) => {
-                let out = b.backward(Weights { p: &p, w3: &w3 }, &RBF_CENTERS, loss, &labels, &mut got_g);
+                let out = b.backward(Weights { p: &p, w3t: &w3 }, &RBF_CENTERS, loss, &labels, &mut got_g);
                 for (l, ws) in want.iter().enumerate() {
                     assert_eq!(out[l].1, cpu::predict(&ws.y), "prediction of lane {l}");
                 }
             }
-            None => b.hessian(Weights { p: &p2, w3: &w3sq }, &mut got_g),
+            None => b.hessian(Weights { p: &p2, w3t: &w3sq }, &mut got_g),
         }
         let mut fails = Vec::new();
         let lanes = |buf: &[f32]| -> Vec<f32> {

@@ -85,7 +85,7 @@ pub struct CpuBackend {
     momentum: f32,
     kernels: CpuKernels,
     params: Vec<f32>,   // (N_PARAMS)
-    w3: Vec<f32>,       // (16,150) C3 weights expanded for the fast path
+    w3t: Vec<f32>,      // (6,10,25) C3 kernels rearranged for the fast path
     eps: Vec<f32>,      // (N_PARAMS) step sizes
     velocity: Vec<f32>, // (N_PARAMS)
     grad: Vec<f32>,     // (N_PARAMS) reduced over the batch
@@ -115,7 +115,7 @@ impl CpuBackend {
             momentum,
             kernels,
             params: vec![0.0; N_PARAMS],
-            w3: vec![0.0; 16 * 150],
+            w3t: vec![0.0; 6 * 10 * 25],
             eps: vec![0.0; N_PARAMS],
             velocity: vec![0.0; N_PARAMS],
             grad: vec![0.0; N_PARAMS],
@@ -180,10 +180,10 @@ impl CpuBackend {
     }
 
     fn train_batch(&mut self, idx: &[u32]) -> TrainStats {
-        let (train, p, w3, loss, warps, kernels) = (
+        let (train, p, w3t, loss, warps, kernels) = (
             self.train.clone(),
             std::mem::take(&mut self.params),
-            std::mem::take(&mut self.w3),
+            std::mem::take(&mut self.w3t),
             self.loss,
             self.distortions.clone(),
             self.kernels,
@@ -219,7 +219,7 @@ impl CpuBackend {
                 CpuKernels::Fast => {
                     let b = scratch.block();
                     b.load(ids.len(), |l, x0| input(ids[l] as usize, x0));
-                    let w = Weights { p: &p, w3: &w3 };
+                    let w = Weights { p: &p, w3t: &w3t };
                     b.forward(w, &RBF_CENTERS);
                     let labels: Vec<u8> = ids.iter().map(|&i| train.labels[i as usize]).collect();
                     let out = b.backward(w, &RBF_CENTERS, loss, &labels, &mut slot.acc);
@@ -230,13 +230,13 @@ impl CpuBackend {
             }
         });
         self.params = p;
-        self.w3 = w3;
+        self.w3t = w3t;
         let m = self.momentum;
         for k in 0..N_PARAMS {
             self.velocity[k] = m * self.velocity[k] + self.grad[k];
             self.params[k] -= self.eps[k] * self.velocity[k];
         }
-        fast::c3_dense(&self.params, &mut self.w3);
+        fast::c3_transposed(&self.params, &mut self.w3t);
         stats
     }
 }
@@ -252,7 +252,7 @@ impl Backend for CpuBackend {
 
     fn set_params(&mut self, p: &[f32]) -> Result<()> {
         self.params.copy_from_slice(p);
-        fast::c3_dense(&self.params, &mut self.w3);
+        fast::c3_transposed(&self.params, &mut self.w3t);
         Ok(())
     }
 
@@ -264,9 +264,9 @@ impl Backend for CpuBackend {
         let train = self.train.clone();
         let p = self.params.clone();
         let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
-        let (mut w3, mut w3sq) = (vec![0f32; 16 * 150], vec![0f32; 16 * 150]);
-        fast::c3_dense(&p, &mut w3);
-        fast::c3_dense(&p2, &mut w3sq);
+        let (mut w3t, mut w3tsq) = (vec![0f32; 6 * 10 * 25], vec![0f32; 6 * 10 * 25]);
+        fast::c3_transposed(&p, &mut w3t);
+        fast::c3_transposed(&p2, &mut w3tsq);
         let kernels = self.kernels;
         self.run_chunks(idx, |scratch, slot, ids| match kernels {
             CpuKernels::Reference => {
@@ -282,8 +282,8 @@ impl Backend for CpuBackend {
                 b.load(ids.len(), |l, x0| {
                     input_forward(train.image(ids[l] as usize), train.side, x0)
                 });
-                b.forward(Weights { p: &p, w3: &w3 }, &RBF_CENTERS);
-                b.hessian(Weights { p: &p2, w3: &w3sq }, &mut slot.acc);
+                b.forward(Weights { p: &p, w3t: &w3t }, &RBF_CENTERS);
+                b.hessian(Weights { p: &p2, w3t: &w3tsq }, &mut slot.acc);
             }
         });
         let n = idx.len().max(1) as f32;
@@ -322,7 +322,7 @@ impl Backend for CpuBackend {
             Split::Train => self.train.clone(),
             Split::Test => self.test.clone(),
         };
-        let (p, w3, loss, kernels, pool) = (&self.params, &self.w3, self.loss, self.kernels, &self.pool);
+        let (p, w3t, loss, kernels, pool) = (&self.params, &self.w3t, self.loss, self.kernels, &self.pool);
         let n = set.len();
         let mut predictions = vec![0u8; n];
         let mut losses = vec![0f64; n.div_ceil(256)];
@@ -352,7 +352,7 @@ impl Backend for CpuBackend {
                             b.load(prs.len(), |l, x0| {
                                 input_forward(set.image(first + l), set.side, x0)
                             });
-                            b.forward(Weights { p, w3 }, &RBF_CENTERS);
+                            b.forward(Weights { p, w3t }, &RBF_CENTERS);
                             for (l, pr) in prs.iter_mut().enumerate() {
                                 let y = b.outputs(l);
                                 *pr = predict(&y) as u8;

@@ -1,128 +1,198 @@
-//! Convolution family, fast path: C1 and C3 as im2col + GEMM over a block of LANES
+//! Convolution family, fast path: C1 and C3 as direct convolutions over a block of LANES
 //! patterns (C5, whose kernels cover its whole input, is a dense layer in `full`).
 //!
-//! In the lane-major layout, row (m, ky, kx) of the im2col matrix holds input map m at
-//! (oy + ky, ox + kx) for every output position (oy, ox) and lane; each output row oy of it
-//! is a contiguous run of `ho * LANES` values of the input, so im2col is a series of
-//! copies and col2im a series of vector additions.
+//! In the lane-major layout every input value is a vector of LANES patterns, so a
+//! convolution is the reference loop with each scalar multiply-add turned into a vector
+//! one, broadcasting the weight. The work is register-blocked: a strip of P outputs of one
+//! row is accumulated in registers over all taps and links before it is stored, so each
+//! input vector loaded serves up to 5 multiply-adds. Only the connections of the C3 table
+//! are computed (no zero weights), and there is no im2col buffer.
+//!
+//! The forward sums run in the reference's order (bias, then link by link, tap by tap), so
+//! the pre-activations are bit-identical to the reference's.
 
-use super::{L, add_row_sums, gemm, squash_fast};
+use super::{L, add_row_sums, reduce_lanes};
 use crate::params::{self, C3_TABLE};
 
 const K: usize = 5;
 
-/// x: (maps, hin*hin L) -> cols: (maps*25, ho*ho L), ho = hin - 4.
+/// C1's table: each map reads the single input map.
+const C1_MAPS: [&[usize]; 6] = [&[0]; 6];
+
+/// acc[p] += sum over (ky, kx) of w[ky*5+kx] * x[oy+ky][ox+p+kx], x one (hin, hin L) map.
 #[inline(always)]
-pub fn im2col(x: &[f32], maps: usize, hin: usize, cols: &mut [f32]) {
-    let ho = hin - K + 1;
-    let run = ho * L;
-    for m in 0..maps {
-        for ky in 0..K {
-            for kx in 0..K {
-                let row = &mut cols[((m * K + ky) * K + kx) * ho * run..][..ho * run];
-                for oy in 0..ho {
-                    let src = ((m * hin + oy + ky) * hin + kx) * L;
-                    row[oy * run..(oy + 1) * run].copy_from_slice(&x[src..src + run]);
+fn conv_strip<const P: usize>(
+    x: &[f32],
+    hin: usize,
+    (oy, ox): (usize, usize),
+    w: &[f32],
+    acc: &mut [[f32; L]; P],
+) {
+    for ky in 0..K {
+        let row = &x[((oy + ky) * hin + ox) * L..][..(P + K - 1) * L];
+        for kx in 0..K {
+            let wv = w[ky * K + kx];
+            for (p, a) in acc.iter_mut().enumerate() {
+                let xv = &row[(p + kx) * L..(p + kx + 1) * L];
+                for l in 0..L {
+                    a[l] += wv * xv[l];
                 }
             }
         }
     }
 }
 
-/// The adjoint of `im2col`: dcols: (maps*25, ho*ho L) -> dx: (maps, hin*hin L), overwritten.
+/// y[o] = b[o] + sum over the links (o, m) of the valid 5x5 correlation of x[m] with the
+/// link's kernel; x: (maps_in, hin*hin L), y: (maps.len(), ho*ho L), ho = hin - 4, which
+/// P must divide. `w` holds 25 weights per link, link-major in table order.
 #[inline(always)]
-pub fn col2im(dcols: &[f32], maps: usize, hin: usize, dx: &mut [f32]) {
+pub fn conv_forward<const P: usize>(
+    x: &[f32],
+    hin: usize,
+    maps: &[&[usize]],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) {
     let ho = hin - K + 1;
-    let run = ho * L;
-    dx.fill(0.0);
-    for m in 0..maps {
-        for ky in 0..K {
-            for kx in 0..K {
-                let row = &dcols[((m * K + ky) * K + kx) * ho * run..][..ho * run];
+    debug_assert_eq!(ho % P, 0);
+    let plane = hin * hin * L;
+    let mut link = 0;
+    for (o, ins) in maps.iter().enumerate() {
+        for oy in 0..ho {
+            for ox in (0..ho).step_by(P) {
+                let mut acc = [[b[o]; L]; P];
+                for (li, &m) in ins.iter().enumerate() {
+                    let wk = &w[(link + li) * K * K..][..K * K];
+                    conv_strip::<P>(&x[m * plane..][..plane], hin, (oy, ox), wk, &mut acc);
+                }
+                let out = &mut y[((o * ho + oy) * ho + ox) * L..][..P * L];
+                for (p, a) in acc.iter().enumerate() {
+                    out[p * L..(p + 1) * L].copy_from_slice(a);
+                }
+            }
+        }
+        link += ins.len();
+    }
+}
+
+/// gw[link] += for each tap (ky, kx): the sum over outputs (oy, ox) and lanes of
+/// da[o][oy][ox] * x[m][oy+ky][ox+kx], for every link (o, m) of `maps`.
+#[inline(always)]
+pub fn conv_backward_params(x: &[f32], hin: usize, maps: &[&[usize]], da: &[f32], gw: &mut [f32]) {
+    let ho = hin - K + 1;
+    let mut link = 0;
+    for (o, ins) in maps.iter().enumerate() {
+        for &m in ins.iter() {
+            for ky in 0..K {
+                let mut acc = [[0f32; L]; K];
                 for oy in 0..ho {
-                    let dst = ((m * hin + oy + ky) * hin + kx) * L;
-                    for (d, &v) in dx[dst..dst + run].iter_mut().zip(&row[oy * run..]) {
-                        *d += v;
+                    let drow = &da[(o * ho + oy) * ho * L..][..ho * L];
+                    let xrow = &x[(m * hin + oy + ky) * hin * L..][..hin * L];
+                    for ox in 0..ho {
+                        let dv = &drow[ox * L..(ox + 1) * L];
+                        for (kx, a) in acc.iter_mut().enumerate() {
+                            let xv = &xrow[(ox + kx) * L..(ox + kx + 1) * L];
+                            for l in 0..L {
+                                a[l] += dv[l] * xv[l];
+                            }
+                        }
                     }
                 }
+                for (kx, a) in acc.iter().enumerate() {
+                    gw[link * K * K + ky * K + kx] += reduce_lanes(a);
+                }
             }
+            link += 1;
         }
     }
 }
 
-/// a: (maps, n) pre-activations without bias -> x = f(a + b[map]) in place.
+/// x0: (1024 L) -> a1: (6, 784 L), pre-activations (squashed by the caller).
 #[inline(always)]
-fn bias_squash(a: &mut [f32], b: &[f32]) {
-    let n = a.len() / b.len();
-    for (row, &bm) in a.chunks_exact_mut(n).zip(b) {
-        for v in row {
-            *v = squash_fast(*v + bm);
-        }
-    }
+pub fn c1_forward(p: &[f32], x0: &[f32], a1: &mut [f32]) {
+    conv_forward::<7>(x0, 32, &C1_MAPS, params::C1_W.of(p), params::C1_B.of(p), a1);
 }
 
-/// x0: (1024 L) -> cols1: (25, 784 L)
+/// da1: (6, 784 L): dE/dW1 and dE/db1 added into g. (No input gradient.)
 #[inline(always)]
-pub fn c1_im2col(x0: &[f32], cols1: &mut [f32]) {
-    im2col(x0, 1, 32, cols1);
-}
-
-/// cols1: (25, 784 L) -> x1: (6, 784 L) = f(W1 cols1 + b1), W1: (6,25)
-#[inline(always)]
-pub fn c1_forward(p: &[f32], cols1: &[f32], x1: &mut [f32]) {
-    let n = 784 * L;
-    gemm((6, 25, n), params::C1_W.of(p), (25, 1), cols1, (n, 1), 0.0, x1, n);
-    bias_squash(x1, params::C1_B.of(p));
-}
-
-/// da1: (6, 784 L): dE/dW1 += da1 cols1^T, dE/db1 += row sums. (No input gradient.)
-#[inline(always)]
-pub fn c1_backward(cols1: &[f32], da1: &[f32], g: &mut [f32]) {
-    let n = 784 * L;
-    gemm((6, n, 25), da1, (n, 1), cols1, (1, n), 1.0, params::C1_W.of_mut(g), 25);
+pub fn c1_backward(x0: &[f32], da1: &[f32], g: &mut [f32]) {
+    conv_backward_params(x0, 32, &C1_MAPS, da1, params::C1_W.of_mut(g));
     add_row_sums(da1, 6, params::C1_B.of_mut(g));
 }
 
-/// x2: (6, 196 L) -> cols2: (150, 100 L)
+/// x2: (6, 196 L) -> a3: (16, 100 L), pre-activations, over the links of the table.
 #[inline(always)]
-pub fn c3_im2col(x2: &[f32], cols2: &mut [f32]) {
-    im2col(x2, 6, 14, cols2);
+pub fn c3_forward(p: &[f32], x2: &[f32], a3: &mut [f32]) {
+    conv_forward::<5>(x2, 14, &C3_TABLE, params::C3_W.of(p), params::C3_B.of(p), a3);
 }
 
-/// cols2: (150, 100 L) -> x3: (16, 100 L) = f(W3 cols2 + b3), W3: (16,150) dense.
-#[inline(always)]
-pub fn c3_forward(p: &[f32], w3: &[f32], cols2: &[f32], x3: &mut [f32]) {
-    let n = 100 * L;
-    gemm((16, 150, n), w3, (150, 1), cols2, (n, 1), 0.0, x3, n);
-    bias_squash(x3, params::C3_B.of(p));
-}
+/// For each S2 map m, the 10 C3 maps that read it, in increasing order.
+pub const C3_READERS: [[usize; 10]; 6] = {
+    let mut r = [[0usize; 10]; 6];
+    let mut n = [0usize; 6];
+    let mut o = 0;
+    while o < 16 {
+        let ins = C3_TABLE[o];
+        let mut i = 0;
+        while i < ins.len() {
+            let m = ins[i];
+            r[m][n[m]] = o;
+            n[m] += 1;
+            i += 1;
+        }
+        o += 1;
+    }
+    r
+};
 
-/// da3: (16, 100 L) -> dE/dW3 (the table's links only) and dE/db3 added into g; dx2:
-/// (6, 196 L) overwritten with dE/dx2. `w3grad` (16,150) and `dcols2` (150, 100 L) are
-/// scratch.
-#[inline(always)]
-pub fn c3_backward(
-    w3: &[f32],
-    cols2: &[f32],
-    da3: &[f32],
-    g: &mut [f32],
-    w3grad: &mut [f32],
-    dcols2: &mut [f32],
-    dx2: &mut [f32],
-) {
-    let n = 100 * L;
-    gemm((16, n, 150), da3, (n, 1), cols2, (1, n), 0.0, w3grad, 150);
-    let gw = params::C3_W.of_mut(g);
-    for (o, ins) in C3_TABLE.iter().enumerate() {
-        for (li, &m) in ins.iter().enumerate() {
-            let link = params::c3_link_start(o) + li;
-            let src = &w3grad[o * 150 + m * 25..o * 150 + m * 25 + 25];
-            for (d, &v) in gw[link * 25..link * 25 + 25].iter_mut().zip(src) {
-                *d += v;
+/// C3's weights rearranged for the input gradient: for S2 map m and its j-th reader o
+/// (C3_READERS), the kernel of link (o, m) rotated by 180 degrees, at (m*10 + j)*25.
+/// dE/dx2[m] is then a valid correlation of the zero-padded dE/da3 maps with these
+/// kernels: the same `conv_forward`, with the table transposed.
+pub fn c3_transposed(p: &[f32], w3t: &mut [f32]) {
+    let c3 = params::C3_W.of(p);
+    for (m, readers) in C3_READERS.iter().enumerate() {
+        for (j, &o) in readers.iter().enumerate() {
+            let li = C3_TABLE[o].iter().position(|&v| v == m).unwrap();
+            let src = &c3[(params::c3_link_start(o) + li) * K * K..][..K * K];
+            let dst = &mut w3t[(m * 10 + j) * K * K..][..K * K];
+            for t in 0..K * K {
+                dst[t] = src[K * K - 1 - t];
             }
         }
     }
+}
+
+/// The transposed table: S2 map m "reads" its 10 C3 readers.
+const C3_READERS_REF: [&[usize]; 6] = [
+    &C3_READERS[0],
+    &C3_READERS[1],
+    &C3_READERS[2],
+    &C3_READERS[3],
+    &C3_READERS[4],
+    &C3_READERS[5],
+];
+
+/// da3: (16, 100 L) -> dE/dW3 (the table's links) and dE/db3 added into g; dx2:
+/// (6, 196 L) overwritten with dE/dx2. `da3pad` (16, 18*18 L) must have zero borders; its
+/// interior is overwritten with da3. `w3t` from `c3_transposed`.
+#[inline(always)]
+pub fn c3_backward(
+    x2: &[f32],
+    w3t: &[f32],
+    da3: &[f32],
+    g: &mut [f32],
+    da3pad: &mut [f32],
+    dx2: &mut [f32],
+) {
+    conv_backward_params(x2, 14, &C3_TABLE, da3, params::C3_W.of_mut(g));
     add_row_sums(da3, 16, params::C3_B.of_mut(g));
-    gemm((150, 16, n), w3, (1, 150), da3, (n, 1), 0.0, dcols2, n);
-    col2im(dcols2, 6, 14, dx2);
+    for o in 0..16 {
+        for oy in 0..10 {
+            let dst = ((o * 18 + oy + 4) * 18 + 4) * L;
+            da3pad[dst..dst + 10 * L].copy_from_slice(&da3[(o * 10 + oy) * 10 * L..][..10 * L]);
+        }
+    }
+    conv_forward::<7>(da3pad, 18, &C3_READERS_REF, w3t, &[0.0; 6], dx2);
 }

@@ -8,11 +8,10 @@
 //! - element-wise work (squashing, subsampling, the RBF units) runs over eight patterns in
 //!   one vector, with no shuffles, and its per-pattern arithmetic is exactly the
 //!   reference's;
-//! - every convolution row of the im2col matrix is a contiguous copy, and the layers become
-//!   matrix products that `matrixmultiply` runs with packed, register-blocked kernels:
-//!   C1 (6,25) x (25, 784 L), C3 (16,150) x (150, 100 L) with the connection table as zero
-//!   weights, C5 (120,400) x (400, L), F6 (84,120) x (120, L), and their transposes for
-//!   the backward pass.
+//! - C1 and C3 are direct convolutions on those vectors, register-blocked, computing only
+//!   the links of the connection table (`conv`);
+//! - C5 and F6 are matrix products, (120,400) x (400, L) and (84,120) x (120, L) and their
+//!   transposes, run by `matrixmultiply`'s packed kernels (`full`).
 //!
 //! Results differ from the reference only by rounding (sums run in another order, and the
 //! squashing function uses its own exp); `tests/fast.rs` checks every tensor against it.
@@ -25,7 +24,7 @@ pub mod rbf;
 pub mod subsample;
 
 use super::{Loss, SQUASH_A, SQUASH_S, loss_forward_backward, predict, squash_derivative};
-use crate::params::{self, C3_TABLE, N_PARAMS};
+use crate::params::N_PARAMS;
 
 pub use conv::*;
 pub use full::*;
@@ -162,6 +161,15 @@ pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
     }
 }
 
+/// Whether this CPU runs the AVX2 build of the block passes. The lane loops contain no
+/// fused multiply-adds (Rust never contracts a * b + c on its own), so both builds give
+/// bit-identical results; only the vector width differs.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Which pass a backward sweep computes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -172,25 +180,11 @@ pub enum Pass {
 }
 
 /// The parameters a block pass reads: the flat buffer (or its square, for the SDLM pass)
-/// and C3's weights expanded by `c3_dense`.
+/// and C3's kernels rearranged by `c3_transposed` for the input gradient.
 #[derive(Clone, Copy)]
 pub struct Weights<'a> {
-    pub p: &'a [f32],  // (N_PARAMS)
-    pub w3: &'a [f32], // (16,150)
-}
-
-/// C3's compact weights -> w3: (16, 6*25) dense, zero where the connection table has no
-/// link, so that C3 is one matrix product.
-pub fn c3_dense(p: &[f32], w3: &mut [f32]) {
-    w3.fill(0.0);
-    let c3 = params::C3_W.of(p);
-    for (o, ins) in C3_TABLE.iter().enumerate() {
-        for (li, &m) in ins.iter().enumerate() {
-            let link = params::c3_link_start(o) + li;
-            w3[o * 150 + m * 25..o * 150 + m * 25 + 25]
-                .copy_from_slice(&c3[link * 25..link * 25 + 25]);
-        }
-    }
+    pub p: &'a [f32],   // (N_PARAMS)
+    pub w3t: &'a [f32], // (6,10,25)
 }
 
 /// Every buffer of one block, lane-major (shapes in (rows, columns), L = LANES).
@@ -198,26 +192,23 @@ pub struct Block {
     /// Patterns in use, 1..=LANES; the other lanes hold background images and get zero
     /// derivatives, so they add nothing to any sum.
     pub n: usize,
-    pub x0: Vec<f32>,     // (1024, L)
-    pub cols1: Vec<f32>,  // (25, 784 L) im2col of x0
-    pub x1: Vec<f32>,     // (6, 784 L)
-    pub x2: Vec<f32>,     // (6, 196 L)
-    pub cols2: Vec<f32>,  // (150, 100 L) im2col of x2
-    pub x3: Vec<f32>,     // (16, 100 L)
-    pub x4: Vec<f32>,     // (400, L)
-    pub x5: Vec<f32>,     // (120, L)
-    pub x6: Vec<f32>,     // (84, L)
-    pub y: Vec<f32>,      // (10, L)
-    pub dy: Vec<f32>,     // (10, L)
-    pub d6: Vec<f32>,     // (84, L)
-    pub d5: Vec<f32>,     // (120, L)
-    pub d4: Vec<f32>,     // (400, L)
-    pub d3: Vec<f32>,     // (16, 100 L)
-    pub dcols2: Vec<f32>, // (150, 100 L)
-    pub d2: Vec<f32>,     // (6, 196 L)
-    pub d1: Vec<f32>,     // (6, 784 L)
-    pub w3grad: Vec<f32>, // (16,150) dense C3 weight gradient of this block
-    /// Squared cols1, x1, cols2, x3, x4, x5 for the SDLM pass.
+    pub x0: Vec<f32>,    // (1024, L)
+    pub x1: Vec<f32>,    // (6, 784 L)
+    pub x2: Vec<f32>,    // (6, 196 L)
+    pub x3: Vec<f32>,    // (16, 100 L)
+    pub x4: Vec<f32>,    // (400, L)
+    pub x5: Vec<f32>,    // (120, L)
+    pub x6: Vec<f32>,    // (84, L)
+    pub y: Vec<f32>,     // (10, L)
+    pub dy: Vec<f32>,    // (10, L)
+    pub d6: Vec<f32>,    // (84, L)
+    pub d5: Vec<f32>,    // (120, L)
+    pub d4: Vec<f32>,    // (400, L)
+    pub d3: Vec<f32>,    // (16, 100 L)
+    pub d3pad: Vec<f32>, // (16, 18*18 L) d3 with a zero border of 4
+    pub d2: Vec<f32>,    // (6, 196 L)
+    pub d1: Vec<f32>,    // (6, 784 L)
+    /// Squared x0..x5 for the SDLM pass.
     pub sq: [Vec<f32>; 6],
     /// One pattern's input in the reference layout (1,32,32), before it goes into its lane.
     pub img: Vec<f32>,
@@ -229,10 +220,8 @@ impl Default for Block {
         Block {
             n: 0,
             x0: z(1024 * L),
-            cols1: z(25 * 784 * L),
             x1: z(6 * 784 * L),
             x2: z(6 * 196 * L),
-            cols2: z(150 * 100 * L),
             x3: z(16 * 100 * L),
             x4: z(400 * L),
             x5: z(120 * L),
@@ -243,14 +232,13 @@ impl Default for Block {
             d5: z(120 * L),
             d4: z(400 * L),
             d3: z(16 * 100 * L),
-            dcols2: z(150 * 100 * L),
+            d3pad: z(16 * 324 * L),
             d2: z(6 * 196 * L),
             d1: z(6 * 784 * L),
-            w3grad: z(16 * 150),
             sq: [
-                z(25 * 784 * L),
+                z(1024 * L),
                 z(6 * 784 * L),
-                z(150 * 100 * L),
+                z(6 * 196 * L),
                 z(16 * 100 * L),
                 z(400 * L),
                 z(120 * L),
@@ -284,14 +272,30 @@ impl Block {
 
     /// Forward pass of the loaded block: x1..x6 and y.
     pub fn forward(&mut self, w: Weights, centers: &[f32]) {
-        c1_im2col(&self.x0, &mut self.cols1);
-        c1_forward(&w.p, &self.cols1, &mut self.x1);
-        s2_forward(&w.p, &self.x1, &mut self.x2);
-        c3_im2col(&self.x2, &mut self.cols2);
-        c3_forward(&w.p, &w.w3, &self.cols2, &mut self.x3);
-        s4_forward(&w.p, &self.x3, &mut self.x4);
-        c5_forward(&w.p, &self.x4, &mut self.x5);
-        f6_forward(&w.p, &self.x5, &mut self.x6);
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.forward_avx2(w, centers) };
+        }
+        self.forward_any(w, centers)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_avx2(&mut self, w: Weights, centers: &[f32]) {
+        self.forward_any(w, centers)
+    }
+
+    #[inline(always)]
+    fn forward_any(&mut self, w: Weights, centers: &[f32]) {
+        c1_forward(w.p, &self.x0, &mut self.x1);
+        squash_in_place(&mut self.x1);
+        s2_forward(w.p, &self.x1, &mut self.x2);
+        c3_forward(w.p, &self.x2, &mut self.x3);
+        squash_in_place(&mut self.x3);
+        s4_forward(w.p, &self.x3, &mut self.x4);
+        c5_forward(w.p, &self.x4, &mut self.x5);
+        f6_forward(w.p, &self.x5, &mut self.x6);
         rbf_forward(centers, &self.x6, &mut self.y);
     }
 
@@ -331,12 +335,7 @@ impl Block {
     pub fn hessian(&mut self, w2: Weights, h: &mut [f32]) {
         rbf_hessian(self.n, &mut self.d6);
         for (sq, x) in self.sq.iter_mut().zip([
-            &self.cols1,
-            &self.x1,
-            &self.cols2,
-            &self.x3,
-            &self.x4,
-            &self.x5,
+            &self.x0, &self.x1, &self.x2, &self.x3, &self.x4, &self.x5,
         ]) {
             for (s, &v) in sq.iter_mut().zip(x.iter()) {
                 *s = v * v;
@@ -347,37 +346,45 @@ impl Block {
 
     /// From d6 = dE/dx6 (or its second derivative) down to C1's parameters.
     fn sweep(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.sweep_avx2(w, pass, g) };
+        }
+        self.sweep_any(w, pass, g)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sweep_avx2(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
+        self.sweep_any(w, pass, g)
+    }
+
+    #[inline(always)]
+    fn sweep_any(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
         debug_assert_eq!(g.len(), N_PARAMS);
         let squash_back = match pass {
             Pass::Gradient => squash_backward,
             Pass::Hessian => squash_hessian,
         };
         let b = self;
-        let [sq_cols1, sq_x1, sq_cols2, sq_x3, sq_x4, sq_x5] = &b.sq;
-        let (cols1, x1, cols2, x3, x4, x5) = match pass {
-            Pass::Gradient => (&b.cols1, &b.x1, &b.cols2, &b.x3, &b.x4, &b.x5),
-            Pass::Hessian => (sq_cols1, sq_x1, sq_cols2, sq_x3, sq_x4, sq_x5),
+        let [sq0, sq1, sq2, sq3, sq4, sq5] = &b.sq;
+        let (x0, x1, x2, x3, x4, x5) = match pass {
+            Pass::Gradient => (&b.x0, &b.x1, &b.x2, &b.x3, &b.x4, &b.x5),
+            Pass::Hessian => (sq0, sq1, sq2, sq3, sq4, sq5),
         };
         squash_back(&b.x6, &mut b.d6);
-        f6_backward(&w.p, x5, &b.d6, g, &mut b.d5);
+        f6_backward(w.p, x5, &b.d6, g, &mut b.d5);
         squash_back(&b.x5, &mut b.d5);
-        c5_backward(&w.p, x4, &b.d5, g, &mut b.d4);
+        c5_backward(w.p, x4, &b.d5, g, &mut b.d4);
         squash_back(&b.x4, &mut b.d4);
-        s4_backward(&w.p, x3, &b.d4, g, &mut b.d3);
+        s4_backward(w.p, x3, &b.d4, g, &mut b.d3);
         squash_back(&b.x3, &mut b.d3);
-        c3_backward(
-            &w.w3,
-            cols2,
-            &b.d3,
-            g,
-            &mut b.w3grad,
-            &mut b.dcols2,
-            &mut b.d2,
-        );
+        c3_backward(x2, w.w3t, &b.d3, g, &mut b.d3pad, &mut b.d2);
         squash_back(&b.x2, &mut b.d2);
-        s2_backward(&w.p, x1, &b.d2, g, &mut b.d1);
+        s2_backward(w.p, x1, &b.d2, g, &mut b.d1);
         squash_back(&b.x1, &mut b.d1);
-        c1_backward(cols1, &b.d1, g);
+        c1_backward(x0, &b.d1, g);
     }
 }
 
