@@ -166,7 +166,7 @@ pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
 /// bit-identical results; only the vector width differs.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn avx2() -> bool {
+pub(crate) fn avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
