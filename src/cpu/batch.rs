@@ -1,8 +1,8 @@
 //! The CPU backend: the passes of this module's parent, run over a batch in parallel, with
 //! either kernel set ([`CpuKernels`]): the plain reference loops, one pattern at a time, or
 //! the fast path of `cpu::fast`, one block of eight patterns at a time. Patterns are split
-//! into fixed chunks of `CHUNK`; each chunk sums its patterns' gradients into its own
-//! buffer, then the chunk buffers are added in chunk order. The result depends only on the
+//! into chunks whose size depends only on the batch size (`chunk_len`); each chunk sums its
+//! patterns' gradients into its own buffer, then the chunk buffers are added in chunk order. The result depends only on the
 //! batch and the kernel set, never on the thread count or the scheduling, so the same seed
 //! gives bit-identical weights.
 
@@ -18,8 +18,15 @@ use crate::{RBF_CENTERS, Result};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-/// Patterns per parallel task: one block of the fast path.
-pub const CHUNK: usize = fast::LANES;
+/// Patterns per parallel task for a batch of `n`: a whole number of fast-path blocks, and
+/// about `TARGET_CHUNKS` tasks per batch: enough to keep the cores busy, few enough that
+/// zeroing and adding the tasks' 60,000-value gradient buffers stays cheap.
+pub fn chunk_len(n: usize) -> usize {
+    n.div_ceil(TARGET_CHUNKS).next_multiple_of(fast::LANES).max(fast::LANES)
+}
+const TARGET_CHUNKS: usize = 8;
+/// Patterns per task in evaluation, which has no gradient buffers to add.
+const EVAL_CHUNK: usize = 256;
 
 /// Which implementation of the passes the CPU backend runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,19 +146,20 @@ impl CpuBackend {
         }
     }
 
-    /// Runs `per_chunk` over `idx` in chunks of CHUNK patterns, then sums the chunks' `acc`
+    /// Runs `per_chunk` over `idx` in chunks of `chunk_len` patterns, then sums the chunks' `acc`
     /// into `self.grad` in chunk order, and returns the summed stats.
     fn run_chunks<F>(&mut self, idx: &[u32], per_chunk: F) -> TrainStats
     where
         F: Fn(&mut Scratch, &mut Slot, &[u32]) + Sync,
     {
-        let n = idx.len().div_ceil(CHUNK);
+        let chunk = chunk_len(idx.len());
+        let n = idx.len().div_ceil(chunk);
         self.ensure_slots(n);
         let slots = &mut self.slots[..n];
         let pool = &self.pool;
         slots
             .par_iter_mut()
-            .zip(idx.par_chunks(CHUNK))
+            .zip(idx.par_chunks(chunk))
             .for_each(|(slot, ids)| {
                 slot.acc.fill(0.0);
                 slot.stats = TrainStats::default();
@@ -218,13 +226,16 @@ impl CpuBackend {
                 }
                 CpuKernels::Fast => {
                     let b = scratch.block();
-                    b.load(ids.len(), |l, x0| input(ids[l] as usize, x0));
                     let w = Weights { p: &p, w3t: &w3t };
-                    b.forward(w, &RBF_CENTERS);
-                    let labels: Vec<u8> = ids.iter().map(|&i| train.labels[i as usize]).collect();
-                    let out = b.backward(w, &RBF_CENTERS, loss, &labels, &mut slot.acc);
-                    for (&(e, predicted), &label) in out.iter().zip(&labels) {
-                        record(&mut slot.stats, e, predicted, label as usize);
+                    for ids in ids.chunks(fast::LANES) {
+                        b.load(ids.len(), |l, x0| input(ids[l] as usize, x0));
+                        b.forward(w, &RBF_CENTERS);
+                        let labels: Vec<u8> =
+                            ids.iter().map(|&i| train.labels[i as usize]).collect();
+                        let out = b.backward(w, &RBF_CENTERS, loss, &labels, &mut slot.acc);
+                        for (&(e, predicted), &label) in out.iter().zip(&labels) {
+                            record(&mut slot.stats, e, predicted, label as usize);
+                        }
                     }
                 }
             }
@@ -279,11 +290,13 @@ impl Backend for CpuBackend {
             }
             CpuKernels::Fast => {
                 let b = scratch.block();
-                b.load(ids.len(), |l, x0| {
-                    input_forward(train.image(ids[l] as usize), train.side, x0)
-                });
-                b.forward(Weights { p: &p, w3t: &w3t }, &RBF_CENTERS);
-                b.hessian(Weights { p: &p2, w3t: &w3tsq }, &mut slot.acc);
+                for ids in ids.chunks(fast::LANES) {
+                    b.load(ids.len(), |l, x0| {
+                        input_forward(train.image(ids[l] as usize), train.side, x0)
+                    });
+                    b.forward(Weights { p: &p, w3t: &w3t }, &RBF_CENTERS);
+                    b.hessian(Weights { p: &p2, w3t: &w3tsq }, &mut slot.acc);
+                }
             }
         });
         let n = idx.len().max(1) as f32;
@@ -325,9 +338,9 @@ impl Backend for CpuBackend {
         let (p, w3t, loss, kernels, pool) = (&self.params, &self.w3t, self.loss, self.kernels, &self.pool);
         let n = set.len();
         let mut predictions = vec![0u8; n];
-        let mut losses = vec![0f64; n.div_ceil(256)];
+        let mut losses = vec![0f64; n.div_ceil(EVAL_CHUNK)];
         predictions
-            .par_chunks_mut(256)
+            .par_chunks_mut(EVAL_CHUNK)
             .zip(losses.par_iter_mut())
             .enumerate()
             .for_each(|(c, (preds, lsum))| {
@@ -337,7 +350,7 @@ impl Backend for CpuBackend {
                     CpuKernels::Reference => {
                         let ws = scratch.ws();
                         for (k, pr) in preds.iter_mut().enumerate() {
-                            let i = c * 256 + k;
+                            let i = c * EVAL_CHUNK + k;
                             input_forward(set.image(i), set.side, &mut ws.x0);
                             pattern_forward(p, &RBF_CENTERS, ws);
                             *pr = predict(&ws.y) as u8;
@@ -347,8 +360,8 @@ impl Backend for CpuBackend {
                     }
                     CpuKernels::Fast => {
                         let b = scratch.block();
-                        for (k, prs) in preds.chunks_mut(CHUNK).enumerate() {
-                            let first = c * 256 + k * CHUNK;
+                        for (k, prs) in preds.chunks_mut(fast::LANES).enumerate() {
+                            let first = c * EVAL_CHUNK + k * fast::LANES;
                             b.load(prs.len(), |l, x0| {
                                 input_forward(set.image(first + l), set.side, x0)
                             });

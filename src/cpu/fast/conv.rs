@@ -19,16 +19,18 @@ const K: usize = 5;
 /// C1's table: each map reads the single input map.
 const C1_MAPS: [&[usize]; 6] = [&[0]; 6];
 
-/// acc[p] += sum over (ky, kx) of w[ky*5+kx] * x[oy+ky][ox+p+kx], x one (hin, hin L) map.
+/// acc[p] += sum over (ky, kx) of w[ky*5+kx] * x[oy+ky][ox+p+kx], x one (hin, hin L) map,
+/// for the kernel rows `kys` (the others meet only zero rows).
 #[inline(always)]
 fn conv_strip<const P: usize>(
     x: &[f32],
     hin: usize,
     (oy, ox): (usize, usize),
+    kys: std::ops::Range<usize>,
     w: &[f32],
     acc: &mut [[f32; L]; P],
 ) {
-    for ky in 0..K {
+    for ky in kys {
         let row = &x[((oy + ky) * hin + ox) * L..][..(P + K - 1) * L];
         for kx in 0..K {
             let wv = w[ky * K + kx];
@@ -44,11 +46,13 @@ fn conv_strip<const P: usize>(
 
 /// y[o] = b[o] + sum over the links (o, m) of the valid 5x5 correlation of x[m] with the
 /// link's kernel; x: (maps_in, hin*hin L), y: (maps.len(), ho*ho L), ho = hin - 4, which
-/// P must divide. `w` holds 25 weights per link, link-major in table order.
+/// P must divide. `w` holds 25 weights per link, link-major in table order. The first and
+/// last `pad` rows of x must be zero; they are skipped.
 #[inline(always)]
 pub fn conv_forward<const P: usize>(
     x: &[f32],
     hin: usize,
+    pad: usize,
     maps: &[&[usize]],
     w: &[f32],
     b: &[f32],
@@ -60,11 +64,13 @@ pub fn conv_forward<const P: usize>(
     let mut link = 0;
     for (o, ins) in maps.iter().enumerate() {
         for oy in 0..ho {
+            let kys = pad.saturating_sub(oy)..K.min(hin - pad - oy);
             for ox in (0..ho).step_by(P) {
                 let mut acc = [[b[o]; L]; P];
                 for (li, &m) in ins.iter().enumerate() {
                     let wk = &w[(link + li) * K * K..][..K * K];
-                    conv_strip::<P>(&x[m * plane..][..plane], hin, (oy, ox), wk, &mut acc);
+                    let xm = &x[m * plane..][..plane];
+                    conv_strip::<P>(xm, hin, (oy, ox), kys.clone(), wk, &mut acc);
                 }
                 let out = &mut y[((o * ho + oy) * ho + ox) * L..][..P * L];
                 for (p, a) in acc.iter().enumerate() {
@@ -82,44 +88,54 @@ fn vec_at(s: &[f32], i: usize) -> &[f32; L] {
     s[i * L..(i + 1) * L].try_into().unwrap()
 }
 
-/// acc[kx] += sum over ox < HO of d[ox] * x[ox + kx]: one output row against one input row.
+/// For one tap row ky: acc[kx] += sum over (oy, ox) of d[oy][ox] * x[oy+ky][ox+kx], d one
+/// (HO, HO L) map and x one (HO+4, HO+4 L) map. HO is a constant so the inner loops unroll.
 #[inline(always)]
-fn correlate_row<const HO: usize>(d: &[f32], x: &[f32], acc: &mut [[f32; L]; K]) {
-    let (d, x) = (&d[..HO * L], &x[..(HO + K - 1) * L]);
+fn correlate<const HO: usize>(d: &[f32], x: &[f32], ky: usize, acc: &mut [[f32; L]; K]) {
+    let hin = HO + K - 1;
+    let (d, x) = (&d[..HO * HO * L], &x[..hin * hin * L]);
     #[cfg(target_arch = "x86_64")]
     if super::avx2() {
-        // SAFETY: the CPU has AVX2 (checked); the slices above bound every load.
-        return unsafe { correlate_row_avx2::<HO>(d, x, acc) };
+        // SAFETY: the CPU has AVX2 (checked).
+        return unsafe { correlate_avx2::<HO>(d, x, ky, acc) };
     }
-    for ox in 0..HO {
-        let dv = vec_at(d, ox);
-        for kx in 0..K {
-            let xv = vec_at(x, ox + kx);
-            for l in 0..L {
-                acc[kx][l] += dv[l] * xv[l];
+    for oy in 0..HO {
+        let (drow, xrow) = (&d[oy * HO * L..][..HO * L], &x[(oy + ky) * hin * L..][..hin * L]);
+        for ox in 0..HO {
+            let dv = vec_at(drow, ox);
+            for kx in 0..K {
+                let xv = vec_at(xrow, ox + kx);
+                for l in 0..L {
+                    acc[kx][l] += dv[l] * xv[l];
+                }
             }
         }
     }
 }
 
-/// `correlate_row` in AVX intrinsics: left to itself, the compiler vectorises that loop
-/// across ox, with shuffles and spills, and runs it 8 times slower. The arithmetic is the
-/// same (a multiply, then an add, per lane), so results are bit-identical.
+/// `correlate` in AVX intrinsics: left to itself, the compiler vectorises that loop across
+/// ox, with shuffles and spills, and runs it 8 times slower. The arithmetic is the same (a
+/// multiply, then an add, per lane, in the same order), so results are bit-identical.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn correlate_row_avx2<const HO: usize>(d: &[f32], x: &[f32], acc: &mut [[f32; L]; K]) {
+unsafe fn correlate_avx2<const HO: usize>(d: &[f32], x: &[f32], ky: usize, acc: &mut [[f32; L]; K]) {
     use std::arch::x86_64::*;
-    assert!(d.len() >= HO * L && x.len() >= (HO + K - 1) * L);
-    let (d, x) = (d.as_ptr(), x.as_ptr());
-    // SAFETY (all loads and stores): within the slices by the assert above, and `acc`'s
-    // rows are L = 8 floats.
+    let hin = HO + K - 1;
+    assert!(d.len() >= HO * HO * L && x.len() >= hin * hin * L && ky < K);
+    // SAFETY (all loads and stores): the largest offsets are (HO*HO - 1) L + 7 into d and
+    // ((HO-1+ky) hin + HO-1+4) L + 7 < hin*hin L into x, by the assert; `acc`'s rows are
+    // L = 8 floats.
     unsafe {
         let mut a: [__m256; K] = std::array::from_fn(|kx| _mm256_loadu_ps(acc[kx].as_ptr()));
-        for ox in 0..HO {
-            let dv = _mm256_loadu_ps(d.add(ox * L));
-            for (kx, a) in a.iter_mut().enumerate() {
-                let xv = _mm256_loadu_ps(x.add((ox + kx) * L));
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(dv, xv));
+        for oy in 0..HO {
+            let drow = d.as_ptr().add(oy * HO * L);
+            let xrow = x.as_ptr().add((oy + ky) * hin * L);
+            for ox in 0..HO {
+                let dv = _mm256_loadu_ps(drow.add(ox * L));
+                for (kx, a) in a.iter_mut().enumerate() {
+                    let xv = _mm256_loadu_ps(xrow.add((ox + kx) * L));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(dv, xv));
+                }
             }
         }
         for (kx, a) in a.iter().enumerate() {
@@ -137,17 +153,15 @@ pub fn conv_backward_params<const HO: usize>(
     da: &[f32],
     gw: &mut [f32],
 ) {
-    let hin = HO + K - 1;
+    let (hin, out_plane) = (HO + K - 1, HO * HO * L);
+    let in_plane = hin * hin * L;
     let mut link = 0;
     for (o, ins) in maps.iter().enumerate() {
         for &m in ins.iter() {
             for ky in 0..K {
                 let mut acc = [[0f32; L]; K];
-                for oy in 0..HO {
-                    let drow = &da[(o * HO + oy) * HO * L..][..HO * L];
-                    let xrow = &x[(m * hin + oy + ky) * hin * L..][..hin * L];
-                    correlate_row::<HO>(drow, xrow, &mut acc);
-                }
+                let (dm, xm) = (&da[o * out_plane..][..out_plane], &x[m * in_plane..][..in_plane]);
+                correlate::<HO>(dm, xm, ky, &mut acc);
                 for (kx, a) in acc.iter().enumerate() {
                     gw[link * K * K + ky * K + kx] += reduce_lanes(a);
                 }
@@ -160,7 +174,7 @@ pub fn conv_backward_params<const HO: usize>(
 /// x0: (1024 L) -> a1: (6, 784 L), pre-activations (squashed by the caller).
 #[inline(always)]
 pub fn c1_forward(p: &[f32], x0: &[f32], a1: &mut [f32]) {
-    conv_forward::<7>(x0, 32, &C1_MAPS, params::C1_W.of(p), params::C1_B.of(p), a1);
+    conv_forward::<7>(x0, 32, 0, &C1_MAPS, params::C1_W.of(p), params::C1_B.of(p), a1);
 }
 
 /// da1: (6, 784 L): dE/dW1 and dE/db1 added into g. (No input gradient.)
@@ -173,7 +187,7 @@ pub fn c1_backward(x0: &[f32], da1: &[f32], g: &mut [f32]) {
 /// x2: (6, 196 L) -> a3: (16, 100 L), pre-activations, over the links of the table.
 #[inline(always)]
 pub fn c3_forward(p: &[f32], x2: &[f32], a3: &mut [f32]) {
-    conv_forward::<5>(x2, 14, &C3_TABLE, params::C3_W.of(p), params::C3_B.of(p), a3);
+    conv_forward::<5>(x2, 14, 0, &C3_TABLE, params::C3_W.of(p), params::C3_B.of(p), a3);
 }
 
 /// For each S2 map m, the 10 C3 maps that read it, in increasing order.
@@ -243,5 +257,5 @@ pub fn c3_backward(
             da3pad[dst..dst + 10 * L].copy_from_slice(&da3[(o * 10 + oy) * 10 * L..][..10 * L]);
         }
     }
-    conv_forward::<7>(da3pad, 18, &C3_READERS_REF, w3t, &[0.0; 6], dx2);
+    conv_forward::<7>(da3pad, 18, 4, &C3_READERS_REF, w3t, &[0.0; 6], dx2);
 }
