@@ -26,6 +26,9 @@ fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
 /// gradient pass (mse and MAP) and the SDLM pass. Tolerances as for the GPU kernels: sums
 /// of up to 6,272 f32 terms in another order, so 1e-5 of the tensor's largest value plus
 /// 1e-4 relative.
+/// Picks one buffer of a reference workspace.
+type Field = dyn Fn(&Workspace<f32>) -> &Vec<f32>;
+
 fn check_block(idx: &[usize]) {
     let (train_set, _) = mnist().clone();
     let p = common::test_params(7);
@@ -48,19 +51,34 @@ fn check_block(idx: &[usize]) {
             cpu::pattern_forward(&p, &RBF_CENTERS, &mut ws);
             match loss {
                 Some(loss) => {
-                    cpu::pattern_backward(&p, &RBF_CENTERS, loss, label as usize, &mut ws, &mut want_g);
+                    cpu::pattern_backward(
+                        &p,
+                        &RBF_CENTERS,
+                        loss,
+                        label as usize,
+                        &mut ws,
+                        &mut want_g,
+                    );
                 }
                 None => cpu::pattern_hessian(&p2, &mut ws, &mut want_g),
             }
             want.push(ws);
         }
         let mut b = Block::default();
-        b.load(idx.len(), |l, x0| cpu::input_forward(train_set.image(idx[l]), 28, x0));
+        b.load(idx.len(), |l, x0| {
+            cpu::input_forward(train_set.image(idx[l]), 28, x0)
+        });
         b.forward(Weights { p: &p, w3t: &w3 }, &RBF_CENTERS);
         let mut got_g = vec![0f32; N_PARAMS];
         match loss {
             Some(loss) => {
-                let out = b.backward(Weights { p: &p, w3t: &w3 }, &RBF_CENTERS, loss, &labels, &mut got_g);
+                let out = b.backward(
+                    Weights { p: &p, w3t: &w3 },
+                    &RBF_CENTERS,
+                    loss,
+                    &labels,
+                    &mut got_g,
+                );
                 for (l, ws) in want.iter().enumerate() {
                     assert_eq!(out[l].1, cpu::predict(&ws.y), "prediction of lane {l}");
                 }
@@ -71,10 +89,8 @@ fn check_block(idx: &[usize]) {
         let lanes = |buf: &[f32]| -> Vec<f32> {
             (0..idx.len()).flat_map(|l| Block::lane(buf, l)).collect()
         };
-        let refs = |f: &dyn Fn(&Workspace<f32>) -> &Vec<f32>| -> Vec<f32> {
-            want.iter().flat_map(|ws| f(ws).clone()).collect()
-        };
-        let tensors: [(&str, &[f32], &dyn Fn(&Workspace<f32>) -> &Vec<f32>); 14] = [
+        let refs = |f: &Field| -> Vec<f32> { want.iter().flat_map(|ws| f(ws).clone()).collect() };
+        let tensors: [(&str, &[f32], &Field); 14] = [
             ("x1", &b.x1, &|w| &w.x1),
             ("x2", &b.x2, &|w| &w.x2),
             ("x3", &b.x3, &|w| &w.x3),
@@ -123,7 +139,8 @@ fn train_steps(b: &mut CpuBackend, batch: usize, distort: bool) -> (Vec<f32>, Ve
     b.set_params(&lenet_gpu::params::init(3)).unwrap();
     let h = b.hessian(&(0..61).collect::<Vec<u32>>()).unwrap();
     // eta x batch within the stable range measured in docs/experiments.md (section 4).
-    b.set_step_sizes(&train::step_sizes(&h, 1.6e-4 / batch as f64, 0.02)).unwrap();
+    b.set_step_sizes(&train::step_sizes(&h, 1.6e-4 / batch as f64, 0.02))
+        .unwrap();
     if distort {
         let d = lenet_gpu::distort::pass_distortions(4, 1, 2000, &lenet_gpu::distort::RANGES);
         b.set_distortions(Some(&d)).unwrap();
@@ -158,9 +175,19 @@ fn training_steps_match_reference() {
                 fails.push(format!("step {s}: fast loss {a}, reference loss {b}"));
             }
         }
-        println!("  losses: first {:.5} / {:.5}, last {:.5} / {:.5} (fast / reference)", l1[0], l0[0], l1[19], l0[19]);
-        assert!(l0[19] < l0[0], "training did not lower the loss; the check would prove little");
-        fails.extend(TENSORS.iter().filter_map(|t| compare(t.name, t.of(&p1), t.of(&p0), 1e-4, 0.0)));
+        println!(
+            "  losses: first {:.5} / {:.5}, last {:.5} / {:.5} (fast / reference)",
+            l1[0], l0[0], l1[19], l0[19]
+        );
+        assert!(
+            l0[19] < l0[0],
+            "training did not lower the loss; the check would prove little"
+        );
+        fails.extend(
+            TENSORS
+                .iter()
+                .filter_map(|t| compare(t.name, t.of(&p1), t.of(&p0), 1e-4, 0.0)),
+        );
         assert!(fails.is_empty(), "batch {batch}:\n{}", fails.join("\n"));
     }
 }
@@ -170,11 +197,17 @@ fn training_steps_match_reference() {
 #[test]
 fn fast_training_is_deterministic_across_thread_counts() {
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| train_steps(&mut backend(CpuKernels::Fast, Loss::Mse), 24, false).2)
     };
     let (a, b) = (run(1), run(2));
-    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "1 and 2 threads differ");
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "1 and 2 threads differ"
+    );
     assert_ne!(a, lenet_gpu::params::init(3), "training changed nothing");
 }
 
@@ -186,10 +219,21 @@ fn evaluation_matches_reference() {
     let mut f = backend(CpuKernels::Fast, Loss::Map { j: 2.0 });
     r.set_params(&p).unwrap();
     f.set_params(&p).unwrap();
-    let (re, fe) = (r.evaluate(Split::Test).unwrap(), f.evaluate(Split::Test).unwrap());
+    let (re, fe) = (
+        r.evaluate(Split::Test).unwrap(),
+        f.evaluate(Split::Test).unwrap(),
+    );
     assert_eq!(fe.predictions.len(), 500);
-    let differ = fe.predictions.iter().zip(&re.predictions).filter(|(a, b)| a != b).count();
-    println!("{differ} of 500 predictions differ; loss {} vs {}", fe.loss_sum, re.loss_sum);
+    let differ = fe
+        .predictions
+        .iter()
+        .zip(&re.predictions)
+        .filter(|(a, b)| a != b)
+        .count();
+    println!(
+        "{differ} of 500 predictions differ; loss {} vs {}",
+        fe.loss_sum, re.loss_sum
+    );
     assert!(differ <= 1, "{differ} of 500 predictions differ");
     assert!((fe.loss_sum - re.loss_sum).abs() <= 1e-5 * re.loss_sum.abs());
     assert_eq!(LANES, 8);

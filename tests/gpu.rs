@@ -179,7 +179,9 @@ fn twenty_training_steps_agree() {
         let gh = g.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
         let mut fails: Vec<String> = TENSORS
             .iter()
-            .filter_map(|t| common::compare(&format!("h {}", t.name), t.of(&gh), t.of(&h), 1e-5, 1e-4))
+            .filter_map(|t| {
+                common::compare(&format!("h {}", t.name), t.of(&gh), t.of(&h), 1e-5, 1e-4)
+            })
             .collect();
         g.set_step_sizes(&eps).unwrap();
         let gpu_losses: Vec<f64> = order

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 /// about `TARGET_CHUNKS` tasks per batch: enough to keep the cores busy, few enough that
 /// zeroing and adding the tasks' 60,000-value gradient buffers stays cheap.
 pub fn chunk_len(n: usize) -> usize {
-    n.div_ceil(TARGET_CHUNKS).next_multiple_of(fast::LANES).max(fast::LANES)
+    n.div_ceil(TARGET_CHUNKS)
+        .next_multiple_of(fast::LANES)
+        .max(fast::LANES)
 }
 const TARGET_CHUNKS: usize = 8;
 /// Patterns per task in evaluation, which has no gradient buffers to add.
@@ -44,7 +46,9 @@ impl std::str::FromStr for CpuKernels {
         match s {
             "reference" => Ok(CpuKernels::Reference),
             "fast" => Ok(CpuKernels::Fast),
-            _ => Err(format!("unknown CPU kernel set {s:?}: use reference or fast")),
+            _ => Err(format!(
+                "unknown CPU kernel set {s:?}: use reference or fast"
+            )),
         }
     }
 }
@@ -258,7 +262,10 @@ impl Backend for CpuBackend {
             CpuKernels::Reference => "reference",
             CpuKernels::Fast => "fast",
         };
-        format!("cpu ({} threads, {k} kernels)", rayon::current_num_threads())
+        format!(
+            "cpu ({} threads, {k} kernels)",
+            rayon::current_num_threads()
+        )
     }
 
     fn set_params(&mut self, p: &[f32]) -> Result<()> {
@@ -295,7 +302,13 @@ impl Backend for CpuBackend {
                         input_forward(train.image(ids[l] as usize), train.side, x0)
                     });
                     b.forward(Weights { p: &p, w3t: &w3t }, &RBF_CENTERS);
-                    b.hessian(Weights { p: &p2, w3t: &w3tsq }, &mut slot.acc);
+                    b.hessian(
+                        Weights {
+                            p: &p2,
+                            w3t: &w3tsq,
+                        },
+                        &mut slot.acc,
+                    );
                 }
             }
         });
@@ -335,7 +348,8 @@ impl Backend for CpuBackend {
             Split::Train => self.train.clone(),
             Split::Test => self.test.clone(),
         };
-        let (p, w3t, loss, kernels, pool) = (&self.params, &self.w3t, self.loss, self.kernels, &self.pool);
+        let (p, w3t, loss, kernels, pool) =
+            (&self.params, &self.w3t, self.loss, self.kernels, &self.pool);
         let n = set.len();
         let mut predictions = vec![0u8; n];
         let mut losses = vec![0f64; n.div_ceil(EVAL_CHUNK)];
@@ -354,8 +368,8 @@ impl Backend for CpuBackend {
                             input_forward(set.image(i), set.side, &mut ws.x0);
                             pattern_forward(p, &RBF_CENTERS, ws);
                             *pr = predict(&ws.y) as u8;
-                            *lsum += super::loss_forward_backward(loss, &ws.y, label(i), &mut dy)
-                                as f64;
+                            *lsum +=
+                                super::loss_forward_backward(loss, &ws.y, label(i), &mut dy) as f64;
                         }
                     }
                     CpuKernels::Fast => {
@@ -369,8 +383,12 @@ impl Backend for CpuBackend {
                             for (l, pr) in prs.iter_mut().enumerate() {
                                 let y = b.outputs(l);
                                 *pr = predict(&y) as u8;
-                                *lsum += super::loss_forward_backward(loss, &y, label(first + l), &mut dy)
-                                    as f64;
+                                *lsum += super::loss_forward_backward(
+                                    loss,
+                                    &y,
+                                    label(first + l),
+                                    &mut dy,
+                                ) as f64;
                             }
                         }
                     }

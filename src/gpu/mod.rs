@@ -471,11 +471,20 @@ impl GpuBackend {
             mapped_at_creation: false,
         });
         let split = |set: &Dataset, name: &str, state: &wgpu::Buffer| -> SplitBuffers {
-            let mut bytes = set.images.clone();
-            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+            // The buffer holds whole u32 words; copy (47 MB for MNIST's training set, a
+            // large part of peak memory on a software adapter) only if the bytes need padding.
+            let padded;
+            let bytes: &[u8] = if set.images.len().is_multiple_of(4) {
+                &set.images
+            } else {
+                let mut b = set.images.clone();
+                b.resize(b.len().div_ceil(4) * 4, 0);
+                padded = b;
+                &padded
+            };
             let images = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(&format!("{name} images (u8 x4 per word)")),
-                contents: &bytes,
+                contents: bytes,
                 usage: wgpu::BufferUsages::STORAGE,
             });
             let labels32: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();

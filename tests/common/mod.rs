@@ -100,4 +100,3 @@ pub fn compare(what: &str, got: &[f32], want: &[f32], abs: f32, rtol: f32) -> Op
         )
     })
 }
-

@@ -100,13 +100,16 @@ fn correlate<const HO: usize>(d: &[f32], x: &[f32], ky: usize, acc: &mut [[f32; 
         return unsafe { correlate_avx2::<HO>(d, x, ky, acc) };
     }
     for oy in 0..HO {
-        let (drow, xrow) = (&d[oy * HO * L..][..HO * L], &x[(oy + ky) * hin * L..][..hin * L]);
+        let (drow, xrow) = (
+            &d[oy * HO * L..][..HO * L],
+            &x[(oy + ky) * hin * L..][..hin * L],
+        );
         for ox in 0..HO {
             let dv = vec_at(drow, ox);
-            for kx in 0..K {
+            for (kx, a) in acc.iter_mut().enumerate() {
                 let xv = vec_at(xrow, ox + kx);
                 for l in 0..L {
-                    acc[kx][l] += dv[l] * xv[l];
+                    a[l] += dv[l] * xv[l];
                 }
             }
         }
@@ -118,7 +121,12 @@ fn correlate<const HO: usize>(d: &[f32], x: &[f32], ky: usize, acc: &mut [[f32; 
 /// multiply, then an add, per lane, in the same order), so results are bit-identical.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn correlate_avx2<const HO: usize>(d: &[f32], x: &[f32], ky: usize, acc: &mut [[f32; L]; K]) {
+unsafe fn correlate_avx2<const HO: usize>(
+    d: &[f32],
+    x: &[f32],
+    ky: usize,
+    acc: &mut [[f32; L]; K],
+) {
     use std::arch::x86_64::*;
     let hin = HO + K - 1;
     assert!(d.len() >= HO * HO * L && x.len() >= hin * hin * L && ky < K);
@@ -160,7 +168,10 @@ pub fn conv_backward_params<const HO: usize>(
         for &m in ins.iter() {
             for ky in 0..K {
                 let mut acc = [[0f32; L]; K];
-                let (dm, xm) = (&da[o * out_plane..][..out_plane], &x[m * in_plane..][..in_plane]);
+                let (dm, xm) = (
+                    &da[o * out_plane..][..out_plane],
+                    &x[m * in_plane..][..in_plane],
+                );
                 correlate::<HO>(dm, xm, ky, &mut acc);
                 for (kx, a) in acc.iter().enumerate() {
                     gw[link * K * K + ky * K + kx] += reduce_lanes(a);
@@ -174,7 +185,15 @@ pub fn conv_backward_params<const HO: usize>(
 /// x0: (1024 L) -> a1: (6, 784 L), pre-activations (squashed by the caller).
 #[inline(always)]
 pub fn c1_forward(p: &[f32], x0: &[f32], a1: &mut [f32]) {
-    conv_forward::<7>(x0, 32, 0, &C1_MAPS, params::C1_W.of(p), params::C1_B.of(p), a1);
+    conv_forward::<7>(
+        x0,
+        32,
+        0,
+        &C1_MAPS,
+        params::C1_W.of(p),
+        params::C1_B.of(p),
+        a1,
+    );
 }
 
 /// da1: (6, 784 L): dE/dW1 and dE/db1 added into g. (No input gradient.)
@@ -187,7 +206,15 @@ pub fn c1_backward(x0: &[f32], da1: &[f32], g: &mut [f32]) {
 /// x2: (6, 196 L) -> a3: (16, 100 L), pre-activations, over the links of the table.
 #[inline(always)]
 pub fn c3_forward(p: &[f32], x2: &[f32], a3: &mut [f32]) {
-    conv_forward::<5>(x2, 14, 0, &C3_TABLE, params::C3_W.of(p), params::C3_B.of(p), a3);
+    conv_forward::<5>(
+        x2,
+        14,
+        0,
+        &C3_TABLE,
+        params::C3_W.of(p),
+        params::C3_B.of(p),
+        a3,
+    );
 }
 
 /// For each S2 map m, the 10 C3 maps that read it, in increasing order.

@@ -20,7 +20,14 @@ pub fn dense_forward(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
 /// Given da: (n_out, L): dE/dW += da x^T, dE/db += row sums, dx: (n_in, L) = W^T da
 /// (overwritten).
 #[inline(always)]
-pub fn dense_backward(w: &[f32], x: &[f32], da: &[f32], gw: &mut [f32], gb: &mut [f32], dx: &mut [f32]) {
+pub fn dense_backward(
+    w: &[f32],
+    x: &[f32],
+    da: &[f32],
+    gw: &mut [f32],
+    gb: &mut [f32],
+    dx: &mut [f32],
+) {
     let (n_in, n_out) = (x.len() / L, da.len() / L);
     gemm((n_out, L, n_in), da, (L, 1), x, (1, L), 1.0, gw, n_in);
     add_row_sums(da, n_out, gb);

@@ -53,8 +53,14 @@ pub(crate) fn gemm(
         return;
     }
     let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(k == 0 || last(m, k, rsa, csa) < a.len(), "gemm: A out of bounds");
-    assert!(k == 0 || last(k, n, rsb, csb) < b.len(), "gemm: B out of bounds");
+    assert!(
+        k == 0 || last(m, k, rsa, csa) < a.len(),
+        "gemm: A out of bounds"
+    );
+    assert!(
+        k == 0 || last(k, n, rsb, csb) < b.len(),
+        "gemm: B out of bounds"
+    );
     assert!(last(m, n, rsc, 1) < c.len(), "gemm: C out of bounds");
     // SAFETY: the asserts above keep every element matrixmultiply reads or writes inside
     // the slices; `c` is borrowed mutably, so it cannot alias `a` or `b`.
@@ -102,6 +108,8 @@ fn exp_nonpositive(z: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
+    // The fit's coefficients as printed (the compiler rounds them to f32).
+    #[allow(clippy::excessive_precision)]
     const C: [f32; 6] = [
         1.000_000_071,
         0.999_999_666,
@@ -257,7 +265,10 @@ impl Default for Block {
 impl Block {
     /// Loads the inputs: `fill(l, x0)` writes pattern l's (1,32,32) input for l < n.
     pub fn load(&mut self, n: usize, mut fill: impl FnMut(usize, &mut [f32])) {
-        assert!((1..=L).contains(&n), "a block holds 1..={L} patterns, not {n}");
+        assert!(
+            (1..=L).contains(&n),
+            "a block holds 1..={L} patterns, not {n}"
+        );
         self.n = n;
         for l in 0..L {
             if l < n {
@@ -326,8 +337,8 @@ impl Block {
             let y = self.outputs(l);
             let mut dy = [0f32; 10];
             let e = loss_forward_backward(loss, &y, labels[l] as usize, &mut dy);
-            for i in 0..10 {
-                self.dy[i * L + l] = dy[i];
+            for (i, &v) in dy.iter().enumerate() {
+                self.dy[i * L + l] = v;
             }
             *o = (e, predict(&y));
         }
@@ -340,9 +351,11 @@ impl Block {
     /// holds the squared parameters.
     pub fn hessian(&mut self, w2: Weights, h: &mut [f32]) {
         rbf_hessian(self.n, &mut self.d6);
-        for (sq, x) in self.sq.iter_mut().zip([
-            &self.x0, &self.x1, &self.x2, &self.x3, &self.x4, &self.x5,
-        ]) {
+        for (sq, x) in self
+            .sq
+            .iter_mut()
+            .zip([&self.x0, &self.x1, &self.x2, &self.x3, &self.x4, &self.x5])
+        {
             for (s, &v) in sq.iter_mut().zip(x.iter()) {
                 *s = v * v;
             }
