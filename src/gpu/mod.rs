@@ -400,46 +400,6 @@ impl GpuBackend {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let head = header();
-        let modules: Vec<(&str, wgpu::ShaderModule)> = SHADERS
-            .iter()
-            .map(|(name, src)| {
-                let code = unroll(&format!("{head}\n{COMMON}\n{src}"));
-                let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(code.into()),
-                };
-                // SAFETY: every index in these kernels is bounded by construction (per-pattern
-                // offsets below the strides, patterns below `step.batch` <= the capacity the
-                // buffers were sized for; tests/gpu.rs checks every tensor against the CPU), all
-                // loops have constant or uniform bounds, and divisors are non-zero constants.
-                // wgpu's injected bounds checks cost ~10% on lavapipe; drivers with robust
-                // buffer access (wgpu enables it where offered) still clamp.
-                let m = unsafe {
-                    device
-                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-                };
-                (*name, m)
-            })
-            .collect();
-        let pipelines = KERNELS
-            .iter()
-            .map(|(file, entry, _)| {
-                let module = &modules
-                    .iter()
-                    .find(|(n, _)| n == file)
-                    .expect("kernel file listed in SHADERS")
-                    .1;
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: Some(&pipeline_layout),
-                    module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
-            })
-            .collect();
 
         let mut state_init = vec![0f32; STATE_LEN as usize];
         state_init[CENTERS_OFF as usize..].copy_from_slice(&RBF_CENTERS);
@@ -522,6 +482,50 @@ impl GpuBackend {
         };
         let train_b = split(&train, "train", &state);
         let test_b = split(&test, "test", &state);
+        // The images are on the device now: free the host copies (when the caller handed
+        // over its only reference) before LLVM-based drivers compile the kernels, which
+        // takes memory of its own, so the two do not add up in the peak.
+        drop((train, test));
+        let head = header();
+        let modules: Vec<(&str, wgpu::ShaderModule)> = SHADERS
+            .iter()
+            .map(|(name, src)| {
+                let code = unroll(&format!("{head}\n{COMMON}\n{src}"));
+                let desc = wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(code.into()),
+                };
+                // SAFETY: every index in these kernels is bounded by construction (per-pattern
+                // offsets below the strides, patterns below `step.batch` <= the capacity the
+                // buffers were sized for; tests/gpu.rs checks every tensor against the CPU), all
+                // loops have constant or uniform bounds, and divisors are non-zero constants.
+                // wgpu's injected bounds checks cost ~10% on lavapipe; drivers with robust
+                // buffer access (wgpu enables it where offered) still clamp.
+                let m = unsafe {
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                };
+                (*name, m)
+            })
+            .collect();
+        let pipelines = KERNELS
+            .iter()
+            .map(|(file, entry, _)| {
+                let module = &modules
+                    .iter()
+                    .find(|(n, _)| n == file)
+                    .expect("kernel file listed in SHADERS")
+                    .1;
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pipeline_layout),
+                    module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .collect();
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(gpu_err(
                 &format!("setting up the kernels on {}", info.name),
