@@ -250,15 +250,15 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "map")]
     loss: LossKind,
     /// The constant j of the MAP criterion.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = train::DEFAULT_MAP_J)]
     map_j: f64,
     /// Multiplies every eta of the schedule.
     #[arg(long, default_value_t = 1.0)]
     eta_scale: f64,
     /// Per-pattern eta by pass, as LAST_PASS:ETA,... (the last eta holds after), or
     /// `paper` for the paper's online schedule 2:5e-4,5:2e-4,8:1e-4,12:5e-5,20:1e-5.
-    /// Default: 1:1.25e-5,6:5e-5,10:2.5e-5,15:1e-5,20:5e-6 (for batch 16); with --distort,
-    /// 1:1.25e-5,12:5e-5,17:2.5e-5,20:1e-5.
+    /// Default: 1:1.25e-5,6:5e-5,10:2.5e-5,14:1e-5,17:5e-6,20:2e-6 (for batch 16); with
+    /// --distort, 1:1.25e-5,12:5e-5,17:2.5e-5,20:1e-5.
     #[arg(long, value_name = "SCHEDULE")]
     schedule: Option<String>,
     /// SDLM's mu in eps_k = eta / (mu + h_kk).

@@ -59,8 +59,9 @@ struct Slot {
     stats: TrainStats,
 }
 
-/// Per-task working memory, reused across chunks and batches (a block is 5 MB, too much
-/// to allocate per chunk).
+/// Per-task working memory, reused across chunks and batches (a block's buffers take about
+/// 1 MB: allocating and zeroing them per chunk would cost more than the chunk's work at
+/// small batches).
 #[derive(Default)]
 struct Scratch {
     ws: Option<Box<Workspace<f32>>>,
