@@ -41,7 +41,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lenet", default=str(REPO / "target" / "release" / "lenet-gpu"))
     p.add_argument("--python", default=sys.executable, help="interpreter with torch installed")
-    p.add_argument("--backend", default="gpu,cpu", help="lenet-gpu backends")
+    p.add_argument("--backend", default="gpu,cpu,cpu-ref", help="lenet-gpu backends")
     p.add_argument("--batch", default="16,256")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=os.cpu_count())

@@ -35,7 +35,7 @@ C3_TABLE = [
     [0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 0], [4, 5, 0, 1], [5, 0, 1, 2],
     [0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5], [0, 1, 2, 3, 4, 5],
 ]
-MAP_J = 5.0
+MAP_J = 10.0  # as lenet-gpu's default criterion (train::DEFAULT_MAP_J)
 
 
 def read_idx(path):

@@ -382,7 +382,7 @@ fn bench_measures_each_backend() {
         "--hessian-samples",
         "16",
     ];
-    let mut args = vec!["bench", "--json", "--backend", "gpu,cpu"];
+    let mut args = vec!["bench", "--json", "--backend", "gpu,cpu,cpu-ref"];
     args.extend_from_slice(&small);
     if common::cpu_adapter_available() {
         let (ok, out, err) = run(&args);
@@ -391,15 +391,11 @@ fn bench_measures_each_backend() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        assert_eq!(rows.len(), 2, "{out}");
-        assert!(
-            rows[0]["backend"].as_str().unwrap().starts_with("gpu: "),
-            "{out}"
-        );
-        assert!(
-            rows[1]["backend"].as_str().unwrap().starts_with("cpu"),
-            "{out}"
-        );
+        assert_eq!(rows.len(), 3, "{out}");
+        let names: Vec<&str> = rows.iter().map(|r| r["backend"].as_str().unwrap()).collect();
+        assert!(names[0].starts_with("gpu: "), "{out}");
+        assert!(names[1].starts_with("cpu") && names[1].contains("fast"), "{out}");
+        assert!(names[2].starts_with("cpu") && names[2].contains("reference"), "{out}");
         for r in &rows {
             assert!(r["train_samples_per_s"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["eval_samples_per_s"].as_f64().unwrap() > 0.0, "{r}");
@@ -428,6 +424,6 @@ fn bench_measures_each_backend() {
     );
     assert!(out.status.success(), "{o}{e}");
     assert!(e.contains("skipping --backend gpu"), "{e}");
-    assert_eq!(o.lines().count(), 1, "{o}");
+    assert_eq!(o.lines().count(), 2, "{o}");
     assert!(o.contains("\"backend\":\"cpu"), "{o}");
 }

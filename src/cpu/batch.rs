@@ -235,10 +235,13 @@ impl CpuBackend {
                     for ids in ids.chunks(fast::LANES) {
                         b.load(ids.len(), |l, x0| input(ids[l] as usize, x0));
                         b.forward(w, &RBF_CENTERS);
-                        let labels: Vec<u8> =
-                            ids.iter().map(|&i| train.labels[i as usize]).collect();
-                        let out = b.backward(w, &RBF_CENTERS, loss, &labels, &mut slot.acc);
-                        for (&(e, predicted), &label) in out.iter().zip(&labels) {
+                        let mut labels = [0u8; fast::LANES];
+                        for (l, &i) in labels.iter_mut().zip(ids) {
+                            *l = train.labels[i as usize];
+                        }
+                        let labels = &labels[..ids.len()];
+                        let out = b.backward(w, &RBF_CENTERS, loss, labels, &mut slot.acc);
+                        for (&(e, predicted), &label) in out.iter().zip(labels) {
                             record(&mut slot.stats, e, predicted, label as usize);
                         }
                     }

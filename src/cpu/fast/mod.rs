@@ -4,7 +4,7 @@
 //! Layout. Every tensor of a block is lane-major: feature f of pattern l sits at
 //! `f * LANES + l`. A (maps, positions) activation is therefore a row-major matrix of
 //! shape (maps, positions * LANES), and a dense layer's input is a (features, LANES)
-//! matrix. Two things follow:
+//! matrix. It follows that:
 //! - element-wise work (squashing, subsampling, the RBF units) runs over eight patterns in
 //!   one vector, with no shuffles, and its per-pattern arithmetic is exactly the
 //!   reference's;
@@ -14,7 +14,8 @@
 //!   transposes, run by `matrixmultiply`'s packed kernels (`full`).
 //!
 //! Results differ from the reference only by rounding (sums run in another order, and the
-//! squashing function uses its own exp); `tests/fast.rs` checks every tensor against it.
+//! squashing function uses its own exp; the pre-activations of C1 and C3 are even summed in
+//! the reference's order); `tests/fast.rs` checks every tensor against it.
 //! A block's result depends only on its patterns, so the batch sum, taken block by block
 //! in order, is bit-identical for any number of threads.
 
@@ -176,8 +177,10 @@ pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
 }
 
 /// Whether this CPU runs the AVX2 build of the block passes. The lane loops contain no
-/// fused multiply-adds (Rust never contracts a * b + c on its own), so both builds give
-/// bit-identical results; only the vector width differs.
+/// fused multiply-adds (Rust never contracts a * b + c on its own), so both builds compute
+/// the same per-lane arithmetic; only the vector width differs. (The GEMMs of C5 and F6
+/// are `matrixmultiply`'s, which picks its own kernels, FMA or not, by CPU: across CPUs
+/// results agree to rounding, on one CPU bit for bit.)
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2() -> bool {
