@@ -701,13 +701,12 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         init = ck.params;
         velocity = ck.optimizer.map(|o| o.velocity);
     }
-    let mut backend = a.device.backend(
-        train_set,
-        test_set.clone(),
-        cfg.loss,
-        cfg.momentum,
-        cfg.batch,
-    )?;
+    // The backend takes the only references to the data: a GPU backend frees the host
+    // copies once they are on the device.
+    let n_test = test_set.len();
+    let mut backend = a
+        .device
+        .backend(train_set, test_set, cfg.loss, cfg.momentum, cfg.batch)?;
     backend.set_params(&init)?;
     if let Some(v) = &velocity {
         backend.set_velocity(v)?;
@@ -718,7 +717,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
             params::N_PARAMS,
             backend.describe(),
             n_train,
-            test_set.len(),
+            n_test,
             cfg.batch,
             loss_name(cfg.loss),
             cfg.seed

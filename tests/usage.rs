@@ -392,10 +392,19 @@ fn bench_measures_each_backend() {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
         assert_eq!(rows.len(), 3, "{out}");
-        let names: Vec<&str> = rows.iter().map(|r| r["backend"].as_str().unwrap()).collect();
+        let names: Vec<&str> = rows
+            .iter()
+            .map(|r| r["backend"].as_str().unwrap())
+            .collect();
         assert!(names[0].starts_with("gpu: "), "{out}");
-        assert!(names[1].starts_with("cpu") && names[1].contains("fast"), "{out}");
-        assert!(names[2].starts_with("cpu") && names[2].contains("reference"), "{out}");
+        assert!(
+            names[1].starts_with("cpu") && names[1].contains("fast"),
+            "{out}"
+        );
+        assert!(
+            names[2].starts_with("cpu") && names[2].contains("reference"),
+            "{out}"
+        );
         for r in &rows {
             assert!(r["train_samples_per_s"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["eval_samples_per_s"].as_f64().unwrap() > 0.0, "{r}");
