@@ -238,3 +238,51 @@ fn evaluation_matches_reference() {
     assert!((fe.loss_sum - re.loss_sum).abs() <= 1e-5 * re.loss_sum.abs());
     assert_eq!(LANES, 8);
 }
+
+/// The AVX2 build of the block passes and the portable one (`LENET_CPU_PORTABLE=1`) do the
+/// same per-lane arithmetic: a short training run through the binary ends with
+/// bit-identical weights either way.
+#[test]
+fn portable_build_matches_avx2_bit_for_bit() {
+    let dir = std::env::temp_dir().join(format!("lenet-fast-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = common::mnist_dir();
+    let run = |portable: bool| {
+        let out = dir.join(format!("portable-{portable}.safetensors"));
+        let mut cmd = common::bin();
+        cmd.args([
+            "train",
+            "--backend",
+            "cpu",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "800",
+        ])
+        .args(["--test-limit", "200", "--quiet", "--data"])
+        .arg(&data)
+        .arg("--save")
+        .arg(&out);
+        if portable {
+            cmd.env("LENET_CPU_PORTABLE", "1");
+        } else {
+            cmd.env_remove("LENET_CPU_PORTABLE");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        lenet_gpu::checkpoint::load(&out).unwrap().params
+    };
+    let (simd, portable) = (run(false), run(true));
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        println!("this CPU has no AVX2: both runs used the portable build");
+    }
+    let differ = simd
+        .iter()
+        .zip(&portable)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(differ, 0, "{differ} of {} weights differ", simd.len());
+    assert_ne!(simd, lenet_gpu::params::init(1), "training changed nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -181,10 +181,17 @@ pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
 /// the same per-lane arithmetic; only the vector width differs. (The GEMMs of C5 and F6
 /// are `matrixmultiply`'s, which picks its own kernels, FMA or not, by CPU: across CPUs
 /// results agree to rounding, on one CPU bit for bit.)
+/// `LENET_CPU_PORTABLE=1` in the environment selects the portable build even where AVX2
+/// exists (read once per process), so that the tests can check the two against each other.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| {
+        std::env::var_os("LENET_CPU_PORTABLE").is_none_or(|v| v != "1")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    })
 }
 
 /// Which pass a backward sweep computes.
