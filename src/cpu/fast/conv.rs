@@ -19,18 +19,16 @@ const K: usize = 5;
 /// C1's table: each map reads the single input map.
 const C1_MAPS: [&[usize]; 6] = [&[0]; 6];
 
-/// acc[p] += sum over (ky, kx) of w[ky*5+kx] * x[oy+ky][ox+p+kx], x one (hin, hin L) map,
-/// for the kernel rows `kys` (the others meet only zero rows).
+/// acc[p] += sum over (ky, kx) of w[ky*5+kx] * x[oy+ky][ox+p+kx], x one (hin, hin L) map.
 #[inline(always)]
 fn conv_strip<const P: usize>(
     x: &[f32],
     hin: usize,
     (oy, ox): (usize, usize),
-    kys: std::ops::Range<usize>,
     w: &[f32],
     acc: &mut [[f32; L]; P],
 ) {
-    for ky in kys {
+    for ky in 0..K {
         let row = &x[((oy + ky) * hin + ox) * L..][..(P + K - 1) * L];
         for kx in 0..K {
             let wv = w[ky * K + kx];
@@ -46,13 +44,11 @@ fn conv_strip<const P: usize>(
 
 /// y[o] = b[o] + sum over the links (o, m) of the valid 5x5 correlation of x[m] with the
 /// link's kernel; x: (maps_in, hin*hin L), y: (maps.len(), ho*ho L), ho = hin - 4, which
-/// P must divide. `w` holds 25 weights per link, link-major in table order. The first and
-/// last `pad` rows of x must be zero; they are skipped.
+/// P must divide. `w` holds 25 weights per link, link-major in table order.
 #[inline(always)]
 pub fn conv_forward<const P: usize>(
     x: &[f32],
     hin: usize,
-    pad: usize,
     maps: &[&[usize]],
     w: &[f32],
     b: &[f32],
@@ -64,13 +60,12 @@ pub fn conv_forward<const P: usize>(
     let mut link = 0;
     for (o, ins) in maps.iter().enumerate() {
         for oy in 0..ho {
-            let kys = pad.saturating_sub(oy)..K.min(hin - pad - oy);
             for ox in (0..ho).step_by(P) {
                 let mut acc = [[b[o]; L]; P];
                 for (li, &m) in ins.iter().enumerate() {
                     let wk = &w[(link + li) * K * K..][..K * K];
                     let xm = &x[m * plane..][..plane];
-                    conv_strip::<P>(xm, hin, (oy, ox), kys.clone(), wk, &mut acc);
+                    conv_strip::<P>(xm, hin, (oy, ox), wk, &mut acc);
                 }
                 let out = &mut y[((o * ho + oy) * ho + ox) * L..][..P * L];
                 for (p, a) in acc.iter().enumerate() {
@@ -185,15 +180,7 @@ pub fn conv_backward_params<const HO: usize>(
 /// x0: (1024 L) -> a1: (6, 784 L), pre-activations (squashed by the caller).
 #[inline(always)]
 pub fn c1_forward(p: &[f32], x0: &[f32], a1: &mut [f32]) {
-    conv_forward::<7>(
-        x0,
-        32,
-        0,
-        &C1_MAPS,
-        params::C1_W.of(p),
-        params::C1_B.of(p),
-        a1,
-    );
+    conv_forward::<7>(x0, 32, &C1_MAPS, params::C1_W.of(p), params::C1_B.of(p), a1);
 }
 
 /// da1: (6, 784 L): dE/dW1 and dE/db1 added into g. (No input gradient.)
@@ -209,7 +196,6 @@ pub fn c3_forward(p: &[f32], x2: &[f32], a3: &mut [f32]) {
     conv_forward::<5>(
         x2,
         14,
-        0,
         &C3_TABLE,
         params::C3_W.of(p),
         params::C3_B.of(p),
@@ -238,8 +224,8 @@ pub const C3_READERS: [[usize; 10]; 6] = {
 
 /// C3's weights rearranged for the input gradient: for S2 map m and its j-th reader o
 /// (C3_READERS), the kernel of link (o, m) rotated by 180 degrees, at (m*10 + j)*25.
-/// dE/dx2[m] is then a valid correlation of the zero-padded dE/da3 maps with these
-/// kernels: the same `conv_forward`, with the table transposed.
+/// dE/dx2[m] is then the full correlation of its readers' dE/da3 maps with these kernels
+/// (`c3_backward_input`).
 pub fn c3_transposed(p: &[f32], w3t: &mut [f32]) {
     let c3 = params::C3_W.of(p);
     for (m, readers) in C3_READERS.iter().enumerate() {
@@ -254,35 +240,62 @@ pub fn c3_transposed(p: &[f32], w3t: &mut [f32]) {
     }
 }
 
-/// The transposed table: S2 map m "reads" its 10 C3 readers.
-const C3_READERS_REF: [&[usize]; 6] = [
-    &C3_READERS[0],
-    &C3_READERS[1],
-    &C3_READERS[2],
-    &C3_READERS[3],
-    &C3_READERS[4],
-    &C3_READERS[5],
-];
-
-/// da3: (16, 100 L) -> dE/dW3 (the table's links) and dE/db3 added into g; dx2:
-/// (6, 196 L) overwritten with dE/dx2. `da3pad` (16, 18*18 L) must have zero borders; its
-/// interior is overwritten with da3. `w3t` from `c3_transposed`.
+/// acc[p] += sum over (ky in kys, kx) of w[ky*5+kx] * d[iy+ky-4][X0+p+kx-4], d one
+/// (10, 10 L) map of dE/da3 seen with a zero border of 4: the terms that fall in the
+/// border are left out. X0 and P are constants, so which those are is settled at compile
+/// time, and `kys` skips the border rows.
 #[inline(always)]
-pub fn c3_backward(
-    x2: &[f32],
-    w3t: &[f32],
-    da3: &[f32],
-    g: &mut [f32],
-    da3pad: &mut [f32],
-    dx2: &mut [f32],
+fn full_strip<const P: usize, const X0: usize>(
+    d: &[f32],
+    iy: usize,
+    kys: std::ops::Range<usize>,
+    w: &[f32],
+    acc: &mut [[f32; L]; P],
 ) {
-    conv_backward_params::<10>(x2, &C3_TABLE, da3, params::C3_W.of_mut(g));
-    add_row_sums(da3, 16, params::C3_B.of_mut(g));
-    for o in 0..16 {
-        for oy in 0..10 {
-            let dst = ((o * 18 + oy + 4) * 18 + 4) * L;
-            da3pad[dst..dst + 10 * L].copy_from_slice(&da3[(o * 10 + oy) * 10 * L..][..10 * L]);
+    for ky in kys {
+        let row = &d[(iy + ky - 4) * 10 * L..][..10 * L];
+        for kx in 0..K {
+            let wv = w[ky * K + kx];
+            for (p, a) in acc.iter_mut().enumerate() {
+                let c = X0 + p + kx;
+                if (4..14).contains(&c) {
+                    let xv = &row[(c - 4) * L..(c - 3) * L];
+                    for l in 0..L {
+                        a[l] += wv * xv[l];
+                    }
+                }
+            }
         }
     }
-    conv_forward::<7>(da3pad, 18, 4, &C3_READERS_REF, w3t, &[0.0; 6], dx2);
+}
+
+/// dx2: (6, 196 L) = dE/dx2 from da3: (16, 100 L): for each S2 map, the full correlation
+/// of its 10 readers' dE/da3 maps with their rotated kernels (`w3t`), in strips of 7.
+#[inline(always)]
+fn c3_backward_input(w3t: &[f32], da3: &[f32], dx2: &mut [f32]) {
+    for (m, readers) in C3_READERS.iter().enumerate() {
+        for iy in 0..14 {
+            let kys = 4usize.saturating_sub(iy)..K.min(14 - iy);
+            let (mut left, mut right) = ([[0f32; L]; 7], [[0f32; L]; 7]);
+            for (j, &o) in readers.iter().enumerate() {
+                let d = &da3[o * 100 * L..][..100 * L];
+                let wk = &w3t[(m * 10 + j) * K * K..][..K * K];
+                full_strip::<7, 0>(d, iy, kys.clone(), wk, &mut left);
+                full_strip::<7, 7>(d, iy, kys.clone(), wk, &mut right);
+            }
+            let out = &mut dx2[(m * 196 + iy * 14) * L..][..14 * L];
+            for (p, a) in left.iter().chain(&right).enumerate() {
+                out[p * L..(p + 1) * L].copy_from_slice(a);
+            }
+        }
+    }
+}
+
+/// da3: (16, 100 L) -> dE/dW3 (the table's links) and dE/db3 added into g; dx2:
+/// (6, 196 L) overwritten with dE/dx2. `w3t` from `c3_transposed`.
+#[inline(always)]
+pub fn c3_backward(x2: &[f32], w3t: &[f32], da3: &[f32], g: &mut [f32], dx2: &mut [f32]) {
+    conv_backward_params::<10>(x2, &C3_TABLE, da3, params::C3_W.of_mut(g));
+    add_row_sums(da3, 16, params::C3_B.of_mut(g));
+    c3_backward_input(w3t, da3, dx2);
 }

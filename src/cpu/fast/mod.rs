@@ -216,22 +216,21 @@ pub struct Block {
     /// Patterns in use, 1..=LANES; the other lanes hold background images and get zero
     /// derivatives, so they add nothing to any sum.
     pub n: usize,
-    pub x0: Vec<f32>,    // (1024, L)
-    pub x1: Vec<f32>,    // (6, 784 L)
-    pub x2: Vec<f32>,    // (6, 196 L)
-    pub x3: Vec<f32>,    // (16, 100 L)
-    pub x4: Vec<f32>,    // (400, L)
-    pub x5: Vec<f32>,    // (120, L)
-    pub x6: Vec<f32>,    // (84, L)
-    pub y: Vec<f32>,     // (10, L)
-    pub dy: Vec<f32>,    // (10, L)
-    pub d6: Vec<f32>,    // (84, L)
-    pub d5: Vec<f32>,    // (120, L)
-    pub d4: Vec<f32>,    // (400, L)
-    pub d3: Vec<f32>,    // (16, 100 L)
-    pub d3pad: Vec<f32>, // (16, 18*18 L) d3 with a zero border of 4
-    pub d2: Vec<f32>,    // (6, 196 L)
-    pub d1: Vec<f32>,    // (6, 784 L)
+    pub x0: Vec<f32>, // (1024, L)
+    pub x1: Vec<f32>, // (6, 784 L)
+    pub x2: Vec<f32>, // (6, 196 L)
+    pub x3: Vec<f32>, // (16, 100 L)
+    pub x4: Vec<f32>, // (400, L)
+    pub x5: Vec<f32>, // (120, L)
+    pub x6: Vec<f32>, // (84, L)
+    pub y: Vec<f32>,  // (10, L)
+    pub dy: Vec<f32>, // (10, L)
+    pub d6: Vec<f32>, // (84, L)
+    pub d5: Vec<f32>, // (120, L)
+    pub d4: Vec<f32>, // (400, L)
+    pub d3: Vec<f32>, // (16, 100 L)
+    pub d2: Vec<f32>, // (6, 196 L)
+    pub d1: Vec<f32>, // (6, 784 L)
     /// Squared x0..x5 for the SDLM pass.
     pub sq: [Vec<f32>; 6],
     /// One pattern's input in the reference layout (1,32,32), before it goes into its lane.
@@ -256,7 +255,6 @@ impl Default for Block {
             d5: z(120 * L),
             d4: z(400 * L),
             d3: z(16 * 100 * L),
-            d3pad: z(16 * 324 * L),
             d2: z(6 * 196 * L),
             d1: z(6 * 784 * L),
             sq: [
@@ -411,7 +409,7 @@ impl Block {
         squash_back(&b.x4, &mut b.d4);
         s4_backward(w.p, x3, &b.d4, g, &mut b.d3);
         squash_back(&b.x3, &mut b.d3);
-        c3_backward(x2, w.w3t, &b.d3, g, &mut b.d3pad, &mut b.d2);
+        c3_backward(x2, w.w3t, &b.d3, g, &mut b.d2);
         squash_back(&b.x2, &mut b.d2);
         s2_backward(w.p, x1, &b.d2, g, &mut b.d1);
         squash_back(&b.x1, &mut b.d1);
