@@ -4,6 +4,8 @@
 //!   J^T H J with the Jacobian by finite differences, (b) for every layer against a
 //!   brute-force evaluation of the SDLM rule over an explicit list of connections.
 
+mod common;
+
 use lenet_gpu::RBF_CENTERS;
 use lenet_gpu::cpu::{self, Loss, Workspace};
 use lenet_gpu::params::{self, C3_TABLE, N_PARAMS, TENSORS, Tensor};
@@ -14,24 +16,13 @@ fn centers() -> Vec<f64> {
     RBF_CENTERS.iter().map(|&v| v as f64).collect()
 }
 
-/// Initial parameters as f64, with biases and subsampling terms drawn wider than at
-/// initialisation so no derivative is trivially zero.
+/// The shared test parameters (biases and subsampling terms drawn wider than at
+/// initialisation, so no derivative is trivially zero), as f64.
 fn test_params(seed: u64) -> Vec<f64> {
-    let mut p: Vec<f64> = params::init(seed).iter().map(|&v| v as f64).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
-    for t in [
-        params::C1_B,
-        params::S2_W,
-        params::S2_B,
-        params::C3_B,
-        params::S4_W,
-        params::S4_B,
-    ] {
-        for v in t.of_mut(&mut p) {
-            *v = rng.random_range(-0.5..0.5);
-        }
-    }
-    p
+    common::test_params(seed)
+        .iter()
+        .map(|&v| v as f64)
+        .collect()
 }
 
 /// Random images (some ink, some background) and labels.
