@@ -33,6 +33,13 @@ struct Step {
 @group(0) @binding(6) var<storage, read> order: array<u32>;
 @group(0) @binding(7) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(8) var<storage, read> warps: array<f32>;
+// Kernels read what earlier kernels wrote from textures that mirror the buffers (copied
+// after each writing kernel; GpuBackend::mirror): one row per pattern, four floats per
+// texel. A texel fetch brings four floats in one access; on a CPU adapter (lavapipe) it
+// also costs a fraction of a storage-buffer read, which runs lane by lane.
+@group(0) @binding(9) var acts_t: texture_2d<f32>;     // (B, ACT_STRIDE / 4)
+@group(0) @binding(10) var deltas_t: texture_2d<f32>;  // (B, DELTA_STRIDE / 4)
+@group(0) @binding(11) var params_t: texture_2d<f32>;  // (N_PARAMS / 256, 64): the parameters
 
 const WG: u32 = 64u;
 
@@ -67,9 +74,21 @@ fn dfac(x: f32) -> f32 {
     return select(d, d * d, step.mode == 1u);
 }
 
+// Parameters k .. k+3 (k a multiple of 4), and parameter k.
+fn param4(k: u32) -> vec4<f32> {
+    return textureLoad(params_t, vec2<u32>((k / 4u) % 64u, k / 256u), 0);
+}
+fn param(k: u32) -> f32 {
+    return param4(k & ~3u)[k & 3u];
+}
+
 // A parameter, squared in second-derivative mode.
 fn wt(k: u32) -> f32 {
-    let w = state[P_OFF + k];
+    let w = param(k);
+    return select(w, w * w, step.mode == 1u);
+}
+fn wt4(k: u32) -> vec4<f32> {
+    let w = param4(k);
     return select(w, w * w, step.mode == 1u);
 }
 
@@ -88,11 +107,18 @@ fn put_grad(k: u32, s: f32) {
     }
 }
 
+// Values i .. i+3 (i a multiple of 4) of the region at `off` of pattern b, and value i.
+fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {
+    return textureLoad(acts_t, vec2<u32>((off + i) / 4u, b), 0);
+}
 fn act(b: u32, off: u32, i: u32) -> f32 {
-    return acts[b * ACT_STRIDE + off + i];
+    return act4(b, off, i & ~3u)[i & 3u];
+}
+fn delta4(b: u32, off: u32, i: u32) -> vec4<f32> {
+    return textureLoad(deltas_t, vec2<u32>((off + i) / 4u, b), 0);
 }
 fn delta(b: u32, off: u32, i: u32) -> f32 {
-    return deltas[b * DELTA_STRIDE + off + i];
+    return delta4(b, off, i & ~3u)[i & 3u];
 }
 
 // Dense layers (C5 is one: a 5x5 kernel over a 5x5 input), y = f(W x + bias) with W
@@ -113,14 +139,14 @@ fn dense_forward(t: u32, n_in: u32, n_out: u32, xoff: u32, yoff: u32, w: u32, bi
     let o0 = (t % blocks) * TILE;
     var a: array<f32, 64>;
     /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
-        let bo = state[bias + min(o0 + oj, n_out - 1u)];
+        let bo = param(bias + min(o0 + oj, n_out - 1u));
         /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 8u + oj] = bo; }
     }
     for (var k = 0u; k < n_in; k++) {
         var x: array<f32, 8>;
         /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { x[bj] = act(min(b0 + bj, step.batch - 1u), xoff, k); }
         /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
-            let wk = state[w + min(o0 + oj, n_out - 1u) * n_in + k];
+            let wk = param(w + min(o0 + oj, n_out - 1u) * n_in + k);
             /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 8u + oj] += wk * x[bj]; }
         }
     }

@@ -33,11 +33,11 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     for (var o = 0u; o < 6u; o++) {
         var a: array<f32, 16>;
-        let bias = state[C1_B + o];
+        let bias = param(C1_B + o);
         /*unroll*/ for (var j = 0u; j < 16u; j++) { a[j] = bias; }
         /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
             /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
-                let w = state[C1_W + o * 25u + ky * 5u + kx];
+                let w = param(C1_W + o * 25u + ky * 5u + kx);
                 /*unroll*/ for (var ty = 0u; ty < 4u; ty++) {
                     /*unroll*/ for (var tx = 0u; tx < 4u; tx++) {
                         a[ty * 4u + tx] += w * p[(ty + ky) * 8u + tx + kx];
@@ -118,12 +118,12 @@ fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let b = i / 16u;
     let o = i % 16u;
     var a: array<f32, 100>;
-    let bias = state[C3_B + o];
+    let bias = param(C3_B + o);
     /*unroll*/ for (var j = 0u; j < 100u; j++) { a[j] = bias; }
     for (var l = C3_START[o]; l < C3_START[o + 1u]; l++) {
         let m = C3_IN[l];
         var w: array<f32, 25>;
-        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = state[C3_W + l * 25u + k]; }
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = param(C3_W + l * 25u + k); }
         /*unroll*/ for (var y = 0u; y < 14u; y++) {
             var row: array<f32, 14>;
             /*unroll*/ for (var x = 0u; x < 14u; x++) { row[x] = act(b, X2, m * 196u + y * 14u + x); }

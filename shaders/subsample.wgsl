@@ -21,7 +21,7 @@ fn subsample_forward(i: u32, c: u32, h: u32, xoff: u32, yoff: u32, w: u32, bias:
     let m = r / (h * h);
     let y = (r % (h * h)) / h;
     let x = r % h;
-    acts[b * ACT_STRIDE + yoff + r] = squash(state[w + m] * block_sum(b, xoff, m, h, y, x, false) + state[bias + m]);
+    acts[b * ACT_STRIDE + yoff + r] = squash(param(w + m) * block_sum(b, xoff, m, h, y, x, false) + param(bias + m));
 }
 
 // d_out: (B,c,h,h) -> d_in: (B,c,2h,2h) = coef * d_out of the unit each input feeds.

@@ -39,11 +39,18 @@ pub const DELTA_LAYOUT: [(&str, u32); 7] = [
     ("D6", 84),
     ("DY", 10),
 ];
-pub const ACT_STRIDE: u32 = 9118;
+/// Floats per pattern in the activation buffer: the layout, padded to a multiple of 64
+/// floats (256 bytes, the row alignment of a buffer-to-texture copy; see `Mirror`).
+pub const ACT_STRIDE: u32 = 9152;
 /// After the deltas, each pattern has room for its partial parameter sums (`PART`): the
 /// first stage of the two-stage C1 and C3 gradient reductions.
 pub const PART_LEN: u32 = 1516;
-pub const DELTA_STRIDE: u32 = 8094 + PART_LEN;
+/// Where `PART` starts: after the deltas (8094 floats), at a whole texel.
+const PART: u32 = 8096;
+/// Floats per pattern in the delta buffer, padded as `ACT_STRIDE`.
+pub const DELTA_STRIDE: u32 = 9664;
+/// Rows of 256 parameters (64 texels) in the parameter texture.
+const PARAM_ROWS: u32 = (N_PARAMS as u32).div_ceil(256);
 /// Offset (in floats) of the RBF centres in the state buffer, after five parameter regions.
 const CENTERS_OFF: u64 = 5 * N_PARAMS as u64;
 const STATE_LEN: u64 = CENTERS_OFF + 840;
@@ -85,20 +92,24 @@ fn header() -> String {
             t.offset
         );
     }
+    // Every region starts on a texel (4 floats) so that it can be mirrored into a texture.
     let mut off = 0;
     for (n, len) in ACT_LAYOUT {
+        assert_eq!(off % 4, 0, "{n}");
         h += &format!("const {n}: u32 = {off}u;\n");
         off += len;
     }
-    assert_eq!(off, ACT_STRIDE);
+    assert!(off <= ACT_STRIDE && ACT_STRIDE % 64 == 0);
     h += &format!("const ACT_STRIDE: u32 = {ACT_STRIDE}u;\n");
     let mut off = 0;
     for (n, len) in DELTA_LAYOUT {
+        assert_eq!(off % 4, 0, "{n}");
         h += &format!("const {n}: u32 = {off}u;\n");
         off += len;
     }
-    h += &format!("const PART: u32 = {off}u;\n");
-    assert_eq!(off + PART_LEN, DELTA_STRIDE);
+    assert!(off <= PART && PART % 4 == 0);
+    h += &format!("const PART: u32 = {PART}u;\n");
+    assert!(PART + PART_LEN <= DELTA_STRIDE && DELTA_STRIDE % 64 == 0);
     h += &format!("const DELTA_STRIDE: u32 = {DELTA_STRIDE}u;\n");
     h += &format!("const CENTERS_OFF: u32 = {CENTERS_OFF}u;\n");
     h += &format!(
@@ -222,34 +233,143 @@ enum Size {
     Tiles(u32),
 }
 
-/// Every kernel: (shader file, entry point, size).
-const KERNELS: [(&str, &str, Size); 26] = [
-    ("input", "input_forward", Size::PerPattern(1024)),
-    ("conv", "c1_forward", Size::PerPattern(49)),
-    ("subsample", "s2_forward", Size::PerPattern(1176)),
-    ("conv", "c3_forward", Size::PerPattern(16)),
-    ("subsample", "s4_forward", Size::PerPattern(400)),
-    ("conv", "c5_forward", Size::Tiles(15)),
-    ("full", "f6_forward", Size::Tiles(11)),
-    ("rbf", "rbf_forward", Size::PerPattern(10)),
-    ("rbf", "loss_forward_backward", Size::PerPattern(1)),
-    ("rbf", "rbf_backward", Size::PerPattern(84)),
-    ("full", "f6_backward_input", Size::Tiles(15)),
-    ("conv", "c5_backward_input", Size::Tiles(50)),
-    ("subsample", "s4_backward_input", Size::PerPattern(400)),
-    ("conv", "c3_backward_input", Size::PerPattern(6)),
-    ("subsample", "s2_backward_input", Size::PerPattern(1176)),
-    ("full", "f6_backward_params", Size::Threads(11 * 15 + 11)),
-    ("conv", "c5_backward_params", Size::Threads(15 * 50 + 15)),
-    ("subsample", "s4_backward_params", Size::PerPattern(16)),
-    ("subsample", "s4_backward_params_sum", Size::Threads(32)),
-    ("conv", "c3_backward_params", Size::PerPattern(76)),
-    ("conv", "c3_backward_params_sum", Size::Threads(1516)),
-    ("subsample", "s2_backward_params", Size::PerPattern(6)),
-    ("subsample", "s2_backward_params_sum", Size::Threads(12)),
-    ("conv", "c1_backward_params", Size::PerPattern(42)),
-    ("conv", "c1_backward_params_sum", Size::Threads(156)),
-    ("update", "update", Size::Threads(N_PARAMS as u32)),
+/// What a kernel writes that later kernels read. Kernels read activations, deltas and
+/// parameters from textures (`acts_t`, `deltas_t`, `params_t` in common.wgsl), because a
+/// texel fetch brings four floats in one access where a storage-buffer read brings one
+/// (and on a CPU adapter like lavapipe costs several times more per float); they write to
+/// the storage buffers, and `GpuBackend::mirror` copies what one kernel wrote into the
+/// texture before the next kernel runs.
+#[derive(Clone, Copy)]
+enum Mirror {
+    None,
+    /// A region of each pattern's activations: (offset, floats).
+    Acts(u32, u32),
+    /// A region of each pattern's deltas (or partial sums): (offset, floats).
+    Deltas(u32, u32),
+    /// The parameters, after the update.
+    Params,
+}
+
+const fn region(layout: &[(&str, u32)], k: usize) -> (u32, u32) {
+    let mut off = 0;
+    let mut i = 0;
+    while i < k {
+        off += layout[i].1;
+        i += 1;
+    }
+    (off, layout[k].1)
+}
+const fn acts(k: usize) -> Mirror {
+    let (off, len) = region(&ACT_LAYOUT, k);
+    Mirror::Acts(off, len)
+}
+const fn deltas(k: usize) -> Mirror {
+    let (off, len) = region(&DELTA_LAYOUT, k);
+    Mirror::Deltas(off, len)
+}
+/// The first-stage partial sums of a parameter gradient: `len` floats at PART.
+const fn part(len: u32) -> Mirror {
+    Mirror::Deltas(PART, len)
+}
+
+/// Every kernel: (shader file, entry point, size, what it writes for later kernels).
+const KERNELS: [(&str, &str, Size, Mirror); 26] = [
+    ("input", "input_forward", Size::PerPattern(1024), acts(0)),
+    ("conv", "c1_forward", Size::PerPattern(49), acts(1)),
+    ("subsample", "s2_forward", Size::PerPattern(1176), acts(2)),
+    ("conv", "c3_forward", Size::PerPattern(16), acts(3)),
+    ("subsample", "s4_forward", Size::PerPattern(400), acts(4)),
+    ("conv", "c5_forward", Size::Tiles(15), acts(5)),
+    ("full", "f6_forward", Size::Tiles(11), acts(6)),
+    ("rbf", "rbf_forward", Size::PerPattern(10), acts(7)),
+    (
+        "rbf",
+        "loss_forward_backward",
+        Size::PerPattern(1),
+        deltas(6),
+    ),
+    ("rbf", "rbf_backward", Size::PerPattern(84), deltas(5)),
+    ("full", "f6_backward_input", Size::Tiles(15), deltas(4)),
+    ("conv", "c5_backward_input", Size::Tiles(50), deltas(3)),
+    (
+        "subsample",
+        "s4_backward_input",
+        Size::PerPattern(400),
+        deltas(2),
+    ),
+    ("conv", "c3_backward_input", Size::PerPattern(6), deltas(1)),
+    (
+        "subsample",
+        "s2_backward_input",
+        Size::PerPattern(1176),
+        deltas(0),
+    ),
+    (
+        "full",
+        "f6_backward_params",
+        Size::Threads(11 * 15 + 11),
+        Mirror::None,
+    ),
+    (
+        "conv",
+        "c5_backward_params",
+        Size::Threads(15 * 50 + 15),
+        Mirror::None,
+    ),
+    (
+        "subsample",
+        "s4_backward_params",
+        Size::PerPattern(16),
+        part(32),
+    ),
+    (
+        "subsample",
+        "s4_backward_params_sum",
+        Size::Threads(32),
+        Mirror::None,
+    ),
+    (
+        "conv",
+        "c3_backward_params",
+        Size::PerPattern(76),
+        part(1516),
+    ),
+    (
+        "conv",
+        "c3_backward_params_sum",
+        Size::Threads(1516),
+        Mirror::None,
+    ),
+    (
+        "subsample",
+        "s2_backward_params",
+        Size::PerPattern(6),
+        part(12),
+    ),
+    (
+        "subsample",
+        "s2_backward_params_sum",
+        Size::Threads(12),
+        Mirror::None,
+    ),
+    (
+        "conv",
+        "c1_backward_params",
+        Size::PerPattern(42),
+        part(7 * 156),
+    ),
+    (
+        "conv",
+        "c1_backward_params_sum",
+        Size::Threads(156),
+        Mirror::None,
+    ),
+    (
+        "update",
+        "update",
+        Size::Threads(N_PARAMS as u32),
+        Mirror::Params,
+    ),
 ];
 /// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
 const FORWARD: std::ops::Range<usize> = 0..8;
@@ -269,6 +389,26 @@ struct SplitBuffers {
     len: usize,
 }
 
+/// The textures kernels read from: acts_t, deltas_t, params_t (see `Mirror`).
+struct Mirrors {
+    textures: [wgpu::Texture; 3],
+    views: [wgpu::TextureView; 3],
+}
+
+impl Mirrors {
+    fn new(textures: [wgpu::Texture; 3]) -> Self {
+        let views = [0, 1, 2].map(|i| textures[i].create_view(&Default::default()));
+        Mirrors { textures, views }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.textures
+            .iter()
+            .map(|t| t.width() as u64 * t.height() as u64 * 16)
+            .sum()
+    }
+}
+
 pub struct GpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -280,6 +420,8 @@ pub struct GpuBackend {
     layout: wgpu::BindGroupLayout,
     acts: wgpu::Buffer,
     deltas: wgpu::Buffer,
+    /// The textures the kernels read acts, deltas and parameters from.
+    mirrors: Mirrors,
     capacity: usize,
     train: SplitBuffers,
     test: SplitBuffers,
@@ -336,6 +478,14 @@ impl GpuBackend {
                 limits.max_compute_invocations_per_workgroup
             )));
         }
+        let need_texture = (DELTA_STRIDE / 4).max(capacity as u32);
+        if need_texture > limits.max_texture_dimension_2d {
+            return Err(Error::Config(format!(
+                "{} allows textures of {} texels a side, but batch {max_batch} needs {need_texture}; \
+                 use a smaller --batch, or another adapter",
+                info.name, limits.max_texture_dimension_2d
+            )));
+        }
         let required_limits = wgpu::Limits {
             max_storage_buffer_binding_size: need_binding,
             max_buffer_size: limits.max_buffer_size,
@@ -372,6 +522,16 @@ impl GpuBackend {
             },
             count: None,
         };
+        let texture = |binding: u32| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+            count: None,
+        };
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("lenet bind group layout"),
             entries: &[
@@ -393,6 +553,9 @@ impl GpuBackend {
                 storage(6, true),  // order
                 storage(7, false), // stats
                 storage(8, true),  // warps
+                texture(9),        // acts_t
+                texture(10),       // deltas_t
+                texture(11),       // params_t
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -411,17 +574,46 @@ impl GpuBackend {
                 | wgpu::BufferUsages::COPY_SRC,
         });
         let acts = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("acts (B, 9118)"),
+            label: Some("acts (B, ACT_STRIDE)"),
             size: act_bytes,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         let deltas = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("deltas (B, 8094)"),
+            label: Some("deltas (B, DELTA_STRIDE)"),
             size: capacity as u64 * DELTA_STRIDE as u64 * 4,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
+        let mirror_texture = |label: &str, width: u32, height: u32| {
+            device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(label),
+                size: wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            })
+        };
+        let mirrors = Mirrors::new([
+            mirror_texture(
+                "acts_t (B, ACT_STRIDE / 4) rgba32f",
+                ACT_STRIDE / 4,
+                capacity as u32,
+            ),
+            mirror_texture(
+                "deltas_t (B, DELTA_STRIDE / 4) rgba32f",
+                DELTA_STRIDE / 4,
+                capacity as u32,
+            ),
+            mirror_texture("params_t (PARAM_ROWS, 64) rgba32f", 64, PARAM_ROWS),
+        ]);
         let steps_capacity = 1024;
         let steps = Self::steps_buffer(&device, steps_capacity);
         let warps = device.create_buffer(&wgpu::BufferDescriptor {
@@ -467,7 +659,7 @@ impl GpuBackend {
             });
             let bind_group = Self::bind_group(
                 &device, &layout, &steps, state, &acts, &deltas, &images, &labels, &order, &stats,
-                &warps, name,
+                &warps, &mirrors, name,
             );
             SplitBuffers {
                 bind_group,
@@ -510,7 +702,7 @@ impl GpuBackend {
             .collect();
         let pipelines = KERNELS
             .iter()
-            .map(|(file, entry, _)| {
+            .map(|(file, entry, _, _)| {
                 let module = &modules
                     .iter()
                     .find(|(n, _)| n == file)
@@ -553,6 +745,7 @@ impl GpuBackend {
             layout,
             acts,
             deltas,
+            mirrors,
             capacity,
             train: train_b,
             test: test_b,
@@ -588,6 +781,7 @@ impl GpuBackend {
         order: &wgpu::Buffer,
         stats: &wgpu::Buffer,
         warps: &wgpu::Buffer,
+        mirrors: &Mirrors,
         name: &str,
     ) -> wgpu::BindGroup {
         device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -634,6 +828,18 @@ impl GpuBackend {
                     binding: 8,
                     resource: warps.as_entire_binding(),
                 },
+                wgpu::BindGroupEntry {
+                    binding: 9,
+                    resource: wgpu::BindingResource::TextureView(&mirrors.views[0]),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 10,
+                    resource: wgpu::BindingResource::TextureView(&mirrors.views[1]),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 11,
+                    resource: wgpu::BindingResource::TextureView(&mirrors.views[2]),
+                },
             ],
         })
     }
@@ -673,6 +879,7 @@ impl GpuBackend {
                     &s.order,
                     &s.stats,
                     &self.warps,
+                    &self.mirrors,
                     name,
                 );
                 match split {
@@ -712,6 +919,7 @@ impl GpuBackend {
             s.images.size() + s.labels_buf.size() + s.order.size() + s.stats.size()
         };
         self.state.size()
+            + self.mirrors.bytes()
             + self.steps.size()
             + self.acts.size()
             + self.deltas.size()
@@ -728,7 +936,10 @@ impl GpuBackend {
     }
 
     /// Encodes `kernels` for each step record (dynamic offset i), in chunks of command
-    /// buffers, and submits them.
+    /// buffers, and submits them. Each kernel whose output later kernels read is followed
+    /// by the copy of that output into its texture (`Mirror`); the parameter texture is
+    /// refreshed at the start of every command buffer, since the host may have written
+    /// new parameters.
     fn run(&self, split: Split, steps: &[Step], kernels: &[usize]) {
         let bg = &self.split(split).bind_group;
         for (c, chunk) in steps.chunks(64).enumerate() {
@@ -737,23 +948,75 @@ impl GpuBackend {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("batches"),
                 });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("lenet"),
-                    timestamp_writes: None,
-                });
-                for (i, s) in chunk.iter().enumerate() {
-                    let offset = ((c * 64 + i) as u64 * STEP_STRIDE) as u32;
-                    pass.set_bind_group(0, bg, &[offset]);
-                    for &k in kernels {
-                        let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
-                        pass.set_pipeline(&self.pipelines[k]);
-                        pass.dispatch_workgroups(x, y, z);
+            self.mirror(&mut enc, Mirror::Params, 0);
+            for (i, s) in chunk.iter().enumerate() {
+                let offset = ((c * 64 + i) as u64 * STEP_STRIDE) as u32;
+                let mut rest = kernels;
+                while !rest.is_empty() {
+                    // One compute pass for the kernels up to the next one whose output
+                    // must be mirrored, then the copy.
+                    let n = rest
+                        .iter()
+                        .position(|&k| !matches!(KERNELS[k].3, Mirror::None))
+                        .map_or(rest.len(), |p| p + 1);
+                    {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("lenet"),
+                            timestamp_writes: None,
+                        });
+                        pass.set_bind_group(0, bg, &[offset]);
+                        for &k in &rest[..n] {
+                            let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
+                            pass.set_pipeline(&self.pipelines[k]);
+                            pass.dispatch_workgroups(x, y, z);
+                        }
                     }
+                    self.mirror(&mut enc, KERNELS[rest[n - 1]].3, s.batch);
+                    rest = &rest[n..];
                 }
             }
             self.queue.submit([enc.finish()]);
         }
+    }
+
+    /// Copies what a kernel wrote for `rows` patterns into the texture later kernels read.
+    fn mirror(&self, enc: &mut wgpu::CommandEncoder, m: Mirror, rows: u32) {
+        let (buffer, texture, stride, off, len, rows) = match m {
+            Mirror::None => return,
+            Mirror::Acts(off, len) => (&self.acts, 0, ACT_STRIDE, off, len, rows),
+            Mirror::Deltas(off, len) => (&self.deltas, 1, DELTA_STRIDE, off, len, rows),
+            // Whole rows of 256: the copy may read past the parameters into the gradient
+            // region, which is never fetched.
+            Mirror::Params => (&self.state, 2, 256, 0, 256, PARAM_ROWS),
+        };
+        if rows == 0 {
+            return;
+        }
+        enc.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: off as u64 * 4,
+                    bytes_per_row: Some(stride * 4),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture: &self.mirrors.textures[texture],
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: off / 4,
+                    y: 0,
+                    z: 0,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d {
+                width: len.div_ceil(4),
+                height: rows,
+                depth_or_array_layers: 1,
+            },
+        );
     }
 
     /// Copies `len` floats at `offset` (floats) of `buf` back to the host.
