@@ -106,6 +106,12 @@ fn put_grad(k: u32, s: f32) {
         state[G_OFF + k] = s;
     }
 }
+fn put_grad4(k: u32, s: vec4<f32>) {
+    put_grad(k, s.x);
+    put_grad(k + 1u, s.y);
+    put_grad(k + 2u, s.z);
+    put_grad(k + 3u, s.w);
+}
 
 // Values i .. i+3 (i a multiple of 4) of the region at `off` of pattern b, and value i.
 fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {
@@ -113,6 +119,11 @@ fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {
 }
 fn act(b: u32, off: u32, i: u32) -> f32 {
     return act4(b, off, i & ~3u)[i & 3u];
+}
+// Values i and i+1 (i even): one texel.
+fn act2(b: u32, off: u32, i: u32) -> vec2<f32> {
+    let v = act4(b, off, i & ~3u);
+    return select(v.xy, v.zw, (i & 2u) != 0u);
 }
 fn delta4(b: u32, off: u32, i: u32) -> vec4<f32> {
     return textureLoad(deltas_t, vec2<u32>((off + i) / 4u, b), 0);
@@ -132,6 +143,7 @@ const DENSE_WG: u32 = 16u;
 const TILE: u32 = 8u;
 
 // Invocation t of (ceil(batch/8) * ceil(n_out/8)): x (B, n_in) at xoff -> y (B, n_out).
+// n_in, w and bias are multiples of 4, so inputs and weights come four to a texel.
 fn dense_forward(t: u32, n_in: u32, n_out: u32, xoff: u32, yoff: u32, w: u32, bias: u32) {
     let blocks = (n_out + TILE - 1u) / TILE;
     if (t >= ((step.batch + TILE - 1u) / TILE) * blocks) { return; }
@@ -142,12 +154,18 @@ fn dense_forward(t: u32, n_in: u32, n_out: u32, xoff: u32, yoff: u32, w: u32, bi
         let bo = param(bias + min(o0 + oj, n_out - 1u));
         /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 8u + oj] = bo; }
     }
-    for (var k = 0u; k < n_in; k++) {
-        var x: array<f32, 8>;
-        /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { x[bj] = act(min(b0 + bj, step.batch - 1u), xoff, k); }
+    for (var k = 0u; k < n_in; k += 4u) {
+        var x: array<vec4<f32>, 8>;
+        /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { x[bj] = act4(min(b0 + bj, step.batch - 1u), xoff, k); }
         /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
-            let wk = param(w + min(o0 + oj, n_out - 1u) * n_in + k);
-            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { a[bj * 8u + oj] += wk * x[bj]; }
+            let wk = param4(w + min(o0 + oj, n_out - 1u) * n_in + k);
+            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
+                // One product at a time, in k order, as on the CPU.
+                a[bj * 8u + oj] += wk.x * x[bj].x;
+                a[bj * 8u + oj] += wk.y * x[bj].y;
+                a[bj * 8u + oj] += wk.z * x[bj].z;
+                a[bj * 8u + oj] += wk.w * x[bj].w;
+            }
         }
     }
     /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
@@ -160,7 +178,8 @@ fn dense_forward(t: u32, n_in: u32, n_out: u32, xoff: u32, yoff: u32, w: u32, bi
 }
 
 // Invocation t of (ceil(batch/8) * n_in/8): d_out (B, n_out) at doff_out -> d_in (B, n_in)
-// at doff_in, times the squashing derivative of the input x at xoff.
+// at doff_in, times the squashing derivative of the input x at xoff. n_out is a multiple
+// of 4, so the deltas come four to a texel.
 fn dense_backward_input(t: u32, n_in: u32, n_out: u32, xoff: u32, doff_out: u32, doff_in: u32, w: u32) {
     let blocks = n_in / TILE;
     if (t >= ((step.batch + TILE - 1u) / TILE) * blocks) { return; }
@@ -168,19 +187,26 @@ fn dense_backward_input(t: u32, n_in: u32, n_out: u32, xoff: u32, doff_out: u32,
     let k0 = (t % blocks) * TILE;
     var s: array<f32, 64>;
     /*unroll*/ for (var j = 0u; j < 64u; j++) { s[j] = 0.0; }
-    for (var o = 0u; o < n_out; o++) {
-        var d: array<f32, 8>;
-        /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { d[bj] = delta(min(b0 + bj, step.batch - 1u), doff_out, o); }
-        /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
-            let wk = wt(w + o * n_in + k0 + kj);
-            /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { s[bj * 8u + kj] += wk * d[bj]; }
+    for (var o = 0u; o < n_out; o += 4u) {
+        var d: array<vec4<f32>, 8>;
+        /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { d[bj] = delta4(min(b0 + bj, step.batch - 1u), doff_out, o); }
+        /*unroll*/ for (var oi = 0u; oi < 4u; oi++) {
+            let w0 = wt4(w + (o + oi) * n_in + k0);
+            let w1 = wt4(w + (o + oi) * n_in + k0 + 4u);
+            let wk = array<f32, 8>(w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w);
+            /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
+                /*unroll*/ for (var bj = 0u; bj < 8u; bj++) { s[bj * 8u + kj] += wk[kj] * d[bj][oi]; }
+            }
         }
     }
     /*unroll*/ for (var bj = 0u; bj < 8u; bj++) {
         let b = b0 + bj;
         if (b < step.batch) {
+            let x0 = act4(b, xoff, k0);
+            let x1 = act4(b, xoff, k0 + 4u);
+            let x = array<f32, 8>(x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w);
             /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
-                deltas[b * DELTA_STRIDE + doff_in + k0 + kj] = dfac(act(b, xoff, k0 + kj)) * s[bj * 8u + kj];
+                deltas[b * DELTA_STRIDE + doff_in + k0 + kj] = dfac(x[kj]) * s[bj * 8u + kj];
             }
         }
     }
@@ -188,7 +214,8 @@ fn dense_backward_input(t: u32, n_in: u32, n_out: u32, xoff: u32, doff_out: u32,
 
 // Invocation t of (ceil(n_out/8) * n_in/8 + ceil(n_out/8)): the gradient of a tile of 8
 // units x 8 inputs of W, summed over the batch in order; the last ceil(n_out/8)
-// invocations sum the biases, 8 each.
+// invocations sum the biases, 8 each. Past the last unit (F6's 84), a tile reads the
+// next region's values and writes nothing.
 fn dense_backward_params(t: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32, w: u32, bias: u32) {
     let blocks_o = (n_out + TILE - 1u) / TILE;
     let blocks_k = n_in / TILE;
@@ -196,11 +223,13 @@ fn dense_backward_params(t: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32, w:
     if (t >= tiles + blocks_o) { return; }
     if (t >= tiles) {
         let o0 = (t - tiles) * TILE;
-        var s: array<f32, 8>;
-        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) { s[oj] = 0.0; }
+        var s0 = vec4<f32>(0.0);
+        var s1 = vec4<f32>(0.0);
         for (var b = 0u; b < step.batch; b++) {
-            /*unroll*/ for (var oj = 0u; oj < 8u; oj++) { s[oj] += delta(b, doff, min(o0 + oj, n_out - 1u)); }
+            s0 += delta4(b, doff, o0);
+            s1 += delta4(b, doff, o0 + 4u);
         }
+        let s = array<f32, 8>(s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w);
         /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
             if (o0 + oj < n_out) { put_grad(bias + o0 + oj, s[oj]); }
         }
@@ -211,11 +240,14 @@ fn dense_backward_params(t: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32, w:
     var s: array<f32, 64>;
     /*unroll*/ for (var j = 0u; j < 64u; j++) { s[j] = 0.0; }
     for (var b = 0u; b < step.batch; b++) {
-        var x: array<f32, 8>;
-        /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { x[kj] = xin(act(b, xoff, k0 + kj)); }
+        let x0 = act4(b, xoff, k0);
+        let x1 = act4(b, xoff, k0 + 4u);
+        let x = array<f32, 8>(xin(x0.x), xin(x0.y), xin(x0.z), xin(x0.w), xin(x1.x), xin(x1.y), xin(x1.z), xin(x1.w));
+        let d0 = delta4(b, doff, o0);
+        let d1 = delta4(b, doff, o0 + 4u);
+        let d = array<f32, 8>(d0.x, d0.y, d0.z, d0.w, d1.x, d1.y, d1.z, d1.w);
         /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
-            let d = delta(b, doff, min(o0 + oj, n_out - 1u));
-            /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { s[oj * 8u + kj] += d * x[kj]; }
+            /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { s[oj * 8u + kj] += d[oj] * x[kj]; }
         }
     }
     /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {

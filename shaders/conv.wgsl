@@ -15,8 +15,9 @@ var<private> C3_BY_INPUT_START: array<u32, 7> = C3_BY_INPUT_START_INIT;
 var<private> C3_BY_INPUT_LINK: array<u32, 60> = C3_BY_INPUT_LINK_INIT;
 
 // x0: (B,1,32,32) -> x1: (B,6,28,28). One invocation per 4x4 tile of output positions,
-// all six maps: it loads its 8x8 input patch once into registers and reuses each value for
-// up to 6*16 products (weight loads are the same for every invocation).
+// all six maps: it loads its 8x8 input patch (16 texels) and C1's 156 parameters (39
+// texels, the same for every invocation) once into registers and reuses each input value
+// for up to 6*16 products.
 @compute @workgroup_size(64)
 fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -27,20 +28,31 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let x0 = (t % 7u) * 4u;
     var p: array<f32, 64>;
     /*unroll*/ for (var y = 0u; y < 8u; y++) {
-        /*unroll*/ for (var x = 0u; x < 8u; x++) {
-            p[y * 8u + x] = act(b, X0, (y0 + y) * 32u + x0 + x);
+        /*unroll*/ for (var h = 0u; h < 2u; h++) {
+            let v = act4(b, X0, (y0 + y) * 32u + x0 + 4u * h);
+            p[y * 8u + 4u * h] = v.x;
+            p[y * 8u + 4u * h + 1u] = v.y;
+            p[y * 8u + 4u * h + 2u] = v.z;
+            p[y * 8u + 4u * h + 3u] = v.w;
         }
     }
-    for (var o = 0u; o < 6u; o++) {
+    // C1's weights and biases are the first 156 parameters (C1_W = 0, C1_B = 150).
+    var w: array<f32, 156>;
+    /*unroll*/ for (var q = 0u; q < 39u; q++) {
+        let v = param4(4u * q);
+        w[4u * q] = v.x;
+        w[4u * q + 1u] = v.y;
+        w[4u * q + 2u] = v.z;
+        w[4u * q + 3u] = v.w;
+    }
+    /*unroll*/ for (var o = 0u; o < 6u; o++) {
         var a: array<f32, 16>;
-        let bias = param(C1_B + o);
-        /*unroll*/ for (var j = 0u; j < 16u; j++) { a[j] = bias; }
+        /*unroll*/ for (var j = 0u; j < 16u; j++) { a[j] = w[C1_B + o]; }
         /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
             /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
-                let w = param(C1_W + o * 25u + ky * 5u + kx);
                 /*unroll*/ for (var ty = 0u; ty < 4u; ty++) {
                     /*unroll*/ for (var tx = 0u; tx < 4u; tx++) {
-                        a[ty * 4u + tx] += w * p[(ty + ky) * 8u + tx + kx];
+                        a[ty * 4u + tx] += w[C1_W + o * 25u + ky * 5u + kx] * p[(ty + ky) * 8u + tx + kx];
                     }
                 }
             }
@@ -66,17 +78,27 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let o = (i % 42u) / 7u;
     let rb = i % 7u;
     var p: array<f32, 160>; // x0 rows oy .. oy+4
-    /*unroll*/ for (var j = 0u; j < 160u; j++) { p[j] = xin(act(b, X0, rb * 128u + j)); }
+    /*unroll*/ for (var q = 0u; q < 40u; q++) {
+        let v = act4(b, X0, rb * 128u + 4u * q);
+        p[4u * q] = xin(v.x);
+        p[4u * q + 1u] = xin(v.y);
+        p[4u * q + 2u] = xin(v.z);
+        p[4u * q + 3u] = xin(v.w);
+    }
     var g: array<f32, 25>;
     /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
     var bias = 0.0;
     for (var ty = 0u; ty < 4u; ty++) {
         let oy = rb * 4u + ty;
         var d: array<f32, 28>; // d1[o] row oy
-        /*unroll*/ for (var x = 0u; x < 28u; x++) {
-            d[x] = delta(b, D1, o * 784u + oy * 28u + x);
-            bias += d[x];
+        /*unroll*/ for (var q = 0u; q < 7u; q++) {
+            let v = delta4(b, D1, o * 784u + oy * 28u + 4u * q);
+            d[4u * q] = v.x;
+            d[4u * q + 1u] = v.y;
+            d[4u * q + 2u] = v.z;
+            d[4u * q + 3u] = v.w;
         }
+        /*unroll*/ for (var x = 0u; x < 28u; x++) { bias += d[x]; }
         /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
             /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
                 /*unroll*/ for (var x = 0u; x < 28u; x++) {
@@ -86,7 +108,13 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         }
         if (ty < 3u) {
             /*unroll*/ for (var j = 0u; j < 128u; j++) { p[j] = p[j + 32u]; }
-            /*unroll*/ for (var x = 0u; x < 32u; x++) { p[128u + x] = xin(act(b, X0, (oy + 5u) * 32u + x)); }
+            /*unroll*/ for (var q = 0u; q < 8u; q++) {
+                let v = act4(b, X0, (oy + 5u) * 32u + 4u * q);
+                p[128u + 4u * q] = xin(v.x);
+                p[128u + 4u * q + 1u] = xin(v.y);
+                p[128u + 4u * q + 2u] = xin(v.z);
+                p[128u + 4u * q + 3u] = xin(v.w);
+            }
         }
     }
     let out = b * DELTA_STRIDE + PART + rb * 156u;
@@ -94,23 +122,24 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     deltas[out + 150u + o] = bias;
 }
 
-// Stage 2: one invocation per C1 parameter (150 weights, then 6 biases) adds the partial
-// sums of stage 1 in order: pattern by pattern, row block by row block.
+// Stage 2: one invocation per 4 C1 parameters (150 weights, then 6 biases) adds the
+// partial sums of stage 1 in order: pattern by pattern, row block by row block.
 @compute @workgroup_size(64)
 fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = flat_id(gid, nwg);
+    let k = 4u * flat_id(gid, nwg);
     if (k >= 156u) { return; }
-    var s = 0.0;
+    var s = vec4<f32>(0.0);
     for (var b = 0u; b < step.batch; b++) {
         for (var rb = 0u; rb < 7u; rb++) {
-            s += delta(b, PART, rb * 156u + k);
+            s += delta4(b, PART, rb * 156u + k);
         }
     }
-    put_grad(C1_W + k, s);
+    put_grad4(C1_W + k, s);
 }
 
 // x2: (B,6,14,14) -> x3: (B,16,10,10). One invocation per (pattern, output map): the 100
-// sums stay in registers while the linked S2 maps stream through row by row.
+// sums stay in registers while the linked S2 maps stream through, two rows (7 texels) at
+// a time.
 @compute @workgroup_size(64)
 fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -124,9 +153,19 @@ fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         let m = C3_IN[l];
         var w: array<f32, 25>;
         /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = param(C3_W + l * 25u + k); }
+        var rows: array<f32, 28>;
         /*unroll*/ for (var y = 0u; y < 14u; y++) {
+            if (y % 2u == 0u) {
+                /*unroll*/ for (var q = 0u; q < 7u; q++) {
+                    let v = act4(b, X2, m * 196u + y * 14u + 4u * q);
+                    rows[4u * q] = v.x;
+                    rows[4u * q + 1u] = v.y;
+                    rows[4u * q + 2u] = v.z;
+                    rows[4u * q + 3u] = v.w;
+                }
+            }
             var row: array<f32, 14>;
-            /*unroll*/ for (var x = 0u; x < 14u; x++) { row[x] = act(b, X2, m * 196u + y * 14u + x); }
+            /*unroll*/ for (var x = 0u; x < 14u; x++) { row[x] = rows[(y % 2u) * 14u + x]; }
             /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
                 if (ky <= y && y - ky < 10u) {
                     /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
@@ -161,9 +200,19 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         let o = C3_MAP[l];
         var w: array<f32, 25>;
         /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = wt(C3_W + l * 25u + k); }
+        var rows: array<f32, 20>;
         /*unroll*/ for (var oy = 0u; oy < 10u; oy++) {
+            if (oy % 2u == 0u) {
+                /*unroll*/ for (var q = 0u; q < 5u; q++) {
+                    let v = delta4(b, D3, o * 100u + oy * 10u + 4u * q);
+                    rows[4u * q] = v.x;
+                    rows[4u * q + 1u] = v.y;
+                    rows[4u * q + 2u] = v.z;
+                    rows[4u * q + 3u] = v.w;
+                }
+            }
             var row: array<f32, 10>;
-            /*unroll*/ for (var ox = 0u; ox < 10u; ox++) { row[ox] = delta(b, D3, o * 100u + oy * 10u + ox); }
+            /*unroll*/ for (var ox = 0u; ox < 10u; ox++) { row[ox] = rows[(oy % 2u) * 10u + ox]; }
             /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
                 /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
                     let wk = w[ky * 5u + kx];
@@ -174,15 +223,20 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
             }
         }
     }
-    /*unroll*/ for (var j = 0u; j < 196u; j++) {
-        let r = m * 196u + j;
-        deltas[b * DELTA_STRIDE + D2 + r] = dfac(act(b, X2, r)) * s[j];
+    /*unroll*/ for (var q = 0u; q < 49u; q++) {
+        let r = m * 196u + 4u * q;
+        let x = act4(b, X2, r);
+        deltas[b * DELTA_STRIDE + D2 + r] = dfac(x.x) * s[4u * q];
+        deltas[b * DELTA_STRIDE + D2 + r + 1u] = dfac(x.y) * s[4u * q + 1u];
+        deltas[b * DELTA_STRIDE + D2 + r + 2u] = dfac(x.z) * s[4u * q + 2u];
+        deltas[b * DELTA_STRIDE + D2 + r + 3u] = dfac(x.w) * s[4u * q + 3u];
     }
 }
 
 // C3's parameter gradients in two stages (as C1's). Stage 1: one invocation per (pattern,
-// link) sums d3[o] * x2[m] for the link's 25 weights, holding both maps in registers; 16
-// more per pattern sum the deltas of each map for the biases. 1516 partials per pattern.
+// link) sums d3[o] * x2[m] for the link's 25 weights, streaming both maps through
+// registers two output rows at a time; 16 more per pattern sum the deltas of each map for
+// the biases. 1516 partials per pattern.
 @compute @workgroup_size(64)
 fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -193,45 +247,70 @@ fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     if (r >= 60u) {
         let o = r - 60u;
         var s = 0.0;
-        /*unroll*/ for (var j = 0u; j < 100u; j++) { s += delta(b, D3, o * 100u + j); }
+        /*unroll*/ for (var q = 0u; q < 25u; q++) {
+            let v = delta4(b, D3, o * 100u + 4u * q);
+            s += v.x;
+            s += v.y;
+            s += v.z;
+            s += v.w;
+        }
         deltas[out + 1500u + o] = s;
         return;
     }
     let o = C3_MAP[r];
     let m = C3_IN[r];
-    var p: array<f32, 70>; // x2[m] rows oy .. oy+4, sliding down
-    /*unroll*/ for (var j = 0u; j < 70u; j++) { p[j] = xin(act(b, X2, m * 196u + j)); }
+    var p: array<f32, 84>; // x2[m] rows 2q .. 2q+5
+    /*unroll*/ for (var t = 0u; t < 14u; t++) {
+        let v = act4(b, X2, m * 196u + 4u * t);
+        p[4u * t] = xin(v.x);
+        p[4u * t + 1u] = xin(v.y);
+        p[4u * t + 2u] = xin(v.z);
+        p[4u * t + 3u] = xin(v.w);
+    }
     var g: array<f32, 25>;
     /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
-    for (var oy = 0u; oy < 10u; oy++) {
-        var d: array<f32, 10>; // d3[o] row oy
-        /*unroll*/ for (var x = 0u; x < 10u; x++) { d[x] = delta(b, D3, o * 100u + oy * 10u + x); }
-        /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
-            /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
-                /*unroll*/ for (var x = 0u; x < 10u; x++) {
-                    g[ky * 5u + kx] += d[x] * p[ky * 14u + x + kx];
+    for (var q = 0u; q < 5u; q++) {
+        // x2[m] rows 2q+4 and 2q+5 (rows 12, 13 last), and d3[o] rows 2q and 2q+1.
+        /*unroll*/ for (var t = 0u; t < 7u; t++) {
+            let v = act4(b, X2, m * 196u + (2u * q + 4u) * 14u + 4u * t);
+            p[56u + 4u * t] = xin(v.x);
+            p[56u + 4u * t + 1u] = xin(v.y);
+            p[56u + 4u * t + 2u] = xin(v.z);
+            p[56u + 4u * t + 3u] = xin(v.w);
+        }
+        var d: array<f32, 20>;
+        /*unroll*/ for (var t = 0u; t < 5u; t++) {
+            let v = delta4(b, D3, o * 100u + q * 20u + 4u * t);
+            d[4u * t] = v.x;
+            d[4u * t + 1u] = v.y;
+            d[4u * t + 2u] = v.z;
+            d[4u * t + 3u] = v.w;
+        }
+        /*unroll*/ for (var h = 0u; h < 2u; h++) {
+            /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
+                /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
+                    /*unroll*/ for (var x = 0u; x < 10u; x++) {
+                        g[ky * 5u + kx] += d[h * 10u + x] * p[(h + ky) * 14u + x + kx];
+                    }
                 }
             }
         }
-        if (oy < 9u) {
-            /*unroll*/ for (var j = 0u; j < 56u; j++) { p[j] = p[j + 14u]; }
-            /*unroll*/ for (var x = 0u; x < 14u; x++) { p[56u + x] = xin(act(b, X2, m * 196u + (oy + 5u) * 14u + x)); }
-        }
+        /*unroll*/ for (var j = 0u; j < 56u; j++) { p[j] = p[j + 28u]; }
     }
     /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + r * 25u + k] = g[k]; }
 }
 
-// Stage 2: one invocation per C3 parameter (1500 weights, then 16 biases) adds the
+// Stage 2: one invocation per 4 C3 parameters (1500 weights, then 16 biases) adds the
 // patterns' partial sums in order.
 @compute @workgroup_size(64)
 fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = flat_id(gid, nwg);
+    let k = 4u * flat_id(gid, nwg);
     if (k >= 1516u) { return; }
-    var s = 0.0;
+    var s = vec4<f32>(0.0);
     for (var b = 0u; b < step.batch; b++) {
-        s += delta(b, PART, k);
+        s += delta4(b, PART, k);
     }
-    put_grad(C3_W + k, s);
+    put_grad4(C3_W + k, s);
 }
 
 // x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input is a dense layer of 400

@@ -5,11 +5,12 @@
 fn block_sum(b: u32, off: u32, c: u32, h: u32, i: u32, j: u32, squared: bool) -> f32 {
     let hin = 2u * h;
     let base = c * hin * hin + 2u * i * hin + 2u * j;
+    // Each row pair is within one texel: offsets are even.
+    let top = act2(b, off, base);
+    let bottom = act2(b, off, base + hin);
+    let v = array<f32, 4>(top.x, top.y, bottom.x, bottom.y);
     var s = 0.0;
-    for (var k = 0u; k < 4u; k++) {
-        let v = act(b, off, base + (k / 2u) * hin + k % 2u);
-        s += select(v, v * v, squared);
-    }
+    /*unroll*/ for (var k = 0u; k < 4u; k++) { s += select(v[k], v[k] * v[k], squared); }
     return s;
 }
 
@@ -37,10 +38,13 @@ fn subsample_backward_input(i: u32, c: u32, h: u32, xoff: u32, doff_out: u32, do
     let hin = 2u * h;
     let g = wt(w + m) * delta(b, doff_out, r);
     let base = m * hin * hin + 2u * y * hin + 2u * x;
-    for (var k = 0u; k < 4u; k++) {
-        let q = base + (k / 2u) * hin + k % 2u;
-        deltas[b * DELTA_STRIDE + doff_in + q] = dfac(act(b, xoff, q)) * g;
-    }
+    let top = act2(b, xoff, base);
+    let bottom = act2(b, xoff, base + hin);
+    let out = b * DELTA_STRIDE + doff_in + base;
+    deltas[out] = dfac(top.x) * g;
+    deltas[out + 1u] = dfac(top.y) * g;
+    deltas[out + hin] = dfac(bottom.x) * g;
+    deltas[out + hin + 1u] = dfac(bottom.y) * g;
 }
 
 // Parameter gradients in two stages (as C1's and C3's). Stage 1: one invocation per

@@ -337,7 +337,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "conv",
         "c3_backward_params_sum",
-        Size::Threads(1516),
+        Size::Threads(1516 / 4),
         Mirror::None,
     ),
     (
@@ -361,7 +361,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "conv",
         "c1_backward_params_sum",
-        Size::Threads(156),
+        Size::Threads(156 / 4),
         Mirror::None,
     ),
     (
