@@ -40,6 +40,9 @@ struct Step {
 @group(0) @binding(9) var acts_t: texture_2d<f32>;     // (B, ACT_STRIDE / 4)
 @group(0) @binding(10) var deltas_t: texture_2d<f32>;  // (B, DELTA_STRIDE / 4)
 @group(0) @binding(11) var params_t: texture_2d<f32>;  // (N_PARAMS / 256, 64): the parameters
+// The same buffers as `acts` and `deltas`, for writing four aligned values in one store.
+@group(0) @binding(12) var<storage, read_write> acts_v: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read_write> deltas_v: array<vec4<f32>>;
 
 const WG: u32 = 64u;
 
@@ -122,7 +125,10 @@ fn act(b: u32, off: u32, i: u32) -> f32 {
 }
 // Values i and i+1 (i even): one texel.
 fn act2(b: u32, off: u32, i: u32) -> vec2<f32> {
-    let v = act4(b, off, i & ~3u);
+    return act2_of(act4(b, off, i & ~3u), i);
+}
+// The pair at even index i of the texel v that holds it.
+fn act2_of(v: vec4<f32>, i: u32) -> vec2<f32> {
     return select(v.xy, v.zw, (i & 2u) != 0u);
 }
 fn delta4(b: u32, off: u32, i: u32) -> vec4<f32> {

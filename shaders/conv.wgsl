@@ -58,68 +58,57 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             }
         }
         /*unroll*/ for (var ty = 0u; ty < 4u; ty++) {
-            /*unroll*/ for (var tx = 0u; tx < 4u; tx++) {
-                acts[b * ACT_STRIDE + X1 + o * 784u + (y0 + ty) * 28u + x0 + tx] = squash(a[ty * 4u + tx]);
-            }
+            let v = vec4<f32>(squash(a[ty * 4u]), squash(a[ty * 4u + 1u]), squash(a[ty * 4u + 2u]), squash(a[ty * 4u + 3u]));
+            acts_v[(b * ACT_STRIDE + X1 + o * 784u + (y0 + ty) * 28u + x0) / 4u] = v;
         }
     }
 }
 
 // C1's parameter gradients in two stages, so that every sum keeps a fixed order.
-// Stage 1: one invocation per (pattern, map o, block of 4 output rows) sums d1 * x0 over
-// its 4x28 positions for the 25 weights and the bias of map o. It holds the five input rows
-// that one output row needs, and slides them down a row at a time, so each input and each
-// delta is read once. Partial sums go to the pattern's PART region, 156 per row block.
+// Stage 1: one invocation per (pattern, block of 4 output rows) holds the 8 input rows
+// that the block needs in registers and, map by map, sums d1[o] * x0 over its 4x28
+// positions for the 25 weights and the bias of map o. Partial sums go to the pattern's
+// PART region, 156 per row block.
 @compute @workgroup_size(64)
 fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= step.batch * 42u) { return; }
-    let b = i / 42u;
-    let o = (i % 42u) / 7u;
+    if (i >= step.batch * 7u) { return; }
+    let b = i / 7u;
     let rb = i % 7u;
-    var p: array<f32, 160>; // x0 rows oy .. oy+4
-    /*unroll*/ for (var q = 0u; q < 40u; q++) {
+    var p: array<f32, 256>; // x0 rows 4rb .. 4rb+7
+    /*unroll*/ for (var q = 0u; q < 64u; q++) {
         let v = act4(b, X0, rb * 128u + 4u * q);
         p[4u * q] = xin(v.x);
         p[4u * q + 1u] = xin(v.y);
         p[4u * q + 2u] = xin(v.z);
         p[4u * q + 3u] = xin(v.w);
     }
-    var g: array<f32, 25>;
-    /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
-    var bias = 0.0;
-    for (var ty = 0u; ty < 4u; ty++) {
-        let oy = rb * 4u + ty;
-        var d: array<f32, 28>; // d1[o] row oy
-        /*unroll*/ for (var q = 0u; q < 7u; q++) {
-            let v = delta4(b, D1, o * 784u + oy * 28u + 4u * q);
+    let out = b * DELTA_STRIDE + PART + rb * 156u;
+    for (var o = 0u; o < 6u; o++) {
+        var d: array<f32, 112>; // d1[o] rows 4rb .. 4rb+3
+        /*unroll*/ for (var q = 0u; q < 28u; q++) {
+            let v = delta4(b, D1, o * 784u + rb * 112u + 4u * q);
             d[4u * q] = v.x;
             d[4u * q + 1u] = v.y;
             d[4u * q + 2u] = v.z;
             d[4u * q + 3u] = v.w;
         }
-        /*unroll*/ for (var x = 0u; x < 28u; x++) { bias += d[x]; }
-        /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
-            /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
-                /*unroll*/ for (var x = 0u; x < 28u; x++) {
-                    g[ky * 5u + kx] += d[x] * p[ky * 32u + x + kx];
+        var g: array<f32, 25>;
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
+        var bias = 0.0;
+        /*unroll*/ for (var ty = 0u; ty < 4u; ty++) {
+            /*unroll*/ for (var x = 0u; x < 28u; x++) { bias += d[ty * 28u + x]; }
+            /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
+                /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
+                    /*unroll*/ for (var x = 0u; x < 28u; x++) {
+                        g[ky * 5u + kx] += d[ty * 28u + x] * p[(ty + ky) * 32u + x + kx];
+                    }
                 }
             }
         }
-        if (ty < 3u) {
-            /*unroll*/ for (var j = 0u; j < 128u; j++) { p[j] = p[j + 32u]; }
-            /*unroll*/ for (var q = 0u; q < 8u; q++) {
-                let v = act4(b, X0, (oy + 5u) * 32u + 4u * q);
-                p[128u + 4u * q] = xin(v.x);
-                p[128u + 4u * q + 1u] = xin(v.y);
-                p[128u + 4u * q + 2u] = xin(v.z);
-                p[128u + 4u * q + 3u] = xin(v.w);
-            }
-        }
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + o * 25u + k] = g[k]; }
+        deltas[out + 150u + o] = bias;
     }
-    let out = b * DELTA_STRIDE + PART + rb * 156u;
-    /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + o * 25u + k] = g[k]; }
-    deltas[out + 150u + o] = bias;
 }
 
 // Stage 2: one invocation per 4 C1 parameters (150 weights, then 6 biases) adds the
@@ -180,8 +169,9 @@ fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             }
         }
     }
-    /*unroll*/ for (var j = 0u; j < 100u; j++) {
-        acts[b * ACT_STRIDE + X3 + o * 100u + j] = squash(a[j]);
+    /*unroll*/ for (var q = 0u; q < 25u; q++) {
+        let v = vec4<f32>(squash(a[4u * q]), squash(a[4u * q + 1u]), squash(a[4u * q + 2u]), squash(a[4u * q + 3u]));
+        acts_v[(b * ACT_STRIDE + X3 + o * 100u) / 4u + q] = v;
     }
 }
 
@@ -226,26 +216,23 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     /*unroll*/ for (var q = 0u; q < 49u; q++) {
         let r = m * 196u + 4u * q;
         let x = act4(b, X2, r);
-        deltas[b * DELTA_STRIDE + D2 + r] = dfac(x.x) * s[4u * q];
-        deltas[b * DELTA_STRIDE + D2 + r + 1u] = dfac(x.y) * s[4u * q + 1u];
-        deltas[b * DELTA_STRIDE + D2 + r + 2u] = dfac(x.z) * s[4u * q + 2u];
-        deltas[b * DELTA_STRIDE + D2 + r + 3u] = dfac(x.w) * s[4u * q + 3u];
+        deltas_v[(b * DELTA_STRIDE + D2 + r) / 4u] =
+            vec4<f32>(dfac(x.x) * s[4u * q], dfac(x.y) * s[4u * q + 1u], dfac(x.z) * s[4u * q + 2u], dfac(x.w) * s[4u * q + 3u]);
     }
 }
 
 // C3's parameter gradients in two stages (as C1's). Stage 1: one invocation per (pattern,
-// link) sums d3[o] * x2[m] for the link's 25 weights, streaming both maps through
-// registers two output rows at a time; 16 more per pattern sum the deltas of each map for
-// the biases. 1516 partials per pattern.
+// S2 map m) holds x2[m] in registers and, link by link over the ten links that read m,
+// sums d3[o] * x2[m] for the link's 25 weights; it also sums the deltas of C3 maps 3m ..
+// 3m+2 for their biases. 1516 partials per pattern.
 @compute @workgroup_size(64)
 fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= step.batch * 76u) { return; }
-    let b = i / 76u;
-    let r = i % 76u;
+    if (i >= step.batch * 6u) { return; }
+    let b = i / 6u;
+    let m = i % 6u;
     let out = b * DELTA_STRIDE + PART;
-    if (r >= 60u) {
-        let o = r - 60u;
+    for (var o = 3u * m; o < min(3u * m + 3u, 16u); o++) {
         var s = 0.0;
         /*unroll*/ for (var q = 0u; q < 25u; q++) {
             let v = delta4(b, D3, o * 100u + 4u * q);
@@ -255,49 +242,39 @@ fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
             s += v.w;
         }
         deltas[out + 1500u + o] = s;
-        return;
     }
-    let o = C3_MAP[r];
-    let m = C3_IN[r];
-    var p: array<f32, 84>; // x2[m] rows 2q .. 2q+5
-    /*unroll*/ for (var t = 0u; t < 14u; t++) {
-        let v = act4(b, X2, m * 196u + 4u * t);
-        p[4u * t] = xin(v.x);
-        p[4u * t + 1u] = xin(v.y);
-        p[4u * t + 2u] = xin(v.z);
-        p[4u * t + 3u] = xin(v.w);
+    var p: array<f32, 196>; // x2[m]
+    /*unroll*/ for (var q = 0u; q < 49u; q++) {
+        let v = act4(b, X2, m * 196u + 4u * q);
+        p[4u * q] = xin(v.x);
+        p[4u * q + 1u] = xin(v.y);
+        p[4u * q + 2u] = xin(v.z);
+        p[4u * q + 3u] = xin(v.w);
     }
-    var g: array<f32, 25>;
-    /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
-    for (var q = 0u; q < 5u; q++) {
-        // x2[m] rows 2q+4 and 2q+5 (rows 12, 13 last), and d3[o] rows 2q and 2q+1.
-        /*unroll*/ for (var t = 0u; t < 7u; t++) {
-            let v = act4(b, X2, m * 196u + (2u * q + 4u) * 14u + 4u * t);
-            p[56u + 4u * t] = xin(v.x);
-            p[56u + 4u * t + 1u] = xin(v.y);
-            p[56u + 4u * t + 2u] = xin(v.z);
-            p[56u + 4u * t + 3u] = xin(v.w);
+    for (var n = C3_BY_INPUT_START[m]; n < C3_BY_INPUT_START[m + 1u]; n++) {
+        let l = C3_BY_INPUT_LINK[n];
+        let o = C3_MAP[l];
+        var d: array<f32, 100>; // d3[o]
+        /*unroll*/ for (var q = 0u; q < 25u; q++) {
+            let v = delta4(b, D3, o * 100u + 4u * q);
+            d[4u * q] = v.x;
+            d[4u * q + 1u] = v.y;
+            d[4u * q + 2u] = v.z;
+            d[4u * q + 3u] = v.w;
         }
-        var d: array<f32, 20>;
-        /*unroll*/ for (var t = 0u; t < 5u; t++) {
-            let v = delta4(b, D3, o * 100u + q * 20u + 4u * t);
-            d[4u * t] = v.x;
-            d[4u * t + 1u] = v.y;
-            d[4u * t + 2u] = v.z;
-            d[4u * t + 3u] = v.w;
-        }
-        /*unroll*/ for (var h = 0u; h < 2u; h++) {
+        var g: array<f32, 25>;
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
+        /*unroll*/ for (var oy = 0u; oy < 10u; oy++) {
             /*unroll*/ for (var ky = 0u; ky < 5u; ky++) {
                 /*unroll*/ for (var kx = 0u; kx < 5u; kx++) {
                     /*unroll*/ for (var x = 0u; x < 10u; x++) {
-                        g[ky * 5u + kx] += d[h * 10u + x] * p[(h + ky) * 14u + x + kx];
+                        g[ky * 5u + kx] += d[oy * 10u + x] * p[(oy + ky) * 14u + x + kx];
                     }
                 }
             }
         }
-        /*unroll*/ for (var j = 0u; j < 56u; j++) { p[j] = p[j + 28u]; }
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + l * 25u + k] = g[k]; }
     }
-    /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + r * 25u + k] = g[k]; }
 }
 
 // Stage 2: one invocation per 4 C3 parameters (1500 weights, then 16 biases) adds the

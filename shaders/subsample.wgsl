@@ -14,15 +14,22 @@ fn block_sum(b: u32, off: u32, c: u32, h: u32, i: u32, j: u32, squared: bool) ->
     return s;
 }
 
+// Invocation i of batch * c*h*h/4: four consecutive outputs of one pattern (c*h*h is a
+// multiple of 4), written in one store.
 fn subsample_forward(i: u32, c: u32, h: u32, xoff: u32, yoff: u32, w: u32, bias: u32) {
-    let per = c * h * h;
+    let per = c * h * h / 4u;
     if (i >= step.batch * per) { return; }
     let b = i / per;
-    let r = i % per;
-    let m = r / (h * h);
-    let y = (r % (h * h)) / h;
-    let x = r % h;
-    acts[b * ACT_STRIDE + yoff + r] = squash(param(w + m) * block_sum(b, xoff, m, h, y, x, false) + param(bias + m));
+    let r0 = (i % per) * 4u;
+    var v: array<f32, 4>;
+    /*unroll*/ for (var k = 0u; k < 4u; k++) {
+        let r = r0 + k;
+        let m = r / (h * h);
+        let y = (r % (h * h)) / h;
+        let x = r % h;
+        v[k] = squash(param(w + m) * block_sum(b, xoff, m, h, y, x, false) + param(bias + m));
+    }
+    acts_v[(b * ACT_STRIDE + yoff + r0) / 4u] = vec4<f32>(v[0], v[1], v[2], v[3]);
 }
 
 // d_out: (B,c,h,h) -> d_in: (B,c,2h,2h) = coef * d_out of the unit each input feeds.
@@ -82,10 +89,28 @@ fn s2_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     subsample_forward(flat_id(gid, nwg), 6u, 14u, X1, X2, S2_W, S2_B);
 }
 
-// d2: (B,6,14,14) -> d1: (B,6,28,28)
+// d2: (B,6,14,14) -> d1: (B,6,28,28). One invocation per pair of S2 units (x = 2j, 2j+1)
+// of a row: their 2x2 blocks are four aligned inputs in each of two C1 rows, read and
+// written a texel at a time.
 @compute @workgroup_size(64)
 fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    subsample_backward_input(flat_id(gid, nwg), 6u, 14u, X1, D2, D1, S2_W);
+    let i = flat_id(gid, nwg);
+    if (i >= step.batch * 588u) { return; }
+    let b = i / 588u;
+    let r = i % 588u; // (m, y, j): 6 x 14 x 7
+    let m = r / 98u;
+    let y = (r % 98u) / 7u;
+    let j = r % 7u;
+    let wm = wt(S2_W + m);
+    let d = act2_of(delta4(b, D2, (m * 196u + y * 14u + 2u * j) & ~3u), m * 196u + y * 14u + 2u * j);
+    let g0 = wm * d.x;
+    let g1 = wm * d.y;
+    let base = m * 784u + 2u * y * 28u + 4u * j;
+    let top = act4(b, X1, base);
+    let bottom = act4(b, X1, base + 28u);
+    let out = (b * DELTA_STRIDE + D1 + base) / 4u;
+    deltas_v[out] = vec4<f32>(dfac(top.x) * g0, dfac(top.y) * g0, dfac(top.z) * g1, dfac(top.w) * g1);
+    deltas_v[out + 7u] = vec4<f32>(dfac(bottom.x) * g0, dfac(bottom.y) * g0, dfac(bottom.z) * g1, dfac(bottom.w) * g1);
 }
 
 @compute @workgroup_size(64)

@@ -963,7 +963,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             }
             let res = bench::measure(b.as_mut(), train_set.len(), test_set.len(), batch, r, &cfg)?;
             if a.profile
-                && let Some((p, timestamps)) = b.profile(batch, 5)?
+                && let Some((p, timestamps)) = b.profile(batch, 20)?
             {
                 profiles.push((res.backend.clone(), batch, p, timestamps));
             }

@@ -274,11 +274,21 @@ const fn part(len: u32) -> Mirror {
 
 /// Every kernel: (shader file, entry point, size, what it writes for later kernels).
 const KERNELS: [(&str, &str, Size, Mirror); 26] = [
-    ("input", "input_forward", Size::PerPattern(1024), acts(0)),
+    ("input", "input_forward", Size::PerPattern(256), acts(0)),
     ("conv", "c1_forward", Size::PerPattern(49), acts(1)),
-    ("subsample", "s2_forward", Size::PerPattern(1176), acts(2)),
+    (
+        "subsample",
+        "s2_forward",
+        Size::PerPattern(1176 / 4),
+        acts(2),
+    ),
     ("conv", "c3_forward", Size::PerPattern(16), acts(3)),
-    ("subsample", "s4_forward", Size::PerPattern(400), acts(4)),
+    (
+        "subsample",
+        "s4_forward",
+        Size::PerPattern(400 / 4),
+        acts(4),
+    ),
     ("conv", "c5_forward", Size::Tiles(15), acts(5)),
     ("full", "f6_forward", Size::Tiles(11), acts(6)),
     ("rbf", "rbf_forward", Size::PerPattern(10), acts(7)),
@@ -301,7 +311,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "subsample",
         "s2_backward_input",
-        Size::PerPattern(1176),
+        Size::PerPattern(588),
         deltas(0),
     ),
     (
@@ -331,7 +341,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "conv",
         "c3_backward_params",
-        Size::PerPattern(76),
+        Size::PerPattern(6),
         part(1516),
     ),
     (
@@ -355,7 +365,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "conv",
         "c1_backward_params",
-        Size::PerPattern(42),
+        Size::PerPattern(7),
         part(7 * 156),
     ),
     (
@@ -468,11 +478,11 @@ impl GpuBackend {
                 image_bytes >> 20
             )));
         }
-        if limits.max_storage_buffers_per_shader_stage < 8
+        if limits.max_storage_buffers_per_shader_stage < 10
             || limits.max_compute_invocations_per_workgroup < WG
         {
             return Err(Error::Gpu(format!(
-                "{} offers {} storage buffers per shader stage and {} invocations per workgroup; LeNet-5's kernels need 8 and 64",
+                "{} offers {} storage buffers per shader stage and {} invocations per workgroup; LeNet-5's kernels need 10 and 64",
                 info.name,
                 limits.max_storage_buffers_per_shader_stage,
                 limits.max_compute_invocations_per_workgroup
@@ -489,7 +499,7 @@ impl GpuBackend {
         let required_limits = wgpu::Limits {
             max_storage_buffer_binding_size: need_binding,
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffers_per_shader_stage: 8,
+            max_storage_buffers_per_shader_stage: 10,
             ..wgpu::Limits::downlevel_defaults().using_resolution(limits.clone())
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -545,17 +555,19 @@ impl GpuBackend {
                     },
                     count: None,
                 },
-                storage(1, false), // state
-                storage(2, false), // acts
-                storage(3, false), // deltas
-                storage(4, true),  // images
-                storage(5, true),  // labels
-                storage(6, true),  // order
-                storage(7, false), // stats
-                storage(8, true),  // warps
-                texture(9),        // acts_t
-                texture(10),       // deltas_t
-                texture(11),       // params_t
+                storage(1, false),  // state
+                storage(2, false),  // acts
+                storage(3, false),  // deltas
+                storage(4, true),   // images
+                storage(5, true),   // labels
+                storage(6, true),   // order
+                storage(7, false),  // stats
+                storage(8, true),   // warps
+                texture(9),         // acts_t
+                texture(10),        // deltas_t
+                texture(11),        // params_t
+                storage(12, false), // acts, as vec4
+                storage(13, false), // deltas, as vec4
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -839,6 +851,14 @@ impl GpuBackend {
                 wgpu::BindGroupEntry {
                     binding: 11,
                     resource: wgpu::BindingResource::TextureView(&mirrors.views[2]),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 12,
+                    resource: acts.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 13,
+                    resource: deltas.as_entire_binding(),
                 },
             ],
         })
