@@ -40,6 +40,9 @@ struct Step {
 @group(0) @binding(9) var acts_t: texture_2d<f32>;     // (B, ACT_STRIDE / 4)
 @group(0) @binding(10) var deltas_t: texture_2d<f32>;  // (B, DELTA_STRIDE / 4)
 @group(0) @binding(11) var params_t: texture_2d<f32>;  // (N_PARAMS / 256, 64): the parameters
+// The parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), also as uniforms, then the
+// RBF centres (10, 84) from RBF_CENTERS = SMALL_PARAMS.
+@group(0) @binding(14) var<uniform> small: array<vec4<f32>, (SMALL_PARAMS + 840u) / 4u>;
 // The same buffers as `acts` and `deltas`, for writing four aligned values in one store.
 @group(0) @binding(12) var<storage, read_write> acts_v: array<vec4<f32>>;
 @group(0) @binding(13) var<storage, read_write> deltas_v: array<vec4<f32>>;
@@ -83,6 +86,16 @@ fn param4(k: u32) -> vec4<f32> {
 }
 fn param(k: u32) -> f32 {
     return param4(k & ~3u)[k & 3u];
+}
+
+// Parameter k < SMALL_PARAMS (C1 .. S4), from the uniform copy; squared in second-derivative
+// mode (swt).
+fn sparam(k: u32) -> f32 {
+    return small[k / 4u][k % 4u];
+}
+fn swt(k: u32) -> f32 {
+    let w = sparam(k);
+    return select(w, w * w, step.mode == 1u);
 }
 
 // A parameter, squared in second-derivative mode.

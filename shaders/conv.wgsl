@@ -38,13 +38,7 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     // C1's weights and biases are the first 156 parameters (C1_W = 0, C1_B = 150).
     var w: array<f32, 156>;
-    /*unroll*/ for (var q = 0u; q < 39u; q++) {
-        let v = param4(4u * q);
-        w[4u * q] = v.x;
-        w[4u * q + 1u] = v.y;
-        w[4u * q + 2u] = v.z;
-        w[4u * q + 3u] = v.w;
-    }
+    /*unroll*/ for (var k = 0u; k < 156u; k++) { w[k] = sparam(k); }
     /*unroll*/ for (var o = 0u; o < 6u; o++) {
         var a: array<f32, 16>;
         /*unroll*/ for (var j = 0u; j < 16u; j++) { a[j] = w[C1_B + o]; }
@@ -133,15 +127,17 @@ fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 16u) { return; }
-    let b = i / 16u;
-    let o = i % 16u;
+    // Map-major, so that neighbouring invocations (one SIMD group on a CPU adapter) loop
+    // over the same number of links.
+    let o = i / step.batch;
+    let b = i % step.batch;
     var a: array<f32, 100>;
-    let bias = param(C3_B + o);
+    let bias = sparam(C3_B + o);
     /*unroll*/ for (var j = 0u; j < 100u; j++) { a[j] = bias; }
     for (var l = C3_START[o]; l < C3_START[o + 1u]; l++) {
         let m = C3_IN[l];
         var w: array<f32, 25>;
-        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = param(C3_W + l * 25u + k); }
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = sparam(C3_W + l * 25u + k); }
         var rows: array<f32, 28>;
         /*unroll*/ for (var y = 0u; y < 14u; y++) {
             if (y % 2u == 0u) {
@@ -189,7 +185,7 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         let l = C3_BY_INPUT_LINK[n];
         let o = C3_MAP[l];
         var w: array<f32, 25>;
-        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = wt(C3_W + l * 25u + k); }
+        /*unroll*/ for (var k = 0u; k < 25u; k++) { w[k] = swt(C3_W + l * 25u + k); }
         var rows: array<f32, 20>;
         /*unroll*/ for (var oy = 0u; oy < 10u; oy++) {
             if (oy % 2u == 0u) {

@@ -27,7 +27,7 @@ fn subsample_forward(i: u32, c: u32, h: u32, xoff: u32, yoff: u32, w: u32, bias:
         let m = r / (h * h);
         let y = (r % (h * h)) / h;
         let x = r % h;
-        v[k] = squash(param(w + m) * block_sum(b, xoff, m, h, y, x, false) + param(bias + m));
+        v[k] = squash(sparam(w + m) * block_sum(b, xoff, m, h, y, x, false) + sparam(bias + m));
     }
     acts_v[(b * ACT_STRIDE + yoff + r0) / 4u] = vec4<f32>(v[0], v[1], v[2], v[3]);
 }
@@ -43,7 +43,7 @@ fn subsample_backward_input(i: u32, c: u32, h: u32, xoff: u32, doff_out: u32, do
     let y = (r % (h * h)) / h;
     let x = r % h;
     let hin = 2u * h;
-    let g = wt(w + m) * delta(b, doff_out, r);
+    let g = swt(w + m) * delta(b, doff_out, r);
     let base = m * hin * hin + 2u * y * hin + 2u * x;
     let top = act2(b, xoff, base);
     let bottom = act2(b, xoff, base + hin);
@@ -101,7 +101,7 @@ fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let m = r / 98u;
     let y = (r % 98u) / 7u;
     let j = r % 7u;
-    let wm = wt(S2_W + m);
+    let wm = swt(S2_W + m);
     let d = act2_of(delta4(b, D2, (m * 196u + y * 14u + 2u * j) & ~3u), m * 196u + y * 14u + 2u * j);
     let g0 = wm * d.x;
     let g1 = wm * d.y;

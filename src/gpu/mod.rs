@@ -49,11 +49,13 @@ pub const PART_LEN: u32 = 1516;
 const PART: u32 = 8096;
 /// Floats per pattern in the delta buffer, padded as `ACT_STRIDE`.
 pub const DELTA_STRIDE: u32 = 9664;
+/// The parameters of C1, S2, C3 and S4 (those before C5's), which kernels also read from a
+/// uniform buffer: reads of a uniform buffer are the cheapest kind on CPU adapters.
+const SMALL_PARAMS: u32 = params::C5_W.offset as u32;
 /// Rows of 256 parameters (64 texels) in the parameter texture.
 const PARAM_ROWS: u32 = (N_PARAMS as u32).div_ceil(256);
-/// Offset (in floats) of the RBF centres in the state buffer, after five parameter regions.
-const CENTERS_OFF: u64 = 5 * N_PARAMS as u64;
-const STATE_LEN: u64 = CENTERS_OFF + 840;
+/// Floats in the state buffer: five parameter regions.
+const STATE_LEN: u64 = 5 * N_PARAMS as u64;
 const WG: u32 = 64;
 /// Workgroup size of the dense-layer forward and input-gradient kernels (common.wgsl).
 const DENSE_WG: u32 = 16;
@@ -111,7 +113,9 @@ fn header() -> String {
     h += &format!("const PART: u32 = {PART}u;\n");
     assert!(PART + PART_LEN <= DELTA_STRIDE && DELTA_STRIDE % 64 == 0);
     h += &format!("const DELTA_STRIDE: u32 = {DELTA_STRIDE}u;\n");
-    h += &format!("const CENTERS_OFF: u32 = {CENTERS_OFF}u;\n");
+    h += &format!("const RBF_CENTERS: u32 = {SMALL_PARAMS}u;\n");
+    assert_eq!(SMALL_PARAMS % 4, 0);
+    h += &format!("const SMALL_PARAMS: u32 = {SMALL_PARAMS}u;\n");
     h += &format!(
         "const INPUT_BACKGROUND: f32 = {:?};\n",
         crate::cpu::INPUT_BACKGROUND as f32
@@ -291,14 +295,14 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     ),
     ("conv", "c5_forward", Size::Tiles(15), acts(5)),
     ("full", "f6_forward", Size::Tiles(11), acts(6)),
-    ("rbf", "rbf_forward", Size::PerPattern(10), acts(7)),
+    ("rbf", "rbf_forward", Size::PerPattern(1), acts(7)),
     (
         "rbf",
         "loss_forward_backward",
         Size::PerPattern(1),
         deltas(6),
     ),
-    ("rbf", "rbf_backward", Size::PerPattern(84), deltas(5)),
+    ("rbf", "rbf_backward", Size::PerPattern(1), deltas(5)),
     ("full", "f6_backward_input", Size::Tiles(15), deltas(4)),
     ("conv", "c5_backward_input", Size::Tiles(50), deltas(3)),
     (
@@ -403,19 +407,26 @@ struct SplitBuffers {
 struct Mirrors {
     textures: [wgpu::Texture; 3],
     views: [wgpu::TextureView; 3],
+    /// The first SMALL_PARAMS parameters, then the RBF centres, as a uniform buffer.
+    small: wgpu::Buffer,
 }
 
 impl Mirrors {
-    fn new(textures: [wgpu::Texture; 3]) -> Self {
+    fn new(textures: [wgpu::Texture; 3], small: wgpu::Buffer) -> Self {
         let views = [0, 1, 2].map(|i| textures[i].create_view(&Default::default()));
-        Mirrors { textures, views }
+        Mirrors {
+            textures,
+            views,
+            small,
+        }
     }
 
     fn bytes(&self) -> u64 {
         self.textures
             .iter()
             .map(|t| t.width() as u64 * t.height() as u64 * 16)
-            .sum()
+            .sum::<u64>()
+            + self.small.size()
     }
 }
 
@@ -568,6 +579,16 @@ impl GpuBackend {
                 texture(11),        // params_t
                 storage(12, false), // acts, as vec4
                 storage(13, false), // deltas, as vec4
+                wgpu::BindGroupLayoutEntry {
+                    binding: 14,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new((SMALL_PARAMS as u64 + 840) * 4),
+                    },
+                    count: None,
+                },
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -576,10 +597,9 @@ impl GpuBackend {
             immediate_size: 0,
         });
 
-        let mut state_init = vec![0f32; STATE_LEN as usize];
-        state_init[CENTERS_OFF as usize..].copy_from_slice(&RBF_CENTERS);
+        let state_init = vec![0f32; STATE_LEN as usize];
         let state = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("state [params | grad | eps | velocity | hacc | centres]"),
+            label: Some("state [params | grad | eps | velocity | hacc]"),
             contents: bytemuck::cast_slice(&state_init),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_DST
@@ -613,19 +633,32 @@ impl GpuBackend {
                 view_formats: &[],
             })
         };
-        let mirrors = Mirrors::new([
-            mirror_texture(
-                "acts_t (B, ACT_STRIDE / 4) rgba32f",
-                ACT_STRIDE / 4,
-                capacity as u32,
-            ),
-            mirror_texture(
-                "deltas_t (B, DELTA_STRIDE / 4) rgba32f",
-                DELTA_STRIDE / 4,
-                capacity as u32,
-            ),
-            mirror_texture("params_t (PARAM_ROWS, 64) rgba32f", 64, PARAM_ROWS),
-        ]);
+        let mirrors = Mirrors::new(
+            [
+                mirror_texture(
+                    "acts_t (B, ACT_STRIDE / 4) rgba32f",
+                    ACT_STRIDE / 4,
+                    capacity as u32,
+                ),
+                mirror_texture(
+                    "deltas_t (B, DELTA_STRIDE / 4) rgba32f",
+                    DELTA_STRIDE / 4,
+                    capacity as u32,
+                ),
+                mirror_texture("params_t (PARAM_ROWS, 64) rgba32f", 64, PARAM_ROWS),
+            ],
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("small [C1, S2, C3, S4 params | RBF centres]"),
+                size: (SMALL_PARAMS as u64 + 840) * 4,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        );
+        queue.write_buffer(
+            &mirrors.small,
+            SMALL_PARAMS as u64 * 4,
+            bytemuck::cast_slice(&RBF_CENTERS),
+        );
         let steps_capacity = 1024;
         let steps = Self::steps_buffer(&device, steps_capacity);
         let warps = device.create_buffer(&wgpu::BufferDescriptor {
@@ -860,6 +893,10 @@ impl GpuBackend {
                     binding: 13,
                     resource: deltas.as_entire_binding(),
                 },
+                wgpu::BindGroupEntry {
+                    binding: 14,
+                    resource: mirrors.small.as_entire_binding(),
+                },
             ],
         })
     }
@@ -1011,6 +1048,15 @@ impl GpuBackend {
         };
         if rows == 0 {
             return;
+        }
+        if let Mirror::Params = m {
+            enc.copy_buffer_to_buffer(
+                &self.state,
+                0,
+                &self.mirrors.small,
+                0,
+                SMALL_PARAMS as u64 * 4,
+            );
         }
         enc.copy_buffer_to_texture(
             wgpu::TexelCopyBufferInfo {
