@@ -231,33 +231,22 @@ fn dense_backward_input(t: u32, n_in: u32, n_out: u32, xoff: u32, doff_out: u32,
     }
 }
 
-// Invocation t of (ceil(n_out/8) * n_in/8 + ceil(n_out/8)): the gradient of a tile of 8
-// units x 8 inputs of W, summed over the batch in order; the last ceil(n_out/8)
-// invocations sum the biases, 8 each. Past the last unit (F6's 84), a tile reads the
-// next region's values and writes nothing.
+// Invocation t of (ceil(n_out/8) * n_in/8): the gradient of a tile of 8 units x 8 inputs
+// of W, summed over the batch in order; the tiles of the first 8 inputs also write the
+// sums of their units' biases (every tile adds them: a CPU adapter would run a separate
+// branch for all anyway). Past the last unit (F6's 84), a tile reads the next region's
+// values and writes nothing.
 fn dense_backward_params(t: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32, w: u32, bias: u32) {
     let blocks_o = (n_out + TILE - 1u) / TILE;
     let blocks_k = n_in / TILE;
     let tiles = blocks_o * blocks_k;
-    if (t >= tiles + blocks_o) { return; }
-    if (t >= tiles) {
-        let o0 = (t - tiles) * TILE;
-        var s0 = vec4<f32>(0.0);
-        var s1 = vec4<f32>(0.0);
-        for (var b = 0u; b < step.batch; b++) {
-            s0 += delta4(b, doff, o0);
-            s1 += delta4(b, doff, o0 + 4u);
-        }
-        let s = array<f32, 8>(s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w);
-        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
-            if (o0 + oj < n_out) { put_grad(bias + o0 + oj, s[oj]); }
-        }
-        return;
-    }
+    if (t >= tiles) { return; }
     let o0 = (t / blocks_k) * TILE;
     let k0 = (t % blocks_k) * TILE;
     var s: array<f32, 64>;
     /*unroll*/ for (var j = 0u; j < 64u; j++) { s[j] = 0.0; }
+    var sb: array<f32, 8>;
+    /*unroll*/ for (var j = 0u; j < 8u; j++) { sb[j] = 0.0; }
     for (var b = 0u; b < step.batch; b++) {
         let x0 = act4(b, xoff, k0);
         let x1 = act4(b, xoff, k0 + 4u);
@@ -266,7 +255,13 @@ fn dense_backward_params(t: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32, w:
         let d1 = delta4(b, doff, o0 + 4u);
         let d = array<f32, 8>(d0.x, d0.y, d0.z, d0.w, d1.x, d1.y, d1.z, d1.w);
         /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+            sb[oj] += d[oj];
             /*unroll*/ for (var kj = 0u; kj < 8u; kj++) { s[oj * 8u + kj] += d[oj] * x[kj]; }
+        }
+    }
+    if (k0 == 0u) {
+        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
+            if (o0 + oj < n_out) { put_grad(bias + o0 + oj, sb[oj]); }
         }
     }
     /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {

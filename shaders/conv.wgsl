@@ -107,7 +107,7 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 
 // Stage 2: one invocation per 4 C1 parameters (150 weights, then 6 biases) adds the
 // partial sums of stage 1 in order: pattern by pattern, row block by row block.
-@compute @workgroup_size(64)
+@compute @workgroup_size(8) // SUM_WG
 fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = 4u * flat_id(gid, nwg);
     if (k >= 156u) { return; }
@@ -275,7 +275,7 @@ fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 
 // Stage 2: one invocation per 4 C3 parameters (1500 weights, then 16 biases) adds the
 // patterns' partial sums in order.
-@compute @workgroup_size(64)
+@compute @workgroup_size(8) // SUM_WG
 fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = 4u * flat_id(gid, nwg);
     if (k >= 1516u) { return; }

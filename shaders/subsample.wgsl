@@ -118,7 +118,7 @@ fn s2_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     subsample_backward_params(flat_id(gid, nwg), 6u, 14u, X1, D2);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(8) // SUM_WG
 fn s2_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     subsample_backward_params_sum(gid.x, 6u, S2_W);
 }
@@ -140,7 +140,7 @@ fn s4_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     subsample_backward_params(flat_id(gid, nwg), 16u, 5u, X3, D4);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(8) // SUM_WG
 fn s4_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     subsample_backward_params_sum(gid.x, 16u, S4_W);
 }

@@ -59,6 +59,8 @@ const STATE_LEN: u64 = 5 * N_PARAMS as u64;
 const WG: u32 = 64;
 /// Workgroup size of the dense-layer forward and input-gradient kernels (common.wgsl).
 const DENSE_WG: u32 = 16;
+/// Workgroup size of the gradients' second-stage sums (`Size::Sum`).
+const SUM_WG: u32 = 8;
 /// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
 const STEP_STRIDE: u64 = 256;
 /// Patterns per batch when only evaluating.
@@ -235,6 +237,10 @@ enum Size {
     /// One thread per tile of 8 patterns, times this many blocks of 8 units, in workgroups of
     /// `DENSE_WG` (dense layers; under 65535 groups for any batch below 80 million).
     Tiles(u32),
+    /// One thread each for this many parameters (or groups of four) of a gradient's
+    /// second stage, in workgroups of `SUM_WG`: there are few, and a CPU adapter runs each
+    /// workgroup on one core, so small groups keep every core busy.
+    Sum(u32),
 }
 
 /// What a kernel writes that later kernels read. Kernels read activations, deltas and
@@ -277,8 +283,8 @@ const fn part(len: u32) -> Mirror {
 }
 
 /// Every kernel: (shader file, entry point, size, what it writes for later kernels).
-const KERNELS: [(&str, &str, Size, Mirror); 26] = [
-    ("input", "input_forward", Size::PerPattern(256), acts(0)),
+const KERNELS: [(&str, &str, Size, Mirror); 27] = [
+    ("input", "input_forward", Size::PerPattern(32), acts(0)),
     ("conv", "c1_forward", Size::PerPattern(49), acts(1)),
     (
         "subsample",
@@ -321,13 +327,13 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "full",
         "f6_backward_params",
-        Size::Threads(11 * 15 + 11),
+        Size::Threads(11 * 15),
         Mirror::None,
     ),
     (
         "conv",
         "c5_backward_params",
-        Size::Threads(15 * 50 + 15),
+        Size::Threads(15 * 50),
         Mirror::None,
     ),
     (
@@ -339,7 +345,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "subsample",
         "s4_backward_params_sum",
-        Size::Threads(32),
+        Size::Sum(32),
         Mirror::None,
     ),
     (
@@ -351,7 +357,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "conv",
         "c3_backward_params_sum",
-        Size::Threads(1516 / 4),
+        Size::Sum(1516 / 4),
         Mirror::None,
     ),
     (
@@ -363,7 +369,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "subsample",
         "s2_backward_params_sum",
-        Size::Threads(12),
+        Size::Sum(12),
         Mirror::None,
     ),
     (
@@ -375,7 +381,7 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "conv",
         "c1_backward_params_sum",
-        Size::Threads(156 / 4),
+        Size::Sum(156 / 4),
         Mirror::None,
     ),
     (
@@ -384,12 +390,20 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
         Size::Threads(N_PARAMS as u32),
         Mirror::Params,
     ),
+    (
+        "input",
+        "input_forward_distorted",
+        Size::PerPattern(32),
+        acts(0),
+    ),
 ];
 /// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
 const FORWARD: std::ops::Range<usize> = 0..8;
 const LOSS: usize = 8;
 const BACKWARD: std::ops::Range<usize> = 9..25;
 const UPDATE: usize = 25;
+/// Replaces input_forward (kernel 0) in batches whose step record says distort.
+const INPUT_DISTORTED: usize = 26;
 
 /// Buffers of one split.
 struct SplitBuffers {
@@ -906,6 +920,7 @@ impl GpuBackend {
         let n = match size {
             Size::PerPattern(u) => (b * u).div_ceil(WG),
             Size::Threads(t) => t.div_ceil(WG),
+            Size::Sum(t) => t.div_ceil(SUM_WG),
             Size::Tiles(blocks) => return ((b.div_ceil(8) * blocks).div_ceil(DENSE_WG), 1, 1),
         };
         if n <= self.max_groups {
@@ -1023,6 +1038,11 @@ impl GpuBackend {
                         });
                         pass.set_bind_group(0, bg, &[offset]);
                         for &k in &rest[..n] {
+                            let k = if k == 0 && s.distort == 1 {
+                                INPUT_DISTORTED
+                            } else {
+                                k
+                            };
                             let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
                             pass.set_pipeline(&self.pipelines[k]);
                             pass.dispatch_workgroups(x, y, z);
