@@ -58,11 +58,18 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
 }
 
-// C1's parameter gradients in two stages, so that every sum keeps a fixed order.
-// Stage 1: one invocation per (pattern, block of 4 output rows) holds the 8 input rows
-// that the block needs in registers and, map by map, sums d1[o] * x0 over its 4x28
-// positions for the 25 weights and the bias of map o. Partial sums go to the pattern's
-// PART region, 156 per row block.
+// C1's parameter gradients in two stages, so that every sum keeps a fixed order. S2's
+// input gradient d1 and S2's parameter gradients are computed here too: each needs the
+// same x1 and d2 rows, and d1 is read by nothing else (s2_backward_input writes it only
+// for inspection).
+// Stage 1: one invocation per (pattern, block of 4 C1 output rows) holds the 8 input rows
+// that the block needs in registers and, map by map:
+//   d1[o] = f'(x1[o]) * coef[o] * d2[o] of the S2 unit each position feeds (the 4 rows);
+//   sums d2 * (2x2 x1 sum) and d2 over the 2x14 S2 units of the block (S2's coefficient
+//   and bias of map o);
+//   sums d1[o] * x0 over the 4x28 positions for the 25 weights, and d1[o] for the bias.
+// Partial sums go to the pattern's PART region, 168 per row block: 150 weights, 6 biases
+// of C1, then 6 coefficients and 6 biases of S2.
 @compute @workgroup_size(64)
 fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -77,15 +84,42 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         p[4u * q + 2u] = xin(v.z);
         p[4u * q + 3u] = xin(v.w);
     }
-    let out = b * DELTA_STRIDE + PART + rb * 156u;
+    let out = b * DELTA_STRIDE + PART + rb * 168u;
     for (var o = 0u; o < 6u; o++) {
-        var d: array<f32, 112>; // d1[o] rows 4rb .. 4rb+3
+        var x1: array<f32, 112>; // x1[o] rows 4rb .. 4rb+3
         /*unroll*/ for (var q = 0u; q < 28u; q++) {
-            let v = delta4(b, D1, o * 784u + rb * 112u + 4u * q);
-            d[4u * q] = v.x;
-            d[4u * q + 1u] = v.y;
-            d[4u * q + 2u] = v.z;
-            d[4u * q + 3u] = v.w;
+            let v = act4(b, X1, o * 784u + rb * 112u + 4u * q);
+            x1[4u * q] = v.x;
+            x1[4u * q + 1u] = v.y;
+            x1[4u * q + 2u] = v.z;
+            x1[4u * q + 3u] = v.w;
+        }
+        var d2: array<f32, 28>; // d2[o] rows 2rb, 2rb+1
+        /*unroll*/ for (var q = 0u; q < 7u; q++) {
+            let v = delta4(b, D2, o * 196u + rb * 28u + 4u * q);
+            d2[4u * q] = v.x;
+            d2[4u * q + 1u] = v.y;
+            d2[4u * q + 2u] = v.z;
+            d2[4u * q + 3u] = v.w;
+        }
+        // S2: as subsample_backward_params, unit by unit in order.
+        var coef = 0.0;
+        var sbias = 0.0;
+        /*unroll*/ for (var u = 0u; u < 28u; u++) {
+            let top = (u / 14u) * 56u + (u % 14u) * 2u;
+            let v = array<f32, 4>(x1[top], x1[top + 1u], x1[top + 28u], x1[top + 29u]);
+            var bs = 0.0;
+            /*unroll*/ for (var k = 0u; k < 4u; k++) { bs += xin(v[k]); }
+            coef += d2[u] * bs;
+            sbias += d2[u];
+        }
+        // d1, as s2_backward_input: (coef * d2) times f'(x1).
+        let ws = swt(S2_W + o);
+        var d: array<f32, 112>;
+        /*unroll*/ for (var y = 0u; y < 4u; y++) {
+            /*unroll*/ for (var x = 0u; x < 28u; x++) {
+                d[y * 28u + x] = dfac(x1[y * 28u + x]) * (ws * d2[(y / 2u) * 14u + x / 2u]);
+            }
         }
         var g: array<f32, 25>;
         /*unroll*/ for (var k = 0u; k < 25u; k++) { g[k] = 0.0; }
@@ -102,6 +136,8 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         }
         /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + o * 25u + k] = g[k]; }
         deltas[out + 150u + o] = bias;
+        deltas[out + 156u + o] = coef;
+        deltas[out + 162u + o] = sbias;
     }
 }
 
@@ -114,7 +150,7 @@ fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     var s = vec4<f32>(0.0);
     for (var b = 0u; b < step.batch; b++) {
         for (var rb = 0u; rb < 7u; rb++) {
-            s += delta4(b, PART, rb * 156u + k);
+            s += delta4(b, PART, rb * 168u + k);
         }
     }
     put_grad4(C1_W + k, s);

@@ -91,7 +91,8 @@ fn s2_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // d2: (B,6,14,14) -> d1: (B,6,28,28). One invocation per pair of S2 units (x = 2j, 2j+1)
 // of a row: their 2x2 blocks are four aligned inputs in each of two C1 rows, read and
-// written a texel at a time.
+// written a texel at a time. Only for inspection (GpuBackend::snapshot): in training,
+// c1_backward_params computes d1 where it needs it.
 @compute @workgroup_size(64)
 fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -113,14 +114,20 @@ fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     deltas_v[out + 7u] = vec4<f32>(dfac(bottom.x) * g0, dfac(bottom.y) * g0, dfac(bottom.z) * g1, dfac(bottom.w) * g1);
 }
 
-@compute @workgroup_size(64)
-fn s2_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    subsample_backward_params(flat_id(gid, nwg), 6u, 14u, X1, D2);
-}
-
+// S2's 12 parameter gradients: c1_backward_params (conv.wgsl) leaves per (pattern, row
+// block) partial sums, coefficients then biases, at PART + rb * 168 + 156. Parameter k
+// adds them in order.
 @compute @workgroup_size(8) // SUM_WG
 fn s2_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
-    subsample_backward_params_sum(gid.x, 6u, S2_W);
+    let k = gid.x;
+    if (k >= 12u) { return; }
+    var s = 0.0;
+    for (var b = 0u; b < step.batch; b++) {
+        for (var rb = 0u; rb < 7u; rb++) {
+            s += delta(b, PART, rb * 168u + 156u + k);
+        }
+    }
+    put_grad(S2_W + k, s);
 }
 
 // x3: (B,16,10,10) -> x4: (B,16,5,5)

@@ -283,7 +283,7 @@ const fn part(len: u32) -> Mirror {
 }
 
 /// Every kernel: (shader file, entry point, size, what it writes for later kernels).
-const KERNELS: [(&str, &str, Size, Mirror); 27] = [
+const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     ("input", "input_forward", Size::PerPattern(32), acts(0)),
     ("conv", "c1_forward", Size::PerPattern(49), acts(1)),
     (
@@ -318,12 +318,6 @@ const KERNELS: [(&str, &str, Size, Mirror); 27] = [
         deltas(2),
     ),
     ("conv", "c3_backward_input", Size::PerPattern(6), deltas(1)),
-    (
-        "subsample",
-        "s2_backward_input",
-        Size::PerPattern(588),
-        deltas(0),
-    ),
     (
         "full",
         "f6_backward_params",
@@ -360,28 +354,23 @@ const KERNELS: [(&str, &str, Size, Mirror); 27] = [
         Size::Sum(1516 / 4),
         Mirror::None,
     ),
-    (
-        "subsample",
-        "s2_backward_params",
-        Size::PerPattern(6),
-        part(12),
-    ),
-    (
-        "subsample",
-        "s2_backward_params_sum",
-        Size::Sum(12),
-        Mirror::None,
-    ),
+    // Also computes d1 (from d2) and S2's parameter gradients (conv.wgsl).
     (
         "conv",
         "c1_backward_params",
         Size::PerPattern(7),
-        part(7 * 156),
+        part(7 * 168),
     ),
     (
         "conv",
         "c1_backward_params_sum",
         Size::Sum(156 / 4),
+        Mirror::None,
+    ),
+    (
+        "subsample",
+        "s2_backward_params_sum",
+        Size::Sum(12),
         Mirror::None,
     ),
     (
@@ -396,14 +385,23 @@ const KERNELS: [(&str, &str, Size, Mirror); 27] = [
         Size::PerPattern(32),
         acts(0),
     ),
+    // d1 for inspection (snapshot): training computes it inside c1_backward_params.
+    (
+        "subsample",
+        "s2_backward_input",
+        Size::PerPattern(588),
+        Mirror::None,
+    ),
 ];
 /// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
 const FORWARD: std::ops::Range<usize> = 0..8;
 const LOSS: usize = 8;
-const BACKWARD: std::ops::Range<usize> = 9..25;
-const UPDATE: usize = 25;
+const BACKWARD: std::ops::Range<usize> = 9..23;
+const UPDATE: usize = 23;
 /// Replaces input_forward (kernel 0) in batches whose step record says distort.
-const INPUT_DISTORTED: usize = 26;
+const INPUT_DISTORTED: usize = 24;
+/// Writes d1, which no training kernel reads.
+const S2_BACKWARD_INPUT: usize = 25;
 
 /// Buffers of one split.
 struct SplitBuffers {
@@ -1205,11 +1203,12 @@ impl GpuBackend {
         let steps = vec![self.step(Split::Train, 0, idx.len(), mode)];
         self.prepare_steps(&steps);
         self.clear_hessian();
-        let kernels: Vec<usize> = if mode == 0 {
-            FORWARD.chain([LOSS]).chain(BACKWARD).collect()
-        } else {
-            FORWARD.chain(BACKWARD).collect()
-        };
+        let loss = if mode == 0 { vec![LOSS] } else { vec![] };
+        let kernels: Vec<usize> = FORWARD
+            .chain(loss)
+            .chain(BACKWARD)
+            .chain([S2_BACKWARD_INPUT])
+            .collect();
         self.run(Split::Train, &steps, &kernels);
         let b = idx.len();
         Ok(Snapshot {
