@@ -59,6 +59,8 @@ const STATE_LEN: u64 = 5 * N_PARAMS as u64;
 const WG: u32 = 64;
 /// Workgroup size of the dense-layer forward and input-gradient kernels (common.wgsl).
 const DENSE_WG: u32 = 16;
+/// Patterns per tile of the dense layers' forward and input-gradient kernels (common.wgsl).
+const TILE_B: u32 = 16;
 /// Workgroup size of the gradients' second-stage sums (`Size::Sum`).
 const SUM_WG: u32 = 8;
 /// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
@@ -234,7 +236,7 @@ enum Size {
     PerPattern(u32),
     /// One thread each for this many items.
     Threads(u32),
-    /// One thread per tile of 8 patterns, times this many blocks of 8 units, in workgroups of
+    /// One thread per tile of TILE_B patterns, times this many blocks of 8 units, in workgroups of
     /// `DENSE_WG` (dense layers; under 65535 groups for any batch below 80 million).
     Tiles(u32),
     /// One thread each for this many parameters (or groups of four) of a gradient's
@@ -321,13 +323,13 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     (
         "full",
         "f6_backward_params",
-        Size::Threads(11 * 15),
+        Size::Threads(6 * 15),
         Mirror::None,
     ),
     (
         "conv",
         "c5_backward_params",
-        Size::Threads(15 * 50),
+        Size::Threads(8 * 50),
         Mirror::None,
     ),
     (
@@ -919,7 +921,7 @@ impl GpuBackend {
             Size::PerPattern(u) => (b * u).div_ceil(WG),
             Size::Threads(t) => t.div_ceil(WG),
             Size::Sum(t) => t.div_ceil(SUM_WG),
-            Size::Tiles(blocks) => return ((b.div_ceil(8) * blocks).div_ceil(DENSE_WG), 1, 1),
+            Size::Tiles(blocks) => return ((b.div_ceil(TILE_B) * blocks).div_ceil(DENSE_WG), 1, 1),
         };
         if n <= self.max_groups {
             (n, 1, 1)
