@@ -20,8 +20,7 @@ struct Probe {
 }
 
 fn probes() -> Vec<Probe> {
-    let unrolled =
-        |f: &dyn Fn(usize) -> String| (0..256).map(f).collect::<Vec<_>>().join("\n");
+    let unrolled = |f: &dyn Fn(usize) -> String| (0..256).map(f).collect::<Vec<_>>().join("\n");
     // 256 multiply-adds into `n` accumulators held in a function-local array.
     let mac = |n: usize| {
         let mut b = format!("var a: array<f32, {n}>; var x: array<f32, {}>;\n", n + 1);
@@ -122,7 +121,10 @@ fn main() {
         }
     };
     let info = adapter.get_info();
-    println!("{} ({:?}, {} {})", info.name, info.backend, info.driver, info.driver_info);
+    println!(
+        "{} ({:?}, {} {})",
+        info.name, info.backend, info.driver, info.driver_info
+    );
     let (device, queue) =
         pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
             .expect("open the adapter");
