@@ -100,11 +100,7 @@ fn swt(k: u32) -> f32 {
     return select(w, w * w, step.mode == 1u);
 }
 
-// A parameter, squared in second-derivative mode.
-fn wt(k: u32) -> f32 {
-    let w = param(k);
-    return select(w, w * w, step.mode == 1u);
-}
+// Parameters k .. k+3, squared in second-derivative mode.
 fn wt4(k: u32) -> vec4<f32> {
     let w = param4(k);
     return select(w, w * w, step.mode == 1u);

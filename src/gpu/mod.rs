@@ -397,10 +397,12 @@ const KERNELS: [(&str, &str, Size, Mirror); 26] = [
 ];
 /// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
 const FORWARD: std::ops::Range<usize> = 0..8;
+/// input_forward, the first kernel of the forward pass.
+const INPUT: usize = 0;
 const LOSS: usize = 8;
 const BACKWARD: std::ops::Range<usize> = 9..23;
 const UPDATE: usize = 23;
-/// Replaces input_forward (kernel 0) in batches whose step record says distort.
+/// Replaces input_forward (INPUT) in batches whose step record says distort.
 const INPUT_DISTORTED: usize = 24;
 /// Writes d1, which no training kernel reads.
 const S2_BACKWARD_INPUT: usize = 25;
@@ -1038,7 +1040,7 @@ impl GpuBackend {
                         });
                         pass.set_bind_group(0, bg, &[offset]);
                         for &k in &rest[..n] {
-                            let k = if k == 0 && s.distort == 1 {
+                            let k = if k == INPUT && s.distort == 1 {
                                 INPUT_DISTORTED
                             } else {
                                 k
