@@ -48,12 +48,50 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 /// Picks the adapter: filters by `choice`, then takes the best by `rank`.
 pub fn pick(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
-    let all = adapters(choice.backends);
-    let name = choice.name.clone().or_else(|| {
+    // Native APIs first: starting GL (EGL and a GL driver) costs about 11 MB of host memory
+    // that stays for the whole run, so it is asked only when it could offer a better adapter
+    // than the best native one (a GL adapter wins only on a better device type).
+    let backends = choice
+        .backends
+        .unwrap_or_else(|| wgpu::Backends::all().with_env());
+    let native = backends - wgpu::Backends::GL;
+    if backends.contains(wgpu::Backends::GL) && !native.is_empty() {
+        let best = best(adapters(Some(native)), choice);
+        if let Some(a) = best
+            && (choice.cpu || a.get_info().device_type == wgpu::DeviceType::DiscreteGpu)
+        {
+            return Ok(a);
+        }
+    }
+    pick_from(adapters(Some(backends)), choice)
+}
+
+fn wanted_name(choice: &AdapterChoice) -> Option<String> {
+    choice.name.clone().or_else(|| {
         std::env::var("WGPU_ADAPTER_NAME")
             .ok()
             .filter(|s| !s.is_empty())
-    });
+    })
+}
+
+fn qualifies(a: &wgpu::Adapter, choice: &AdapterChoice, name: &Option<String>) -> bool {
+    let i = a.get_info();
+    (!choice.cpu || i.device_type == wgpu::DeviceType::Cpu)
+        && name
+            .as_ref()
+            .is_none_or(|n| i.name.to_lowercase().contains(&n.to_lowercase()))
+}
+
+/// The best of `all` that `choice` allows.
+fn best(all: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Option<wgpu::Adapter> {
+    let name = wanted_name(choice);
+    all.into_iter()
+        .filter(|a| qualifies(a, choice, &name))
+        .min_by_key(|a| std::cmp::Reverse(rank(&a.get_info())))
+}
+
+fn pick_from(all: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let name = wanted_name(choice);
     let seen: Vec<String> = all
         .iter()
         .map(|a| {
@@ -61,18 +99,7 @@ pub fn pick(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
             format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
         })
         .collect();
-    let mut found: Vec<wgpu::Adapter> = all
-        .into_iter()
-        .filter(|a| {
-            let i = a.get_info();
-            (!choice.cpu || i.device_type == wgpu::DeviceType::Cpu)
-                && name
-                    .as_ref()
-                    .is_none_or(|n| i.name.to_lowercase().contains(&n.to_lowercase()))
-        })
-        .collect();
-    found.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
-    match found.into_iter().next() {
+    match best(all, choice) {
         Some(a) => Ok(a),
         None => Err(Error::NoAdapter(if seen.is_empty() {
             "no GPU adapter found (no Vulkan, Metal, DX12 or GL driver). On Debian/Ubuntu, \

@@ -63,10 +63,18 @@ const DENSE_WG: u32 = 16;
 const TILE_B: u32 = 16;
 /// Workgroup size of the gradients' second-stage sums (`Size::Sum`).
 const SUM_WG: u32 = 8;
+/// Batches recorded into one command buffer, and how many such buffers may wait for the
+/// device at once. Recorded work holds host memory (in wgpu and, on a CPU adapter, in the
+/// driver) until it has run, so a pass of thousands of small batches must not all be queued
+/// up front; two buffers of 16 batches keep any GPU busy.
+const STEPS_PER_SUBMIT: usize = 16;
+const MAX_IN_FLIGHT: usize = 2;
 /// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
 const STEP_STRIDE: u64 = 256;
-/// Patterns per batch when only evaluating.
-const EVAL_BATCH: usize = 256;
+/// The fewest patterns per batch when only evaluating; evaluation uses batches as large as
+/// the buffers (the training batch, if larger). Each pattern of capacity costs 150 KB of
+/// activations, deltas and their texture mirrors, host memory on a CPU adapter.
+const EVAL_BATCH: usize = 64;
 
 /// The uniform record of one batch (shaders/common.wgsl, `Step`).
 #[repr(C)]
@@ -474,6 +482,68 @@ pub struct GpuBackend {
     fault: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+/// Writes `bytes` into `buffer` a few MiB at a time, waiting for each piece, so the staging
+/// memory wgpu takes for a write (host memory, on a CPU adapter) stays small instead of
+/// holding a second copy of the whole training set.
+fn upload(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer, bytes: &[u8]) {
+    const PIECE: usize = 4 << 20;
+    for (i, piece) in bytes.chunks(PIECE).enumerate() {
+        queue.write_buffer(buffer, (i * PIECE) as u64, piece);
+        queue.submit([]);
+        let _ = device.poll(wgpu::PollType::wait_indefinitely());
+    }
+}
+
+/// One kernel's SPIR-V words and workgroup size.
+type SpirvKernel = (Vec<u32>, [u32; 3]);
+
+/// Translates the kernels' WGSL to SPIR-V, one module per entry of `KERNELS`, with wgpu's
+/// translator and the settings `ShaderRuntimeChecks::unchecked()` gives the WGSL path; with
+/// each, the kernel's workgroup size.
+fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>, String> {
+    use naga::back::spv;
+    let module = naga::front::wgsl::parse_str(code).map_err(|e| e.emit_to_string(code))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(code))?;
+    let options = spv::Options {
+        flags: spv::WriterFlags::empty(),
+        // Descriptor set = @group, binding = @binding, as wgpu's Vulkan backend lays them out.
+        fake_missing_bindings: true,
+        bounds_check_policies: naga::proc::BoundsCheckPolicies {
+            index: naga::proc::BoundsCheckPolicy::Unchecked,
+            buffer: naga::proc::BoundsCheckPolicy::Unchecked,
+            image_load: naga::proc::BoundsCheckPolicy::Unchecked,
+            binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+        },
+        zero_initialize_workgroup_memory: spv::ZeroInitializeWorkgroupMemoryMode::None,
+        force_loop_bounding: false,
+        emit_int_div_checks: false,
+        ..Default::default()
+    };
+    KERNELS
+        .iter()
+        .map(|(_, entry, _, _)| {
+            let pipeline = spv::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: entry.to_string(),
+            };
+            let size = module
+                .entry_points
+                .iter()
+                .find(|e| e.name == *entry)
+                .ok_or_else(|| format!("no entry point {entry}"))?
+                .workgroup_size;
+            let words = spv::write_vec(&module, &info, &options, Some(&pipeline))
+                .map_err(|e| format!("{entry}: {e}"))?;
+            Ok((words, size))
+        })
+        .collect()
+}
+
 fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Gpu(format!("{what}: {e}"))
 }
@@ -531,7 +601,8 @@ impl GpuBackend {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lenet-gpu"),
-            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            required_features: adapter.features()
+                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PASSTHROUGH_SHADERS),
             required_limits,
             ..Default::default()
         }))
@@ -695,11 +766,13 @@ impl GpuBackend {
                 padded = b;
                 &padded
             };
-            let images = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            let images = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("{name} images (u8 x4 per word)")),
-                contents: bytes,
-                usage: wgpu::BufferUsages::STORAGE,
+                size: bytes.len() as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
             });
+            upload(&device, &queue, &images, bytes);
             let labels32: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();
             let labels = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(&format!("{name} labels")),
@@ -740,35 +813,71 @@ impl GpuBackend {
         // takes memory of its own, so the two do not add up in the peak.
         drop((train, test));
         let head = header();
-        let modules: Vec<(&str, wgpu::ShaderModule)> = SHADERS
-            .iter()
-            .map(|(name, src)| {
-                let code = unroll(&format!("{head}\n{COMMON}\n{src}"));
-                let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(code.into()),
-                };
-                // SAFETY: every index in these kernels is bounded by construction (per-pattern
-                // offsets below the strides, patterns below `step.batch` <= the capacity the
-                // buffers were sized for; tests/gpu.rs checks every tensor against the CPU), all
-                // loops have constant or uniform bounds, and divisors are non-zero constants.
-                // wgpu's injected bounds checks cost ~10% on lavapipe; drivers with robust
-                // buffer access (wgpu enables it where offered) still clamp.
-                let m = unsafe {
-                    device
-                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-                };
-                (*name, m)
-            })
-            .collect();
+        // One module for all kernels: every file needs common.wgsl's helpers, and a module
+        // per file would hold (in wgpu and the driver) a parsed copy of them for each file.
+        let code = unroll(
+            &std::iter::once(head.as_str())
+                .chain([COMMON])
+                .chain(SHADERS.iter().map(|(_, src)| *src))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        // On Vulkan the kernels go to the driver as SPIR-V translated here, one small module
+        // per kernel, and the parsed source is freed before the driver compiles them; a
+        // WGSL module would keep wgpu's parsed copy of all kernels (65 MB with the unrolled
+        // tiles) alive as long as the pipelines, host memory that counts in the peak.
+        let modules = if info.backend == wgpu::Backend::Vulkan
+            && device
+                .features()
+                .contains(wgpu::Features::PASSTHROUGH_SHADERS)
+        {
+            let spirv = spirv_kernels(&code)
+                .map_err(|e| gpu_err("translating the kernels to SPIR-V", e))?;
+            drop(code);
+            spirv
+                .into_iter()
+                .zip(KERNELS)
+                .map(|((words, size), (_, entry, _, _))| {
+                    // SAFETY: naga wrote this SPIR-V from WGSL it validated; the kernels are
+                    // the same as on the WGSL path, which wgpu checks against the layout (on
+                    // GL in tests/gpu.rs), and their bounds are argued below.
+                    unsafe {
+                        device.create_shader_module_passthrough(
+                            wgpu::ShaderModuleDescriptorPassthrough {
+                                label: Some(entry),
+                                entry_points: std::borrow::Cow::Owned(vec![
+                                    wgpu::PassthroughShaderEntryPoint {
+                                        name: std::borrow::Cow::Borrowed(entry),
+                                        workgroup_size: (size[0], size[1], size[2]),
+                                    },
+                                ]),
+                                spirv: Some(std::borrow::Cow::Owned(words)),
+                                ..Default::default()
+                            },
+                        )
+                    }
+                })
+                .collect()
+        } else {
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some("lenet kernels"),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
+            };
+            // SAFETY: every index in these kernels is bounded by construction (per-pattern
+            // offsets below the strides, patterns below `step.batch` <= the capacity the
+            // buffers were sized for; tests/gpu.rs checks every tensor against the CPU), all
+            // loops have constant or uniform bounds, and divisors are non-zero constants.
+            // wgpu's injected bounds checks cost ~10% on lavapipe; drivers with robust
+            // buffer access (wgpu enables it where offered) still clamp.
+            vec![unsafe {
+                device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }]
+        };
         let pipelines = KERNELS
             .iter()
-            .map(|(file, entry, _, _)| {
-                let module = &modules
-                    .iter()
-                    .find(|(n, _)| n == file)
-                    .expect("kernel file listed in SHADERS")
-                    .1;
+            .enumerate()
+            .map(|(k, (_, entry, _, _))| {
+                let module = &modules[k.min(modules.len() - 1)];
                 device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(entry),
                     layout: Some(&pipeline_layout),
@@ -1016,7 +1125,8 @@ impl GpuBackend {
     /// new parameters.
     fn run(&self, split: Split, steps: &[Step], kernels: &[usize]) {
         let bg = &self.split(split).bind_group;
-        for (c, chunk) in steps.chunks(64).enumerate() {
+        let mut in_flight = std::collections::VecDeque::new();
+        for (c, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
             let mut enc = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -1024,7 +1134,7 @@ impl GpuBackend {
                 });
             self.mirror(&mut enc, Mirror::Params, 0);
             for (i, s) in chunk.iter().enumerate() {
-                let offset = ((c * 64 + i) as u64 * STEP_STRIDE) as u32;
+                let offset = ((c * STEPS_PER_SUBMIT + i) as u64 * STEP_STRIDE) as u32;
                 let mut rest = kernels;
                 while !rest.is_empty() {
                     // One compute pass for the kernels up to the next one whose output
@@ -1054,7 +1164,14 @@ impl GpuBackend {
                     rest = &rest[n..];
                 }
             }
-            self.queue.submit([enc.finish()]);
+            in_flight.push_back(self.queue.submit([enc.finish()]));
+            if in_flight.len() > MAX_IN_FLIGHT {
+                // A device error here also reaches the fault handler, reported at the next wait.
+                let _ = self.device.poll(wgpu::PollType::Wait {
+                    submission_index: in_flight.pop_front(),
+                    timeout: None,
+                });
+            }
         }
     }
 
@@ -1484,7 +1601,7 @@ impl Backend for GpuBackend {
         let n = self.split(split).len;
         let identity: Vec<u32> = (0..n as u32).collect();
         self.upload_order(split, &identity);
-        let steps: Vec<Step> = Self::batches(n, EVAL_BATCH)
+        let steps: Vec<Step> = Self::batches(n, self.capacity)
             .map(|(s, b)| self.step(split, s, b, 0))
             .collect();
         self.prepare_steps(&steps);
