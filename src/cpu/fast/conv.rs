@@ -276,16 +276,28 @@ fn c3_backward_input(w3t: &[f32], da3: &[f32], dx2: &mut [f32]) {
     for (m, readers) in C3_READERS.iter().enumerate() {
         for iy in 0..14 {
             let kys = 4usize.saturating_sub(iy)..K.min(14 - iy);
-            let (mut left, mut right) = ([[0f32; L]; 7], [[0f32; L]; 7]);
+            // One half-row at a time: its 7 accumulators stay in registers over all readers
+            // (both halves at once would need 14 of AVX2's 16 and spill). Each output's sum
+            // runs in the same order either way.
+            let out = &mut dx2[(m * 196 + iy * 14) * L..][..14 * L];
+            let (left_out, right_out) = out.split_at_mut(7 * L);
+            let mut left = [[0f32; L]; 7];
             for (j, &o) in readers.iter().enumerate() {
                 let d = &da3[o * 100 * L..][..100 * L];
                 let wk = &w3t[(m * 10 + j) * K * K..][..K * K];
                 full_strip::<7, 0>(d, iy, kys.clone(), wk, &mut left);
+            }
+            let mut right = [[0f32; L]; 7];
+            for (j, &o) in readers.iter().enumerate() {
+                let d = &da3[o * 100 * L..][..100 * L];
+                let wk = &w3t[(m * 10 + j) * K * K..][..K * K];
                 full_strip::<7, 7>(d, iy, kys.clone(), wk, &mut right);
             }
-            let out = &mut dx2[(m * 196 + iy * 14) * L..][..14 * L];
-            for (p, a) in left.iter().chain(&right).enumerate() {
-                out[p * L..(p + 1) * L].copy_from_slice(a);
+            for (p, a) in left.iter().enumerate() {
+                left_out[p * L..(p + 1) * L].copy_from_slice(a);
+            }
+            for (p, a) in right.iter().enumerate() {
+                right_out[p * L..(p + 1) * L].copy_from_slice(a);
             }
         }
     }
