@@ -35,10 +35,11 @@ struct Step {
 @group(0) @binding(6) var<storage, read> order: array<u32>;
 @group(0) @binding(7) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(8) var<storage, read> warps: array<f32>;
-// Kernels read what earlier kernels wrote from textures that mirror the buffers (copied
-// after each writing kernel; GpuBackend::mirror): one row per pattern, four floats per
-// texel. A texel fetch brings four floats in one access; on a CPU adapter (lavapipe) it
-// also costs a fraction of a storage-buffer read, which runs lane by lane.
+// On CPU adapters kernels read what earlier kernels wrote from textures that mirror the
+// buffers (copied after each writing kernel; GpuBackend::mirror): one row per pattern,
+// four floats per texel. A texel fetch brings four floats in one access; on a CPU adapter
+// (lavapipe) it also costs a fraction of a storage-buffer read, which runs lane by lane.
+// Elsewhere (READ_TEXTURES false) they read the storage buffers, and these are 1x1.
 @group(0) @binding(9) var acts_t: texture_2d<f32>;     // (B, ACT_STRIDE / 4)
 @group(0) @binding(10) var deltas_t: texture_2d<f32>;  // (B, DELTA_STRIDE / 4)
 @group(0) @binding(11) var params_t: texture_2d<f32>;  // (N_PARAMS / 256, 64): the parameters
@@ -83,8 +84,13 @@ fn dfac(x: f32) -> f32 {
 }
 
 // Parameters k .. k+3 (k a multiple of 4), and parameter k.
+// Like act4 and delta4 below, read from the texture mirror (READ_TEXTURES, the host's
+// choice for CPU adapters: src/gpu/mod.rs, `Reads`) or straight from the storage buffer.
 fn param4(k: u32) -> vec4<f32> {
-    return textureLoad(params_t, vec2<u32>((k / 4u) % 64u, k / 256u), 0);
+    if (READ_TEXTURES) {
+        return textureLoad(params_t, vec2<u32>((k / 4u) % 64u, k / 256u), 0);
+    }
+    return vec4<f32>(state[P_OFF + k], state[P_OFF + k + 1u], state[P_OFF + k + 2u], state[P_OFF + k + 3u]);
 }
 fn param(k: u32) -> f32 {
     return param4(k & ~3u)[k & 3u];
@@ -129,7 +135,10 @@ fn put_grad4(k: u32, s: vec4<f32>) {
 
 // Values i .. i+3 (i a multiple of 4) of the region at `off` of pattern b, and value i.
 fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {
-    return textureLoad(acts_t, vec2<u32>((off + i) / 4u, b), 0);
+    if (READ_TEXTURES) {
+        return textureLoad(acts_t, vec2<u32>((off + i) / 4u, b), 0);
+    }
+    return acts_v[(b * ACT_STRIDE + off + i) / 4u];
 }
 fn act(b: u32, off: u32, i: u32) -> f32 {
     return act4(b, off, i & ~3u)[i & 3u];
@@ -143,7 +152,10 @@ fn act2_of(v: vec4<f32>, i: u32) -> vec2<f32> {
     return select(v.xy, v.zw, (i & 2u) != 0u);
 }
 fn delta4(b: u32, off: u32, i: u32) -> vec4<f32> {
-    return textureLoad(deltas_t, vec2<u32>((off + i) / 4u, b), 0);
+    if (READ_TEXTURES) {
+        return textureLoad(deltas_t, vec2<u32>((off + i) / 4u, b), 0);
+    }
+    return deltas_v[(b * DELTA_STRIDE + off + i) / 4u];
 }
 fn delta(b: u32, off: u32, i: u32) -> f32 {
     return delta4(b, off, i & ~3u)[i & 3u];

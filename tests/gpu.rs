@@ -7,7 +7,7 @@ mod common;
 use lenet_gpu::backend::Backend;
 use lenet_gpu::cpu::{self, Loss, Workspace, batch::CpuBackend};
 use lenet_gpu::gpu::{
-    self, ACT_LAYOUT, ACT_STRIDE, AdapterChoice, DELTA_LAYOUT, DELTA_STRIDE, GpuBackend,
+    self, ACT_LAYOUT, ACT_STRIDE, AdapterChoice, DELTA_LAYOUT, DELTA_STRIDE, GpuBackend, Reads,
 };
 use lenet_gpu::params::{self, N_PARAMS, TENSORS};
 use lenet_gpu::{RBF_CENTERS, data::Dataset, train};
@@ -48,7 +48,7 @@ fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
     })
 }
 
-/// A GPU backend on `choice` over the test subsets of MNIST.
+/// A GPU backend on `choice` over the test subsets of MNIST, reading as suits the adapter.
 fn backend(choice: &AdapterChoice, loss: Loss, momentum: f32, batch: usize) -> GpuBackend {
     let (train_set, test_set) = mnist().clone();
     GpuBackend::new(
@@ -61,6 +61,31 @@ fn backend(choice: &AdapterChoice, loss: Loss, momentum: f32, batch: usize) -> G
     )
     .unwrap()
 }
+
+/// The same with the kernels' reads given: the tests that cover every kernel and the
+/// training step run both ways on every adapter, so the way a hardware GPU runs them
+/// (`Reads::Storage`, no texture copies) is tested on the software adapters too.
+fn backend_reading(
+    choice: &AdapterChoice,
+    loss: Loss,
+    momentum: f32,
+    batch: usize,
+    reads: Reads,
+) -> GpuBackend {
+    let (train_set, test_set) = mnist().clone();
+    GpuBackend::with_reads(
+        gpu::pick(choice).unwrap(),
+        train_set,
+        test_set,
+        loss,
+        momentum,
+        batch,
+        reads,
+    )
+    .unwrap()
+}
+
+const BOTH_READS: [Reads; 2] = [Reads::Textures, Reads::Storage];
 
 /// Every forward, backward and second-derivative kernel against the CPU passes, on 5
 /// training patterns. Tolerances: f32 sums of up to 20,000 terms in another order, so
@@ -93,9 +118,12 @@ fn kernels_match_cpu_twins() {
             }
             cpu_ws.push(ws);
         }
-        for (name, choice) in adapters() {
-            println!("{name}, mode {mode}");
-            let mut g = backend(&choice, Loss::Mse, 0.0, 8);
+        for ((name, choice), reads) in adapters()
+            .into_iter()
+            .flat_map(|a| BOTH_READS.map(|r| (a.clone(), r)))
+        {
+            println!("{name}, mode {mode}, reads {reads:?}");
+            let mut g = backend_reading(&choice, Loss::Mse, 0.0, 8, reads);
             g.set_params(&p).unwrap();
             let snap = g.snapshot(&idx, mode).unwrap();
             let mut failures = Vec::new();
@@ -172,9 +200,12 @@ fn twenty_training_steps_agree() {
         .map(|c| cpu_b.train(c, 8).unwrap().loss_sum)
         .collect();
     let cpu_p = cpu_b.params().unwrap();
-    for (name, choice) in adapters() {
-        println!("{name}");
-        let mut g = backend(&choice, Loss::Mse, 0.5, 8);
+    for ((name, choice), reads) in adapters()
+        .into_iter()
+        .flat_map(|a| BOTH_READS.map(|r| (a.clone(), r)))
+    {
+        println!("{name}, reads {reads:?}");
+        let mut g = backend_reading(&choice, Loss::Mse, 0.5, 8, reads);
         g.set_params(&p0).unwrap();
         let gh = g.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
         let mut fails: Vec<String> = TENSORS

@@ -92,8 +92,12 @@ struct Step {
 }
 
 /// The constants every shader sees, generated from the Rust layout so the two never differ.
-fn header() -> String {
+fn header(reads: Reads) -> String {
     let mut h = String::new();
+    h += &format!(
+        "const READ_TEXTURES: bool = {};\n",
+        reads == Reads::Textures
+    );
     h += &format!("const N_PARAMS: u32 = {N_PARAMS}u;\n");
     for t in params::TENSORS {
         h += &format!(
@@ -454,6 +458,31 @@ impl Mirrors {
     }
 }
 
+/// Where the kernels read what earlier kernels wrote (`act4`, `delta4`, `param4` in
+/// common.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// From rgba32float textures that a copy refreshes after each writing kernel (`Mirror`):
+    /// on a CPU adapter a texel fetch costs a fraction of a storage-buffer load, which
+    /// llvmpipe runs lane by lane, and more than pays for the 18 copies per batch.
+    Textures,
+    /// Straight from the storage buffers, all of a batch's kernels in one compute pass with
+    /// no copies: on a hardware GPU a storage load is as fast as a texel fetch, and the
+    /// copies would only add commands and memory traffic.
+    Storage,
+}
+
+impl Reads {
+    /// Textures on a software (CPU) adapter, storage buffers on any other.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        if info.device_type == wgpu::DeviceType::Cpu {
+            Reads::Textures
+        } else {
+            Reads::Storage
+        }
+    }
+}
+
 pub struct GpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -465,8 +494,10 @@ pub struct GpuBackend {
     layout: wgpu::BindGroupLayout,
     acts: wgpu::Buffer,
     deltas: wgpu::Buffer,
-    /// The textures the kernels read acts, deltas and parameters from.
+    /// The textures the kernels read acts, deltas and parameters from (1x1 placeholders
+    /// with `Reads::Storage`).
     mirrors: Mirrors,
+    reads: Reads,
     capacity: usize,
     train: SplitBuffers,
     test: SplitBuffers,
@@ -549,7 +580,8 @@ fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl GpuBackend {
-    /// Builds everything once for batches of up to `max_batch` patterns.
+    /// Builds everything once for batches of up to `max_batch` patterns, reading as suits
+    /// the adapter (`Reads::for_adapter`).
     pub fn new(
         adapter: wgpu::Adapter,
         train: Arc<Dataset>,
@@ -557,6 +589,20 @@ impl GpuBackend {
         loss: Loss,
         momentum: f32,
         max_batch: usize,
+    ) -> Result<Self> {
+        let reads = Reads::for_adapter(&adapter.get_info());
+        Self::with_reads(adapter, train, test, loss, momentum, max_batch, reads)
+    }
+
+    /// `new`, with the kernels' reads chosen by the caller (tests run both on one adapter).
+    pub fn with_reads(
+        adapter: wgpu::Adapter,
+        train: Arc<Dataset>,
+        test: Arc<Dataset>,
+        loss: Loss,
+        momentum: f32,
+        max_batch: usize,
+        reads: Reads,
     ) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
@@ -586,7 +632,7 @@ impl GpuBackend {
             )));
         }
         let need_texture = (DELTA_STRIDE / 4).max(capacity as u32);
-        if need_texture > limits.max_texture_dimension_2d {
+        if reads == Reads::Textures && need_texture > limits.max_texture_dimension_2d {
             return Err(Error::Config(format!(
                 "{} allows textures of {} texels a side, but batch {max_batch} needs {need_texture}; \
                  use a smaller --batch, or another adapter",
@@ -705,6 +751,10 @@ impl GpuBackend {
             mapped_at_creation: false,
         });
         let mirror_texture = |label: &str, width: u32, height: u32| {
+            let (width, height) = match reads {
+                Reads::Textures => (width, height),
+                Reads::Storage => (1, 1),
+            };
             device.create_texture(&wgpu::TextureDescriptor {
                 label: Some(label),
                 size: wgpu::Extent3d {
@@ -812,7 +862,7 @@ impl GpuBackend {
         // over its only reference) before LLVM-based drivers compile the kernels, which
         // takes memory of its own, so the two do not add up in the peak.
         drop((train, test));
-        let head = header();
+        let head = header(reads);
         // One module for all kernels: every file needs common.wgsl's helpers, and a module
         // per file would hold (in wgpu and the driver) a parsed copy of them for each file.
         let code = unroll(
@@ -916,6 +966,7 @@ impl GpuBackend {
             acts,
             deltas,
             mirrors,
+            reads,
             capacity,
             train: train_b,
             test: test_b,
@@ -1141,7 +1192,7 @@ impl GpuBackend {
                     // must be mirrored, then the copy.
                     let n = rest
                         .iter()
-                        .position(|&k| !matches!(KERNELS[k].3, Mirror::None))
+                        .position(|&k| self.copies(KERNELS[k].3))
                         .map_or(rest.len(), |p| p + 1);
                     {
                         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -1175,8 +1226,21 @@ impl GpuBackend {
         }
     }
 
-    /// Copies what a kernel wrote for `rows` patterns into the texture later kernels read.
+    /// Whether `mirror` copies anything for `m` (and so ends a compute pass).
+    fn copies(&self, m: Mirror) -> bool {
+        match m {
+            Mirror::None => false,
+            Mirror::Acts(..) | Mirror::Deltas(..) => self.reads == Reads::Textures,
+            Mirror::Params => true,
+        }
+    }
+
+    /// Copies what a kernel wrote for `rows` patterns into the texture later kernels read
+    /// (with `Reads::Storage`, only the parameters' uniform copy).
     fn mirror(&self, enc: &mut wgpu::CommandEncoder, m: Mirror, rows: u32) {
+        if !self.copies(m) {
+            return;
+        }
         let (buffer, texture, stride, off, len, rows) = match m {
             Mirror::None => return,
             Mirror::Acts(off, len) => (&self.acts, 0, ACT_STRIDE, off, len, rows),
@@ -1196,6 +1260,9 @@ impl GpuBackend {
                 0,
                 SMALL_PARAMS as u64 * 4,
             );
+            if self.reads == Reads::Storage {
+                return;
+            }
         }
         enc.copy_buffer_to_texture(
             wgpu::TexelCopyBufferInfo {
@@ -1646,8 +1713,15 @@ mod tests {
     #[test]
     fn every_kernel_file_unrolls_to_valid_wgsl() {
         for (name, src) in super::SHADERS {
-            let code = unroll(&format!("{}\n{}\n{src}", super::header(), super::COMMON));
-            naga::front::wgsl::parse_str(&code).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for reads in [super::Reads::Textures, super::Reads::Storage] {
+                let code = unroll(&format!(
+                    "{}\n{}\n{src}",
+                    super::header(reads),
+                    super::COMMON
+                ));
+                naga::front::wgsl::parse_str(&code)
+                    .unwrap_or_else(|e| panic!("{name}, {reads:?}: {e}"));
+            }
         }
     }
 
