@@ -117,7 +117,7 @@ fn header(reads: Reads) -> String {
         h += &format!("const {n}: u32 = {off}u;\n");
         off += len;
     }
-    assert!(off <= ACT_STRIDE && ACT_STRIDE % 64 == 0);
+    assert!(off <= ACT_STRIDE && ACT_STRIDE.is_multiple_of(64));
     h += &format!("const ACT_STRIDE: u32 = {ACT_STRIDE}u;\n");
     let mut off = 0;
     for (n, len) in DELTA_LAYOUT {
@@ -125,9 +125,9 @@ fn header(reads: Reads) -> String {
         h += &format!("const {n}: u32 = {off}u;\n");
         off += len;
     }
-    assert!(off <= PART && PART % 4 == 0);
+    assert!(off <= PART && PART.is_multiple_of(4));
     h += &format!("const PART: u32 = {PART}u;\n");
-    assert!(PART + PART_LEN <= DELTA_STRIDE && DELTA_STRIDE % 64 == 0);
+    const { assert!(PART + PART_LEN <= DELTA_STRIDE && DELTA_STRIDE.is_multiple_of(64)) };
     h += &format!("const DELTA_STRIDE: u32 = {DELTA_STRIDE}u;\n");
     h += &format!("const RBF_CENTERS: u32 = {SMALL_PARAMS}u;\n");
     assert_eq!(SMALL_PARAMS % 4, 0);
