@@ -50,16 +50,7 @@ fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
 
 /// A GPU backend on `choice` over the test subsets of MNIST, reading as suits the adapter.
 fn backend(choice: &AdapterChoice, loss: Loss, momentum: f32, batch: usize) -> GpuBackend {
-    let (train_set, test_set) = mnist().clone();
-    GpuBackend::new(
-        gpu::pick(choice).unwrap(),
-        train_set,
-        test_set,
-        loss,
-        momentum,
-        batch,
-    )
-    .unwrap()
+    backend_reading(choice, loss, momentum, batch, None)
 }
 
 /// The same with the kernels' reads given: the tests that cover every kernel and the
@@ -70,19 +61,12 @@ fn backend_reading(
     loss: Loss,
     momentum: f32,
     batch: usize,
-    reads: Reads,
+    reads: Option<Reads>,
 ) -> GpuBackend {
     let (train_set, test_set) = mnist().clone();
-    GpuBackend::with_reads(
-        gpu::pick(choice).unwrap(),
-        train_set,
-        test_set,
-        loss,
-        momentum,
-        batch,
-        reads,
-    )
-    .unwrap()
+    let adapter = gpu::pick(choice).unwrap();
+    let reads = reads.unwrap_or_else(|| Reads::for_adapter(&adapter.get_info()));
+    GpuBackend::with_reads(adapter, train_set, test_set, loss, momentum, batch, reads).unwrap()
 }
 
 const BOTH_READS: [Reads; 2] = [Reads::Textures, Reads::Storage];
@@ -123,7 +107,7 @@ fn kernels_match_cpu_twins() {
             .flat_map(|a| BOTH_READS.map(|r| (a.clone(), r)))
         {
             println!("{name}, mode {mode}, reads {reads:?}");
-            let mut g = backend_reading(&choice, Loss::Mse, 0.0, 8, reads);
+            let mut g = backend_reading(&choice, Loss::Mse, 0.0, 8, Some(reads));
             g.set_params(&p).unwrap();
             let snap = g.snapshot(&idx, mode).unwrap();
             let mut failures = Vec::new();
@@ -205,7 +189,7 @@ fn twenty_training_steps_agree() {
         .flat_map(|a| BOTH_READS.map(|r| (a.clone(), r)))
     {
         println!("{name}, reads {reads:?}");
-        let mut g = backend_reading(&choice, Loss::Mse, 0.5, 8, reads);
+        let mut g = backend_reading(&choice, Loss::Mse, 0.5, 8, Some(reads));
         g.set_params(&p0).unwrap();
         let gh = g.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
         let mut fails: Vec<String> = TENSORS
