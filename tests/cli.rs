@@ -30,10 +30,13 @@ fn train_then_eval(tag: &str, device: &[&str]) {
     let model = dir.join("lenet.safetensors");
     let out = common::bin()
         // Online (batch 1) with a larger eta than the defaults, which are tuned for 20 passes
-        // over 60,000 images, not 2 over 2,000; and the mse criterion, which learns faster
+        // over 60,000 images, not 3 over 2,000; and the mse criterion, which learns faster
         // in the first few thousand patterns (measured on the CPU backend with these
-        // settings: mse 9.4% test error, the default map criterion 9.9-10.6% over four
-        // schedules).
+        // settings after 2 passes: mse 9.4% test error, the default map criterion 9.9-10.6%
+        // over four schedules). Three passes, because after two the error sits at the 10%
+        // line and online training at this eta turns rounding into whole points: on
+        // lavapipe 9.6% or 11.8% depending only on the order of the SDLM estimate's float
+        // sums. After three: 7.9% on the CPU backend, 7.6% on lavapipe.
         .args([
             "train",
             "--train-limit",
@@ -41,7 +44,7 @@ fn train_then_eval(tag: &str, device: &[&str]) {
             "--test-limit",
             "1000",
             "--epochs",
-            "2",
+            "3",
         ])
         .args([
             "--batch",
@@ -65,7 +68,7 @@ fn train_then_eval(tag: &str, device: &[&str]) {
     println!("{stdout}");
     assert!(
         trained <= 10.0,
-        "accuracy below 90% after 2 passes on 2,000 images: error {trained}%"
+        "accuracy below 90% after 3 passes on 2,000 images: error {trained}%"
     );
 
     let out = common::bin()
