@@ -296,7 +296,9 @@ const fn part(len: u32) -> Mirror {
     Mirror::Deltas(PART, len)
 }
 
-/// Every kernel: (shader file, entry point, size, what it writes for later kernels).
+/// Every kernel: (shader file, entry point, size, what it writes for later kernels). All
+/// files go into one module; the file column says where to find the kernel
+/// (`every_kernel_is_in_its_file`).
 const KERNELS: [(&str, &str, Size, Mirror); 26] = [
     ("input", "input_forward", Size::PerPattern(32), acts(0)),
     ("conv", "c1_forward", Size::PerPattern(49), acts(1)),
@@ -1722,6 +1724,20 @@ mod tests {
                 naga::front::wgsl::parse_str(&code)
                     .unwrap_or_else(|e| panic!("{name}, {reads:?}: {e}"));
             }
+        }
+    }
+
+    #[test]
+    fn every_kernel_is_in_its_file() {
+        for (file, entry, _, _) in super::KERNELS {
+            let (_, src) = super::SHADERS
+                .iter()
+                .find(|(name, _)| *name == file)
+                .unwrap_or_else(|| panic!("{entry}: no shader file {file}"));
+            assert!(
+                src.contains(&format!("fn {entry}(")),
+                "{entry} is not in {file}.wgsl"
+            );
         }
     }
 
