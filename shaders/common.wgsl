@@ -1,9 +1,8 @@
-// Shared by every LeNet-5 kernel; prepended to each shader file at load, after the
-// constants that the host generates from src/params.rs (parameter offsets, the C3 table,
-// the per-pattern buffer layout).
+// Shared by every LeNet-5 kernel; the host puts in front of it the constants it generates
+// from src/params.rs (parameter offsets, the C3 table, the per-pattern layout) and one of
+// textures.wgsl or buffers.wgsl (where activations and deltas live).
 //
-// One bind-group layout serves all kernels (ten storage buffers, two uniform buffers,
-// three textures):
+// One bind-group layout serves all kernels:
 //   state:  [params | grad | eps | velocity | hacc], each N_PARAMS floats, flat layout
 //   acts:   per pattern (ACT_STRIDE floats) [x0 | x1 | x2 | x3 | x4 | x5 | x6 | y], squashed
 //           outputs; each region starts on a multiple of 4 floats
@@ -14,6 +13,7 @@
 //   order:  pattern indices; a batch is order[start .. start + batch]
 //   stats:  per position in order, (loss, predicted class)
 //   warps:  per training image, its distortion (src/distort.rs, Affine: m00 m01 m10 m11 tx ty)
+// Kernels read and write acts and deltas four aligned floats (a texel) at a time.
 
 struct Step {
     start: u32,     // first position of this batch in `order`
@@ -28,27 +28,18 @@ struct Step {
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read_write> state: array<f32>;
-@group(0) @binding(2) var<storage, read_write> acts: array<f32>;
-@group(0) @binding(3) var<storage, read_write> deltas: array<f32>;
-@group(0) @binding(4) var<storage, read> images: array<u32>;
-@group(0) @binding(5) var<storage, read> labels: array<u32>;
-@group(0) @binding(6) var<storage, read> order: array<u32>;
-@group(0) @binding(7) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(8) var<storage, read> warps: array<f32>;
-// On CPU adapters kernels read what earlier kernels wrote from textures that mirror the
-// buffers (copied after each writing kernel; GpuBackend::mirror): one row per pattern,
-// four floats per texel. A texel fetch brings four floats in one access; on a CPU adapter
-// (lavapipe) it also costs a fraction of a storage-buffer read, which runs lane by lane.
-// Elsewhere (READ_TEXTURES false) they read the storage buffers, and these are 1x1.
-@group(0) @binding(9) var acts_t: texture_2d<f32>;     // (B, ACT_STRIDE / 4)
-@group(0) @binding(10) var deltas_t: texture_2d<f32>;  // (B, DELTA_STRIDE / 4)
-@group(0) @binding(11) var params_t: texture_2d<f32>;  // (N_PARAMS / 256, 64): the parameters
+@group(0) @binding(2) var<storage, read> images: array<u32>;
+@group(0) @binding(3) var<storage, read> labels: array<u32>;
+@group(0) @binding(4) var<storage, read> order: array<u32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(6) var<storage, read> warps: array<f32>;
 // The parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), also as uniforms, then the
 // RBF centres (10, 84) from RBF_CENTERS = SMALL_PARAMS.
-@group(0) @binding(14) var<uniform> small: array<vec4<f32>, (SMALL_PARAMS + 840u) / 4u>;
-// The same buffers as `acts` and `deltas`, for writing four aligned values in one store.
-@group(0) @binding(12) var<storage, read_write> acts_v: array<vec4<f32>>;
-@group(0) @binding(13) var<storage, read_write> deltas_v: array<vec4<f32>>;
+@group(0) @binding(7) var<uniform> small: array<vec4<f32>, (SMALL_PARAMS + 840u) / 4u>;
+// Activations, deltas and the parameters' second home are declared, with the helpers that
+// read and write them four floats at a time (act4 / put_act4, delta4 / put_delta4, param4 /
+// put_param4), by one of textures.wgsl (CPU adapters) and buffers.wgsl (all others), which
+// the host puts in front of this file (src/gpu/mod.rs, `Reads`).
 
 const WG: u32 = 64u;
 
@@ -83,15 +74,7 @@ fn dfac(x: f32) -> f32 {
     return select(d, d * d, step.mode == 1u);
 }
 
-// Parameters k .. k+3 (k a multiple of 4), and parameter k.
-// Like act4 and delta4 below, read from the texture mirror (READ_TEXTURES, the host's
-// choice for CPU adapters: src/gpu/mod.rs, `Reads`) or straight from the storage buffer.
-fn param4(k: u32) -> vec4<f32> {
-    if (READ_TEXTURES) {
-        return textureLoad(params_t, vec2<u32>((k / 4u) % 64u, k / 256u), 0);
-    }
-    return vec4<f32>(state[P_OFF + k], state[P_OFF + k + 1u], state[P_OFF + k + 2u], state[P_OFF + k + 3u]);
-}
+// Parameter k (act4, delta4 and param4 are in textures.wgsl and buffers.wgsl).
 fn param(k: u32) -> f32 {
     return param4(k & ~3u)[k & 3u];
 }
@@ -133,13 +116,7 @@ fn put_grad4(k: u32, s: vec4<f32>) {
     put_grad(k + 3u, s.w);
 }
 
-// Values i .. i+3 (i a multiple of 4) of the region at `off` of pattern b, and value i.
-fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {
-    if (READ_TEXTURES) {
-        return textureLoad(acts_t, vec2<u32>((off + i) / 4u, b), 0);
-    }
-    return acts_v[(b * ACT_STRIDE + off + i) / 4u];
-}
+// Value i of the region at `off` of pattern b.
 fn act(b: u32, off: u32, i: u32) -> f32 {
     return act4(b, off, i & ~3u)[i & 3u];
 }
@@ -150,12 +127,6 @@ fn act2(b: u32, off: u32, i: u32) -> vec2<f32> {
 // The pair at even index i of the texel v that holds it.
 fn act2_of(v: vec4<f32>, i: u32) -> vec2<f32> {
     return select(v.xy, v.zw, (i & 2u) != 0u);
-}
-fn delta4(b: u32, off: u32, i: u32) -> vec4<f32> {
-    if (READ_TEXTURES) {
-        return textureLoad(deltas_t, vec2<u32>((off + i) / 4u, b), 0);
-    }
-    return deltas_v[(b * DELTA_STRIDE + off + i) / 4u];
 }
 fn delta(b: u32, off: u32, i: u32) -> f32 {
     return delta4(b, off, i & ~3u)[i & 3u];
@@ -202,10 +173,12 @@ fn dense_forward(t: u32, n_in: u32, n_out: u32, xoff: u32, yoff: u32, w: u32, bi
             }
         }
     }
+    // n_out is a multiple of 4: each half of a tile's row is in the layer or wholly past it.
     /*unroll*/ for (var bj = 0u; bj < 16u; bj++) {
-        /*unroll*/ for (var oj = 0u; oj < 8u; oj++) {
-            if (b0 + bj < step.batch && o0 + oj < n_out) {
-                acts[(b0 + bj) * ACT_STRIDE + yoff + o0 + oj] = squash(a[bj * 8u + oj]);
+        /*unroll*/ for (var h = 0u; h < 2u; h++) {
+            if (b0 + bj < step.batch && o0 + 4u * h < n_out) {
+                let j = bj * 8u + 4u * h;
+                put_act4(b0 + bj, yoff, o0 + 4u * h, vec4<f32>(squash(a[j]), squash(a[j + 1u]), squash(a[j + 2u]), squash(a[j + 3u])));
             }
         }
     }
@@ -239,8 +212,10 @@ fn dense_backward_input(t: u32, n_in: u32, n_out: u32, xoff: u32, doff_out: u32,
             let x0 = act4(b, xoff, k0);
             let x1 = act4(b, xoff, k0 + 4u);
             let x = array<f32, 8>(x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w);
-            /*unroll*/ for (var kj = 0u; kj < 8u; kj++) {
-                deltas[b * DELTA_STRIDE + doff_in + k0 + kj] = dfac(x[kj]) * s[bj * 8u + kj];
+            /*unroll*/ for (var h = 0u; h < 2u; h++) {
+                let j = bj * 8u + 4u * h;
+                put_delta4(b, doff_in, k0 + 4u * h, vec4<f32>(dfac(x[4u * h]) * s[j], dfac(x[4u * h + 1u]) * s[j + 1u],
+                                                              dfac(x[4u * h + 2u]) * s[j + 2u], dfac(x[4u * h + 3u]) * s[j + 3u]));
             }
         }
     }

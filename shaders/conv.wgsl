@@ -53,7 +53,7 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         }
         /*unroll*/ for (var ty = 0u; ty < 4u; ty++) {
             let v = vec4<f32>(squash(a[ty * 4u]), squash(a[ty * 4u + 1u]), squash(a[ty * 4u + 2u]), squash(a[ty * 4u + 3u]));
-            acts_v[(b * ACT_STRIDE + X1 + o * 784u + (y0 + ty) * 28u + x0) / 4u] = v;
+            put_act4(b, X1, o * 784u + (y0 + ty) * 28u + x0, v);
         }
     }
 }
@@ -68,8 +68,8 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 //   sums d2 * (2x2 x1 sum) and d2 over the 2x14 S2 units of the block (S2's coefficient
 //   and bias of map o);
 //   sums d1[o] * x0 over the 4x28 positions for the 25 weights, and d1[o] for the bias.
-// Partial sums go to the pattern's PART region, 168 per row block: 150 weights, 6 biases
-// of C1, then 6 coefficients and 6 biases of S2.
+// Partial sums go to the pattern's PART region, 168 per row block, 28 (seven texels) per
+// map o: its 25 weights, its bias, then S2's coefficient and bias of map o.
 @compute @workgroup_size(64)
 fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -84,7 +84,6 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         p[4u * q + 2u] = xin(v.z);
         p[4u * q + 3u] = xin(v.w);
     }
-    let out = b * DELTA_STRIDE + PART + rb * 168u;
     for (var o = 0u; o < 6u; o++) {
         var x1: array<f32, 112>; // x1[o] rows 4rb .. 4rb+3
         /*unroll*/ for (var q = 0u; q < 28u; q++) {
@@ -134,26 +133,42 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
                 }
             }
         }
-        /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + o * 25u + k] = g[k]; }
-        deltas[out + 150u + o] = bias;
-        deltas[out + 156u + o] = coef;
-        deltas[out + 162u + o] = sbias;
+        let v = array<f32, 28>(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12],
+                               g[13], g[14], g[15], g[16], g[17], g[18], g[19], g[20], g[21], g[22], g[23], g[24],
+                               bias, coef, sbias);
+        /*unroll*/ for (var q = 0u; q < 7u; q++) {
+            put_delta4(b, PART, rb * 168u + o * 28u + 4u * q, vec4<f32>(v[4u * q], v[4u * q + 1u], v[4u * q + 2u], v[4u * q + 3u]));
+        }
     }
 }
 
-// Stage 2: one invocation per 4 C1 parameters (150 weights, then 6 biases) adds the
-// partial sums of stage 1 in order: pattern by pattern, row block by row block.
+// Stage 2: one invocation per texel of a map's 28 partial sums (six maps of seven) adds
+// them in order, pattern by pattern, row block by row block, and writes each float to its
+// parameter: C1's weights and bias of the map, S2's coefficient and bias.
 @compute @workgroup_size(8) // SUM_WG
 fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = 4u * flat_id(gid, nwg);
-    if (k >= 156u) { return; }
+    let t = flat_id(gid, nwg);
+    if (t >= 42u) { return; }
+    let o = t / 7u;
+    let q = t % 7u;
     var s = vec4<f32>(0.0);
     for (var b = 0u; b < step.batch; b++) {
         for (var rb = 0u; rb < 7u; rb++) {
-            s += delta4(b, PART, rb * 168u + k);
+            s += delta4(b, PART, rb * 168u + o * 28u + 4u * q);
         }
     }
-    put_grad4(C1_W + k, s);
+    /*unroll*/ for (var k = 0u; k < 4u; k++) {
+        let j = 4u * q + k;
+        if (j < 25u) {
+            put_grad(C1_W + o * 25u + j, s[k]);
+        } else if (j == 25u) {
+            put_grad(C1_B + o, s[k]);
+        } else if (j == 26u) {
+            put_grad(S2_W + o, s[k]);
+        } else {
+            put_grad(S2_B + o, s[k]);
+        }
+    }
 }
 
 // x2: (B,6,14,14) -> x3: (B,16,10,10). One invocation per (pattern, output map): the 100
@@ -203,7 +218,7 @@ fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     /*unroll*/ for (var q = 0u; q < 25u; q++) {
         let v = vec4<f32>(squash(a[4u * q]), squash(a[4u * q + 1u]), squash(a[4u * q + 2u]), squash(a[4u * q + 3u]));
-        acts_v[(b * ACT_STRIDE + X3 + o * 100u) / 4u + q] = v;
+        put_act4(b, X3, o * 100u + 4u * q, v);
     }
 }
 
@@ -248,23 +263,25 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     /*unroll*/ for (var q = 0u; q < 49u; q++) {
         let r = m * 196u + 4u * q;
         let x = act4(b, X2, r);
-        deltas_v[(b * DELTA_STRIDE + D2 + r) / 4u] =
-            vec4<f32>(dfac(x.x) * s[4u * q], dfac(x.y) * s[4u * q + 1u], dfac(x.z) * s[4u * q + 2u], dfac(x.w) * s[4u * q + 3u]);
+        put_delta4(b, D2, r, vec4<f32>(dfac(x.x) * s[4u * q], dfac(x.y) * s[4u * q + 1u], dfac(x.z) * s[4u * q + 2u], dfac(x.w) * s[4u * q + 3u]));
     }
 }
 
 // C3's parameter gradients in two stages (as C1's). Stage 1: one invocation per (pattern,
 // S2 map m) holds x2[m] in registers and, link by link over the ten links that read m,
-// sums d3[o] * x2[m] for the link's 25 weights; it also sums the deltas of C3 maps 3m ..
-// 3m+2 for their biases. 1516 partials per pattern.
+// sums d3[o] * x2[m] for the link's 25 weights, written as seven texels at PART + 28 l
+// (three floats of padding); it also sums the deltas of C3 maps 3m .. 3m+2 for their
+// biases, one texel at PART + C3_PART_BIAS + 4m.
 @compute @workgroup_size(64)
 fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 6u) { return; }
     let b = i / 6u;
     let m = i % 6u;
-    let out = b * DELTA_STRIDE + PART;
-    for (var o = 3u * m; o < min(3u * m + 3u, 16u); o++) {
+    var sb = vec4<f32>(0.0);
+    /*unroll*/ for (var j = 0u; j < 3u; j++) {
+        // Map 3m + j; past the last map (m = 5), map 15 again, not written.
+        let o = min(3u * m + j, 15u);
         var s = 0.0;
         /*unroll*/ for (var q = 0u; q < 25u; q++) {
             let v = delta4(b, D3, o * 100u + 4u * q);
@@ -273,8 +290,9 @@ fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
             s += v.z;
             s += v.w;
         }
-        deltas[out + 1500u + o] = s;
+        sb[j] = select(0.0, s, 3u * m + j < 16u);
     }
+    put_delta4(b, PART, C3_PART_BIAS + 4u * m, sb);
     var p: array<f32, 196>; // x2[m]
     /*unroll*/ for (var q = 0u; q < 49u; q++) {
         let v = act4(b, X2, m * 196u + 4u * q);
@@ -305,21 +323,39 @@ fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
                 }
             }
         }
-        /*unroll*/ for (var k = 0u; k < 25u; k++) { deltas[out + l * 25u + k] = g[k]; }
+        let v = array<f32, 28>(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12],
+                               g[13], g[14], g[15], g[16], g[17], g[18], g[19], g[20], g[21], g[22], g[23], g[24],
+                               0.0, 0.0, 0.0);
+        /*unroll*/ for (var q = 0u; q < 7u; q++) {
+            put_delta4(b, PART, l * 28u + 4u * q, vec4<f32>(v[4u * q], v[4u * q + 1u], v[4u * q + 2u], v[4u * q + 3u]));
+        }
     }
 }
 
-// Stage 2: one invocation per 4 C3 parameters (1500 weights, then 16 biases) adds the
-// patterns' partial sums in order.
+// Stage 2: one invocation per texel of partial sums (60 links of seven, then six of
+// biases) adds the patterns' texels in order and writes each float to its parameter.
 @compute @workgroup_size(8) // SUM_WG
 fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = 4u * flat_id(gid, nwg);
-    if (k >= 1516u) { return; }
+    let t = flat_id(gid, nwg);
+    if (t >= 426u) { return; }
+    // Link l's texel q is at 28 l + 4 q = 4 t.
+    let off = select(C3_PART_BIAS + 4u * (t - 420u), 4u * t, t < 420u);
     var s = vec4<f32>(0.0);
     for (var b = 0u; b < step.batch; b++) {
-        s += delta4(b, PART, k);
+        s += delta4(b, PART, off);
     }
-    put_grad4(C3_W + k, s);
+    if (t < 420u) {
+        let l = t / 7u;
+        let q = t % 7u;
+        /*unroll*/ for (var k = 0u; k < 4u; k++) {
+            if (4u * q + k < 25u) { put_grad(C3_W + l * 25u + 4u * q + k, s[k]); }
+        }
+    } else {
+        let m = t - 420u;
+        /*unroll*/ for (var k = 0u; k < 3u; k++) {
+            if (3u * m + k < 16u) { put_grad(C3_B + 3u * m + k, s[k]); }
+        }
+    }
 }
 
 // x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input is a dense layer of 400

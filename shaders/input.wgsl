@@ -65,7 +65,7 @@ fn input_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         }
     }
     /*unroll*/ for (var q = 0u; q < 8u; q++) {
-        acts_v[(b * ACT_STRIDE + X0 + r * 32u) / 4u + q] = vec4<f32>(v[4u * q], v[4u * q + 1u], v[4u * q + 2u], v[4u * q + 3u]);
+        put_act4(b, X0, r * 32u + 4u * q, vec4<f32>(v[4u * q], v[4u * q + 1u], v[4u * q + 2u], v[4u * q + 3u]));
     }
 }
 
@@ -84,6 +84,6 @@ fn input_forward_distorted(@builtin(global_invocation_id) gid: vec3<u32>, @built
     /*unroll*/ for (var q = 0u; q < 8u; q++) {
         let v = vec4<f32>(input_distorted(img, a, r, 4u * q), input_distorted(img, a, r, 4u * q + 1u),
                           input_distorted(img, a, r, 4u * q + 2u), input_distorted(img, a, r, 4u * q + 3u));
-        acts_v[(b * ACT_STRIDE + X0 + r * 32u) / 4u + q] = v;
+        put_act4(b, X0, r * 32u + 4u * q, v);
     }
 }

@@ -31,7 +31,7 @@ fn rbf_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
     // Three stores of four: the last two floats are the padding after y.
     /*unroll*/ for (var q = 0u; q < 3u; q++) {
-        acts_v[(b * ACT_STRIDE + Y) / 4u + q] = vec4<f32>(y[4u * q], y[4u * q + 1u], y[4u * q + 2u], y[4u * q + 3u]);
+        put_act4(b, Y, 4u * q, vec4<f32>(y[4u * q], y[4u * q + 1u], y[4u * q + 2u], y[4u * q + 3u]));
     }
 }
 
@@ -41,28 +41,45 @@ fn loss_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     let b = flat_id(gid, nwg);
     if (b >= step.batch) { return; }
     let label = labels[order[step.start + b]];
-    var best = 0u;
-    var ymin = act(b, Y, 0u);
-    for (var i = 1u; i < 10u; i++) {
-        let v = act(b, Y, i);
-        if (v < ymin) { ymin = v; best = i; }
+    // y, then two floats of padding: three texels.
+    var y: array<f32, 12>;
+    /*unroll*/ for (var q = 0u; q < 3u; q++) {
+        let v = act4(b, Y, 4u * q);
+        y[4u * q] = v.x;
+        y[4u * q + 1u] = v.y;
+        y[4u * q + 2u] = v.z;
+        y[4u * q + 3u] = v.w;
     }
-    var e = act(b, Y, label);
+    var best = 0u;
+    var ymin = y[0];
+    /*unroll*/ for (var i = 1u; i < 10u; i++) {
+        if (y[i] < ymin) { ymin = y[i]; best = i; }
+    }
+    var e = 0.0;
+    // dE/dy, with the two floats of padding after it: three stores of four.
+    var dy: array<f32, 12>;
+    /*unroll*/ for (var i = 0u; i < 12u; i++) { dy[i] = 0.0; }
+    /*unroll*/ for (var i = 0u; i < 10u; i++) {
+        if (i == label) { e = y[i]; }
+    }
     if (step.loss == 0u) {
-        for (var i = 0u; i < 10u; i++) {
-            deltas[b * DELTA_STRIDE + DY + i] = select(0.0, 1.0, i == label);
+        /*unroll*/ for (var i = 0u; i < 10u; i++) {
+            dy[i] = select(0.0, 1.0, i == label);
         }
     } else {
         // ln(e^-j + sum e^-y_i) around m = min(j, min y), as on the CPU.
         let m = min(step.map_j, ymin);
         var z = exp(m - step.map_j);
-        for (var i = 0u; i < 10u; i++) {
-            z += exp(m - act(b, Y, i));
+        /*unroll*/ for (var i = 0u; i < 10u; i++) {
+            z += exp(m - y[i]);
         }
-        for (var i = 0u; i < 10u; i++) {
-            deltas[b * DELTA_STRIDE + DY + i] = select(0.0, 1.0, i == label) - exp(m - act(b, Y, i)) / z;
+        /*unroll*/ for (var i = 0u; i < 10u; i++) {
+            dy[i] = select(0.0, 1.0, i == label) - exp(m - y[i]) / z;
         }
         e = e - m + log(z);
+    }
+    /*unroll*/ for (var q = 0u; q < 3u; q++) {
+        put_delta4(b, DY, 4u * q, vec4<f32>(dy[4u * q], dy[4u * q + 1u], dy[4u * q + 2u], dy[4u * q + 3u]));
     }
     stats[2u * (step.start + b)] = e;
     stats[2u * (step.start + b) + 1u] = f32(best);
@@ -92,6 +109,6 @@ fn rbf_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
                 s += dy[c] * 2.0 * (x - v);
             }
         }
-        deltas_v[(b * DELTA_STRIDE + D6) / 4u + q] = vec4<f32>(dfac(x.x), dfac(x.y), dfac(x.z), dfac(x.w)) * s;
+        put_delta4(b, D6, 4u * q, vec4<f32>(dfac(x.x), dfac(x.y), dfac(x.z), dfac(x.w)) * s);
     }
 }

@@ -29,34 +29,12 @@ fn subsample_forward(i: u32, c: u32, h: u32, xoff: u32, yoff: u32, w: u32, bias:
         let x = r % h;
         v[k] = squash(sparam(w + m) * block_sum(b, xoff, m, h, y, x, false) + sparam(bias + m));
     }
-    acts_v[(b * ACT_STRIDE + yoff + r0) / 4u] = vec4<f32>(v[0], v[1], v[2], v[3]);
-}
-
-// d_out: (B,c,h,h) -> d_in: (B,c,2h,2h) = coef * d_out of the unit each input feeds.
-// One invocation per output unit, writing the four inputs of its 2x2 block.
-fn subsample_backward_input(i: u32, c: u32, h: u32, xoff: u32, doff_out: u32, doff_in: u32, w: u32) {
-    let per = c * h * h;
-    if (i >= step.batch * per) { return; }
-    let b = i / per;
-    let r = i % per;
-    let m = r / (h * h);
-    let y = (r % (h * h)) / h;
-    let x = r % h;
-    let hin = 2u * h;
-    let g = swt(w + m) * delta(b, doff_out, r);
-    let base = m * hin * hin + 2u * y * hin + 2u * x;
-    let top = act2(b, xoff, base);
-    let bottom = act2(b, xoff, base + hin);
-    let out = b * DELTA_STRIDE + doff_in + base;
-    deltas[out] = dfac(top.x) * g;
-    deltas[out + 1u] = dfac(top.y) * g;
-    deltas[out + hin] = dfac(bottom.x) * g;
-    deltas[out + hin + 1u] = dfac(bottom.y) * g;
+    put_act4(b, yoff, r0, vec4<f32>(v[0], v[1], v[2], v[3]));
 }
 
 // Parameter gradients in two stages (as C1's and C3's). Stage 1: one invocation per
 // (pattern, map) sums d * (2x2 input sum) for the coefficient and d for the bias over the
-// map's h x h units: 2c partial sums per pattern in its PART region.
+// map's h x h units, and writes the texel (coefficient, bias, 0, 0) at PART + 4 * map.
 fn subsample_backward_params(i: u32, c: u32, h: u32, xoff: u32, doff: u32) {
     if (i >= step.batch * c) { return; }
     let b = i / c;
@@ -68,19 +46,19 @@ fn subsample_backward_params(i: u32, c: u32, h: u32, xoff: u32, doff: u32) {
         coef += d * block_sum(b, xoff, m, h, p / h, p % h, step.mode == 1u);
         bias += d;
     }
-    deltas[b * DELTA_STRIDE + PART + m] = coef;
-    deltas[b * DELTA_STRIDE + PART + c + m] = bias;
+    put_delta4(b, PART, 4u * m, vec4<f32>(coef, bias, 0.0, 0.0));
 }
 
-// Stage 2: parameter k of 2c (c coefficients, then c biases) adds the patterns' partial
-// sums in order.
-fn subsample_backward_params_sum(k: u32, c: u32, w: u32) {
-    if (k >= 2u * c) { return; }
-    var s = 0.0;
+// Stage 2: invocation m of c adds the patterns' texels in order and writes the map's
+// coefficient (w + m) and bias (w + c + m).
+fn subsample_backward_params_sum(m: u32, c: u32, w: u32) {
+    if (m >= c) { return; }
+    var s = vec4<f32>(0.0);
     for (var b = 0u; b < step.batch; b++) {
-        s += delta(b, PART, k);
+        s += delta4(b, PART, 4u * m);
     }
-    put_grad(w + k, s);
+    put_grad(w + m, s.x);
+    put_grad(w + c + m, s.y);
 }
 
 // x1: (B,6,28,28) -> x2: (B,6,14,14)
@@ -109,25 +87,8 @@ fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let base = m * 784u + 2u * y * 28u + 4u * j;
     let top = act4(b, X1, base);
     let bottom = act4(b, X1, base + 28u);
-    let out = (b * DELTA_STRIDE + D1 + base) / 4u;
-    deltas_v[out] = vec4<f32>(dfac(top.x) * g0, dfac(top.y) * g0, dfac(top.z) * g1, dfac(top.w) * g1);
-    deltas_v[out + 7u] = vec4<f32>(dfac(bottom.x) * g0, dfac(bottom.y) * g0, dfac(bottom.z) * g1, dfac(bottom.w) * g1);
-}
-
-// S2's 12 parameter gradients: c1_backward_params (conv.wgsl) leaves per (pattern, row
-// block) partial sums, coefficients then biases, at PART + rb * 168 + 156. Parameter k
-// adds them in order.
-@compute @workgroup_size(8) // SUM_WG
-fn s2_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let k = gid.x;
-    if (k >= 12u) { return; }
-    var s = 0.0;
-    for (var b = 0u; b < step.batch; b++) {
-        for (var rb = 0u; rb < 7u; rb++) {
-            s += delta(b, PART, rb * 168u + 156u + k);
-        }
-    }
-    put_grad(S2_W + k, s);
+    put_delta4(b, D1, base, vec4<f32>(dfac(top.x) * g0, dfac(top.y) * g0, dfac(top.z) * g1, dfac(top.w) * g1));
+    put_delta4(b, D1, base + 28u, vec4<f32>(dfac(bottom.x) * g0, dfac(bottom.y) * g0, dfac(bottom.z) * g1, dfac(bottom.w) * g1));
 }
 
 // x3: (B,16,10,10) -> x4: (B,16,5,5)
@@ -136,10 +97,31 @@ fn s4_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     subsample_forward(flat_id(gid, nwg), 16u, 5u, X3, X4, S4_W, S4_B);
 }
 
-// d4: (B,16,5,5) -> d3: (B,16,10,10)
+// d4: (B,16,5,5) -> d3: (B,16,10,10) = coef * d4 of the unit each input feeds, times
+// f'(x3). One invocation per (pattern, map, row of S4): its five units' 2x2 blocks are
+// the two C3 rows 2y and 2y + 1, twenty floats from a texel boundary, read and written
+// five texels at a time.
 @compute @workgroup_size(64)
 fn s4_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    subsample_backward_input(flat_id(gid, nwg), 16u, 5u, X3, D4, D3, S4_W);
+    let i = flat_id(gid, nwg);
+    if (i >= step.batch * 80u) { return; }
+    let b = i / 80u;
+    let m = (i % 80u) / 5u;
+    let y = i % 5u;
+    let wm = swt(S4_W + m);
+    var g: array<f32, 5>;
+    /*unroll*/ for (var x = 0u; x < 5u; x++) { g[x] = wm * delta(b, D4, m * 25u + y * 5u + x); }
+    let base = m * 100u + y * 20u;
+    /*unroll*/ for (var q = 0u; q < 5u; q++) {
+        let x = act4(b, X3, base + 4u * q);
+        // Floats 4q .. 4q+3 of the two rows: row (4q) / 10, columns (4q) % 10 onward.
+        var d: array<f32, 4>;
+        /*unroll*/ for (var k = 0u; k < 4u; k++) {
+            let col = (4u * q + k) % 10u;
+            d[k] = g[col / 2u];
+        }
+        put_delta4(b, D3, base + 4u * q, vec4<f32>(dfac(x.x) * d[0], dfac(x.y) * d[1], dfac(x.z) * d[2], dfac(x.w) * d[3]));
+    }
 }
 
 @compute @workgroup_size(64)

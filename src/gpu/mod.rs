@@ -40,19 +40,22 @@ pub const DELTA_LAYOUT: [(&str, u32); 7] = [
     ("DY", 10),
 ];
 /// Floats per pattern in the activation buffer: the layout, padded to a multiple of 64
-/// floats (256 bytes, the row alignment of a buffer-to-texture copy; see `Mirror`).
+/// floats (256 bytes, the row alignment of a texture-to-buffer copy, for read-backs).
 pub const ACT_STRIDE: u32 = 9152;
 /// After the deltas, each pattern has room for its partial parameter sums (`PART`): the
-/// first stage of the two-stage C1 and C3 gradient reductions.
-pub const PART_LEN: u32 = 1516;
+/// first stage of the two-stage C1, S2, C3 and S4 gradient reductions, in whole texels.
+/// C3's is the largest: 60 links of 28 floats (25 weights and padding), then 6 texels of
+/// bias sums at `C3_PART_BIAS`.
+pub const PART_LEN: u32 = 60 * 28 + 6 * 4;
+const C3_PART_BIAS: u32 = 60 * 28;
 /// Where `PART` starts: after the deltas (8094 floats), at a whole texel.
 const PART: u32 = 8096;
 /// Floats per pattern in the delta buffer, padded as `ACT_STRIDE`.
-pub const DELTA_STRIDE: u32 = 9664;
+pub const DELTA_STRIDE: u32 = (PART + PART_LEN).next_multiple_of(64);
 /// The parameters of C1, S2, C3 and S4 (those before C5's), which kernels also read from a
 /// uniform buffer: reads of a uniform buffer are the cheapest kind on CPU adapters.
 const SMALL_PARAMS: u32 = params::C5_W.offset as u32;
-/// Rows of 256 parameters (64 texels) in the parameter texture.
+/// Rows of 256 parameters (64 texels) in the parameter texture (textures.wgsl).
 const PARAM_ROWS: u32 = (N_PARAMS as u32).div_ceil(256);
 /// Floats in the state buffer: five parameter regions.
 const STATE_LEN: u64 = 5 * N_PARAMS as u64;
@@ -73,7 +76,7 @@ const MAX_IN_FLIGHT: usize = 2;
 const STEP_STRIDE: u64 = 256;
 /// The fewest patterns per batch when only evaluating; evaluation uses batches as large as
 /// the buffers (the training batch, if larger). Each pattern of capacity costs 150 KB of
-/// activations, deltas and their texture mirrors, host memory on a CPU adapter.
+/// activations and deltas, host memory on a CPU adapter.
 const EVAL_BATCH: usize = 64;
 
 /// The uniform record of one batch (shaders/common.wgsl, `Step`).
@@ -92,13 +95,13 @@ struct Step {
 }
 
 /// The constants every shader sees, generated from the Rust layout so the two never differ.
-fn header(reads: Reads) -> String {
+fn header() -> String {
     let mut h = String::new();
-    h += &format!(
-        "const READ_TEXTURES: bool = {};\n",
-        reads == Reads::Textures
-    );
     h += &format!("const N_PARAMS: u32 = {N_PARAMS}u;\n");
+    assert!(
+        N_PARAMS.is_multiple_of(4),
+        "update.wgsl updates four parameters at a time"
+    );
     for t in params::TENSORS {
         h += &format!(
             "const {}: u32 = {}u;\n",
@@ -110,7 +113,7 @@ fn header(reads: Reads) -> String {
             t.offset
         );
     }
-    // Every region starts on a texel (4 floats) so that it can be mirrored into a texture.
+    // Every region starts on a texel (4 floats): kernels read and write whole texels.
     let mut off = 0;
     for (n, len) in ACT_LAYOUT {
         assert_eq!(off % 4, 0, "{n}");
@@ -127,6 +130,7 @@ fn header(reads: Reads) -> String {
     }
     assert!(off <= PART && PART.is_multiple_of(4));
     h += &format!("const PART: u32 = {PART}u;\n");
+    h += &format!("const C3_PART_BIAS: u32 = {C3_PART_BIAS}u;\n");
     const { assert!(PART + PART_LEN <= DELTA_STRIDE && DELTA_STRIDE.is_multiple_of(64)) };
     h += &format!("const DELTA_STRIDE: u32 = {DELTA_STRIDE}u;\n");
     h += &format!("const RBF_CENTERS: u32 = {SMALL_PARAMS}u;\n");
@@ -240,6 +244,19 @@ const SHADERS: [(&str, &str); 6] = [
     ("update", include_str!("../../shaders/update.wgsl")),
 ];
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
+/// Where activations and deltas live, with the helpers that read and write them (`Reads`).
+const TEXTURES: &str = include_str!("../../shaders/textures.wgsl");
+const BUFFERS: &str = include_str!("../../shaders/buffers.wgsl");
+
+/// What every kernel file needs in front of it: the generated constants, the storage of
+/// `reads` and common.wgsl.
+fn prelude(reads: Reads) -> String {
+    let store = match reads {
+        Reads::Textures => TEXTURES,
+        Reads::Storage => BUFFERS,
+    };
+    format!("{}\n{store}\n{COMMON}\n", header())
+}
 
 /// How many workgroups a kernel needs.
 #[derive(Clone, Copy)]
@@ -257,169 +274,49 @@ enum Size {
     Sum(u32),
 }
 
-/// What a kernel writes that later kernels read. Kernels read activations, deltas and
-/// parameters from textures (`acts_t`, `deltas_t`, `params_t` in common.wgsl), because a
-/// texel fetch brings four floats in one access where a storage-buffer read brings one
-/// (and on a CPU adapter like lavapipe costs several times more per float); they write to
-/// the storage buffers, and `GpuBackend::mirror` copies what one kernel wrote into the
-/// texture before the next kernel runs.
-#[derive(Clone, Copy)]
-enum Mirror {
-    None,
-    /// A region of each pattern's activations: (offset, floats).
-    Acts(u32, u32),
-    /// A region of each pattern's deltas (or partial sums): (offset, floats).
-    Deltas(u32, u32),
-    /// The parameters, after the update.
-    Params,
-}
-
-const fn region(layout: &[(&str, u32)], k: usize) -> (u32, u32) {
-    let mut off = 0;
-    let mut i = 0;
-    while i < k {
-        off += layout[i].1;
-        i += 1;
-    }
-    (off, layout[k].1)
-}
-const fn acts(k: usize) -> Mirror {
-    let (off, len) = region(&ACT_LAYOUT, k);
-    Mirror::Acts(off, len)
-}
-const fn deltas(k: usize) -> Mirror {
-    let (off, len) = region(&DELTA_LAYOUT, k);
-    Mirror::Deltas(off, len)
-}
-/// The first-stage partial sums of a parameter gradient: `len` floats at PART.
-const fn part(len: u32) -> Mirror {
-    Mirror::Deltas(PART, len)
-}
-
-/// Every kernel: (shader file, entry point, size, what it writes for later kernels). All
-/// files go into one module; the file column says where to find the kernel
-/// (`every_kernel_is_in_its_file`).
-const KERNELS: [(&str, &str, Size, Mirror); 26] = [
-    ("input", "input_forward", Size::PerPattern(32), acts(0)),
-    ("conv", "c1_forward", Size::PerPattern(49), acts(1)),
-    (
-        "subsample",
-        "s2_forward",
-        Size::PerPattern(1176 / 4),
-        acts(2),
-    ),
-    ("conv", "c3_forward", Size::PerPattern(16), acts(3)),
-    (
-        "subsample",
-        "s4_forward",
-        Size::PerPattern(400 / 4),
-        acts(4),
-    ),
-    ("conv", "c5_forward", Size::Tiles(15), acts(5)),
-    ("full", "f6_forward", Size::Tiles(11), acts(6)),
-    ("rbf", "rbf_forward", Size::PerPattern(1), acts(7)),
-    (
-        "rbf",
-        "loss_forward_backward",
-        Size::PerPattern(1),
-        deltas(6),
-    ),
-    ("rbf", "rbf_backward", Size::PerPattern(1), deltas(5)),
-    ("full", "f6_backward_input", Size::Tiles(15), deltas(4)),
-    ("conv", "c5_backward_input", Size::Tiles(50), deltas(3)),
-    (
-        "subsample",
-        "s4_backward_input",
-        Size::PerPattern(400),
-        deltas(2),
-    ),
-    ("conv", "c3_backward_input", Size::PerPattern(6), deltas(1)),
-    (
-        "full",
-        "f6_backward_params",
-        Size::Threads(6 * 15),
-        Mirror::None,
-    ),
-    (
-        "conv",
-        "c5_backward_params",
-        Size::Threads(8 * 50),
-        Mirror::None,
-    ),
-    (
-        "subsample",
-        "s4_backward_params",
-        Size::PerPattern(16),
-        part(32),
-    ),
-    (
-        "subsample",
-        "s4_backward_params_sum",
-        Size::Sum(32),
-        Mirror::None,
-    ),
-    (
-        "conv",
-        "c3_backward_params",
-        Size::PerPattern(6),
-        part(1516),
-    ),
-    (
-        "conv",
-        "c3_backward_params_sum",
-        Size::Sum(1516 / 4),
-        Mirror::None,
-    ),
-    // Also computes d1 (from d2) and S2's parameter gradients (conv.wgsl).
-    (
-        "conv",
-        "c1_backward_params",
-        Size::PerPattern(7),
-        part(7 * 168),
-    ),
-    (
-        "conv",
-        "c1_backward_params_sum",
-        Size::Sum(156 / 4),
-        Mirror::None,
-    ),
-    (
-        "subsample",
-        "s2_backward_params_sum",
-        Size::Sum(12),
-        Mirror::None,
-    ),
-    (
-        "update",
-        "update",
-        Size::Threads(N_PARAMS as u32),
-        Mirror::Params,
-    ),
-    (
-        "input",
-        "input_forward_distorted",
-        Size::PerPattern(32),
-        acts(0),
-    ),
+/// Every kernel: (shader file, entry point, size). All files go into one module; the file
+/// column says where to find the kernel (`every_kernel_is_in_its_file`).
+const KERNELS: [(&str, &str, Size); 25] = [
+    ("input", "input_forward", Size::PerPattern(32)),
+    ("conv", "c1_forward", Size::PerPattern(49)),
+    ("subsample", "s2_forward", Size::PerPattern(1176 / 4)),
+    ("conv", "c3_forward", Size::PerPattern(16)),
+    ("subsample", "s4_forward", Size::PerPattern(400 / 4)),
+    ("conv", "c5_forward", Size::Tiles(15)),
+    ("full", "f6_forward", Size::Tiles(11)),
+    ("rbf", "rbf_forward", Size::PerPattern(1)),
+    ("rbf", "loss_forward_backward", Size::PerPattern(1)),
+    ("rbf", "rbf_backward", Size::PerPattern(1)),
+    ("full", "f6_backward_input", Size::Tiles(15)),
+    ("conv", "c5_backward_input", Size::Tiles(50)),
+    ("subsample", "s4_backward_input", Size::PerPattern(80)),
+    ("conv", "c3_backward_input", Size::PerPattern(6)),
+    ("full", "f6_backward_params", Size::Threads(6 * 15)),
+    ("conv", "c5_backward_params", Size::Threads(8 * 50)),
+    ("subsample", "s4_backward_params", Size::PerPattern(16)),
+    ("subsample", "s4_backward_params_sum", Size::Sum(16)),
+    ("conv", "c3_backward_params", Size::PerPattern(6)),
+    ("conv", "c3_backward_params_sum", Size::Sum(60 * 7 + 6)),
+    // Also computes d1 (from d2) and S2's parameter gradients (conv.wgsl), whose sums
+    // c1_backward_params_sum adds with C1's.
+    ("conv", "c1_backward_params", Size::PerPattern(7)),
+    ("conv", "c1_backward_params_sum", Size::Sum(6 * 7)),
+    ("update", "update", Size::Threads(N_PARAMS as u32 / 4)),
+    ("input", "input_forward_distorted", Size::PerPattern(32)),
     // d1 for inspection (snapshot): training computes it inside c1_backward_params.
-    (
-        "subsample",
-        "s2_backward_input",
-        Size::PerPattern(588),
-        Mirror::None,
-    ),
+    ("subsample", "s2_backward_input", Size::PerPattern(588)),
 ];
 /// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
 const FORWARD: std::ops::Range<usize> = 0..8;
 /// input_forward, the first kernel of the forward pass.
 const INPUT: usize = 0;
 const LOSS: usize = 8;
-const BACKWARD: std::ops::Range<usize> = 9..23;
-const UPDATE: usize = 23;
+const BACKWARD: std::ops::Range<usize> = 9..22;
+const UPDATE: usize = 22;
 /// Replaces input_forward (INPUT) in batches whose step record says distort.
-const INPUT_DISTORTED: usize = 24;
+const INPUT_DISTORTED: usize = 23;
 /// Writes d1, which no training kernel reads.
-const S2_BACKWARD_INPUT: usize = 25;
+const S2_BACKWARD_INPUT: usize = 24;
 
 /// Buffers of one split.
 struct SplitBuffers {
@@ -433,55 +330,92 @@ struct SplitBuffers {
     len: usize,
 }
 
-/// The textures kernels read from: acts_t, deltas_t, params_t (see `Mirror`).
-struct Mirrors {
-    textures: [wgpu::Texture; 3],
-    views: [wgpu::TextureView; 3],
-    /// The first SMALL_PARAMS parameters, then the RBF centres, as a uniform buffer.
-    small: wgpu::Buffer,
+/// Where activations and deltas live on the device (`Reads`).
+enum Store {
+    /// textures.wgsl: acts_t, deltas_t and params_t, rgba32float storage textures.
+    Textures {
+        acts: wgpu::Texture,
+        deltas: wgpu::Texture,
+        params: wgpu::Texture,
+        views: [wgpu::TextureView; 3],
+    },
+    /// buffers.wgsl: acts_v and deltas_v, storage buffers.
+    Buffers {
+        acts: wgpu::Buffer,
+        deltas: wgpu::Buffer,
+    },
 }
 
-impl Mirrors {
-    fn new(textures: [wgpu::Texture; 3], small: wgpu::Buffer) -> Self {
-        let views = [0, 1, 2].map(|i| textures[i].create_view(&Default::default()));
-        Mirrors {
-            textures,
-            views,
-            small,
+impl Store {
+    fn bytes(&self) -> u64 {
+        let texture = |t: &wgpu::Texture| t.width() as u64 * t.height() as u64 * 16;
+        match self {
+            Store::Textures {
+                acts,
+                deltas,
+                params,
+                ..
+            } => texture(acts) + texture(deltas) + texture(params),
+            Store::Buffers { acts, deltas } => acts.size() + deltas.size(),
         }
     }
 
-    fn bytes(&self) -> u64 {
-        self.textures
-            .iter()
-            .map(|t| t.width() as u64 * t.height() as u64 * 16)
-            .sum::<u64>()
-            + self.small.size()
+    /// The bind-group entries for the bindings the store's file declares.
+    fn entries(&self) -> Vec<wgpu::BindGroupEntry<'_>> {
+        match self {
+            Store::Textures { views, .. } => (0..3)
+                .map(|i| wgpu::BindGroupEntry {
+                    binding: 8 + i as u32,
+                    resource: wgpu::BindingResource::TextureView(&views[i]),
+                })
+                .collect(),
+            Store::Buffers { acts, deltas } => vec![
+                wgpu::BindGroupEntry {
+                    binding: 8,
+                    resource: acts.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 9,
+                    resource: deltas.as_entire_binding(),
+                },
+            ],
+        }
     }
 }
 
-/// Where the kernels read what earlier kernels wrote (`act4`, `delta4`, `param4` in
-/// common.wgsl).
+/// Where the kernels keep activations and deltas, and read the parameters from
+/// (`act4`/`put_act4`, `delta4`/`put_delta4`, `param4`/`put_param4`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reads {
-    /// From rgba32float textures that a copy refreshes after each writing kernel (`Mirror`):
-    /// on a CPU adapter a texel fetch costs a fraction of a storage-buffer load, which
-    /// llvmpipe runs lane by lane, and more than pays for the 18 copies per batch.
+    /// rgba32float storage textures, read and written in place (shaders/textures.wgsl): on
+    /// a CPU adapter a texel load costs about what one float costs from a storage buffer,
+    /// whose loads llvmpipe runs lane by lane. Needs an adapter that can read and write
+    /// rgba32float storage textures (lavapipe can; GL adapters cannot).
     Textures,
-    /// Straight from the storage buffers, all of a batch's kernels in one compute pass with
-    /// no copies: on a hardware GPU a storage load is as fast as a texel fetch, and the
-    /// copies would only add commands and memory traffic.
+    /// Storage buffers (shaders/buffers.wgsl): on a hardware GPU a vec4 load from a buffer
+    /// is as fast as a texel fetch, and buffers need nothing beyond WebGPU's baseline.
     Storage,
 }
 
 impl Reads {
-    /// Textures on a software (CPU) adapter, storage buffers on any other.
-    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
-        if info.device_type == wgpu::DeviceType::Cpu {
+    /// Textures on a software (CPU) adapter that supports them, storage buffers elsewhere.
+    pub fn for_adapter(adapter: &wgpu::Adapter) -> Self {
+        if adapter.get_info().device_type == wgpu::DeviceType::Cpu && Self::textures_work(adapter) {
             Reads::Textures
         } else {
             Reads::Storage
         }
+    }
+
+    /// Whether `adapter` can bind rgba32float textures for reading and writing in a kernel.
+    pub fn textures_work(adapter: &wgpu::Adapter) -> bool {
+        adapter
+            .features()
+            .contains(wgpu::Features::TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES)
+            && adapter
+                .get_texture_format_features(wgpu::TextureFormat::Rgba32Float)
+                .flags
+                .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_WRITE)
     }
 }
 
@@ -494,12 +428,9 @@ pub struct GpuBackend {
     steps: wgpu::Buffer,
     steps_capacity: u64,
     layout: wgpu::BindGroupLayout,
-    acts: wgpu::Buffer,
-    deltas: wgpu::Buffer,
-    /// The textures the kernels read acts, deltas and parameters from (1x1 placeholders
-    /// with `Reads::Storage`).
-    mirrors: Mirrors,
-    reads: Reads,
+    store: Store,
+    /// The first SMALL_PARAMS parameters, then the RBF centres, as a uniform buffer.
+    small: wgpu::Buffer,
     capacity: usize,
     train: SplitBuffers,
     test: SplitBuffers,
@@ -544,7 +475,9 @@ fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>, String> {
     .map_err(|e| e.emit_to_string(code))?;
     let options = spv::Options {
         flags: spv::WriterFlags::empty(),
-        // Descriptor set = @group, binding = @binding, as wgpu's Vulkan backend lays them out.
+        // Descriptor set = @group, binding = @binding: wgpu's Vulkan backend numbers a
+        // layout's bindings 0, 1, ... in order, and the layout's entries are 0, 1, ... (asserted
+        // where the layout is made).
         fake_missing_bindings: true,
         bounds_check_policies: naga::proc::BoundsCheckPolicies {
             index: naga::proc::BoundsCheckPolicy::Unchecked,
@@ -559,7 +492,7 @@ fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>, String> {
     };
     KERNELS
         .iter()
-        .map(|(_, entry, _, _)| {
+        .map(|(_, entry, _)| {
             let pipeline = spv::PipelineOptions {
                 shader_stage: naga::ShaderStage::Compute,
                 entry_point: entry.to_string(),
@@ -592,7 +525,7 @@ impl GpuBackend {
         momentum: f32,
         max_batch: usize,
     ) -> Result<Self> {
-        let reads = Reads::for_adapter(&adapter.get_info());
+        let reads = Reads::for_adapter(&adapter);
         Self::with_reads(adapter, train, test, loss, momentum, max_batch, reads)
     }
 
@@ -623,14 +556,20 @@ impl GpuBackend {
                 image_bytes >> 20
             )));
         }
-        if limits.max_storage_buffers_per_shader_stage < 10
+        if limits.max_storage_buffers_per_shader_stage < 8
             || limits.max_compute_invocations_per_workgroup < WG
         {
             return Err(Error::Gpu(format!(
-                "{} offers {} storage buffers per shader stage and {} invocations per workgroup; LeNet-5's kernels need 10 and 64",
+                "{} offers {} storage buffers per shader stage and {} invocations per workgroup; LeNet-5's kernels need 8 and 64",
                 info.name,
                 limits.max_storage_buffers_per_shader_stage,
                 limits.max_compute_invocations_per_workgroup
+            )));
+        }
+        if reads == Reads::Textures && !Reads::textures_work(&adapter) {
+            return Err(Error::Config(format!(
+                "{} cannot read and write rgba32float storage textures; use Reads::Storage there",
+                info.name
             )));
         }
         let need_texture = (DELTA_STRIDE / 4).max(capacity as u32);
@@ -644,13 +583,19 @@ impl GpuBackend {
         let required_limits = wgpu::Limits {
             max_storage_buffer_binding_size: need_binding,
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffers_per_shader_stage: 10,
+            max_storage_buffers_per_shader_stage: 8,
+            max_storage_textures_per_shader_stage: 3,
             ..wgpu::Limits::downlevel_defaults().using_resolution(limits.clone())
+        };
+        let textures = match reads {
+            Reads::Textures => wgpu::Features::TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES,
+            Reads::Storage => wgpu::Features::empty(),
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lenet-gpu"),
             required_features: adapter.features()
-                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PASSTHROUGH_SHADERS),
+                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PASSTHROUGH_SHADERS)
+                | textures,
             required_limits,
             ..Default::default()
         }))
@@ -681,50 +626,59 @@ impl GpuBackend {
         let texture = |binding: u32| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Texture {
-                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            ty: wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::ReadWrite,
+                format: wgpu::TextureFormat::Rgba32Float,
                 view_dimension: wgpu::TextureViewDimension::D2,
-                multisampled: false,
             },
             count: None,
         };
+        let mut entries = vec![
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
+                },
+                count: None,
+            },
+            storage(1, false), // state
+            storage(2, true),  // images
+            storage(3, true),  // labels
+            storage(4, true),  // order
+            storage(5, false), // stats
+            storage(6, true),  // warps
+            wgpu::BindGroupLayoutEntry {
+                binding: 7, // small
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: wgpu::BufferSize::new((SMALL_PARAMS as u64 + 840) * 4),
+                },
+                count: None,
+            },
+        ];
+        match reads {
+            // textures.wgsl
+            Reads::Textures => entries.extend([texture(8), texture(9), texture(10)]),
+            // buffers.wgsl
+            Reads::Storage => entries.extend([storage(8, false), storage(9, false)]),
+        }
+        // wgpu's Vulkan backend numbers the descriptor bindings 0, 1, ... in the order of
+        // the layout's entries, and the SPIR-V passed through below keeps the WGSL numbers
+        // (spirv_kernels): they agree only while the entries are numbered 0, 1, ... in order.
+        assert!(
+            entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.binding == i as u32)
+        );
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("lenet bind group layout"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: true,
-                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
-                    },
-                    count: None,
-                },
-                storage(1, false),  // state
-                storage(2, false),  // acts
-                storage(3, false),  // deltas
-                storage(4, true),   // images
-                storage(5, true),   // labels
-                storage(6, true),   // order
-                storage(7, false),  // stats
-                storage(8, true),   // warps
-                texture(9),         // acts_t
-                texture(10),        // deltas_t
-                texture(11),        // params_t
-                storage(12, false), // acts, as vec4
-                storage(13, false), // deltas, as vec4
-                wgpu::BindGroupLayoutEntry {
-                    binding: 14,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new((SMALL_PARAMS as u64 + 840) * 4),
-                    },
-                    count: None,
-                },
-            ],
+            entries: &entries,
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("lenet pipeline layout"),
@@ -740,23 +694,7 @@ impl GpuBackend {
                 | wgpu::BufferUsages::COPY_DST
                 | wgpu::BufferUsages::COPY_SRC,
         });
-        let acts = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("acts (B, ACT_STRIDE)"),
-            size: act_bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let deltas = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("deltas (B, DELTA_STRIDE)"),
-            size: capacity as u64 * DELTA_STRIDE as u64 * 4,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mirror_texture = |label: &str, width: u32, height: u32| {
-            let (width, height) = match reads {
-                Reads::Textures => (width, height),
-                Reads::Storage => (1, 1),
-            };
+        let texture = |label: &str, width: u32, height: u32| {
             device.create_texture(&wgpu::TextureDescriptor {
                 label: Some(label),
                 size: wgpu::Extent3d {
@@ -768,33 +706,56 @@ impl GpuBackend {
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
                 format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                usage: wgpu::TextureUsages::STORAGE_BINDING
+                    | wgpu::TextureUsages::COPY_DST
+                    | wgpu::TextureUsages::COPY_SRC,
                 view_formats: &[],
             })
         };
-        let mirrors = Mirrors::new(
-            [
-                mirror_texture(
+        let store = match reads {
+            Reads::Textures => {
+                let acts = texture(
                     "acts_t (B, ACT_STRIDE / 4) rgba32f",
                     ACT_STRIDE / 4,
                     capacity as u32,
-                ),
-                mirror_texture(
+                );
+                let deltas = texture(
                     "deltas_t (B, DELTA_STRIDE / 4) rgba32f",
                     DELTA_STRIDE / 4,
                     capacity as u32,
-                ),
-                mirror_texture("params_t (PARAM_ROWS, 64) rgba32f", 64, PARAM_ROWS),
-            ],
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("small [C1, S2, C3, S4 params | RBF centres]"),
-                size: (SMALL_PARAMS as u64 + 840) * 4,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-        );
+                );
+                let params = texture("params_t (PARAM_ROWS, 64) rgba32f", 64, PARAM_ROWS);
+                let views = [&acts, &deltas, &params].map(|t| t.create_view(&Default::default()));
+                Store::Textures {
+                    acts,
+                    deltas,
+                    params,
+                    views,
+                }
+            }
+            Reads::Storage => Store::Buffers {
+                acts: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("acts (B, ACT_STRIDE)"),
+                    size: capacity as u64 * ACT_STRIDE as u64 * 4,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                deltas: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("deltas (B, DELTA_STRIDE)"),
+                    size: capacity as u64 * DELTA_STRIDE as u64 * 4,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+            },
+        };
+        let small = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("small [C1, S2, C3, S4 params | RBF centres]"),
+            size: (SMALL_PARAMS as u64 + 840) * 4,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         queue.write_buffer(
-            &mirrors.small,
+            &small,
             SMALL_PARAMS as u64 * 4,
             bytemuck::cast_slice(&RBF_CENTERS),
         );
@@ -844,8 +805,8 @@ impl GpuBackend {
                 mapped_at_creation: false,
             });
             let bind_group = Self::bind_group(
-                &device, &layout, &steps, state, &acts, &deltas, &images, &labels, &order, &stats,
-                &warps, &mirrors, name,
+                &device, &layout, &steps, state, &store, &small, &images, &labels, &order, &stats,
+                &warps, name,
             );
             SplitBuffers {
                 bind_group,
@@ -864,12 +825,11 @@ impl GpuBackend {
         // over its only reference) before LLVM-based drivers compile the kernels, which
         // takes memory of its own, so the two do not add up in the peak.
         drop((train, test));
-        let head = header(reads);
+        let head = prelude(reads);
         // One module for all kernels: every file needs common.wgsl's helpers, and a module
         // per file would hold (in wgpu and the driver) a parsed copy of them for each file.
         let code = unroll(
             &std::iter::once(head.as_str())
-                .chain([COMMON])
                 .chain(SHADERS.iter().map(|(_, src)| *src))
                 .collect::<Vec<_>>()
                 .join("\n"),
@@ -889,7 +849,7 @@ impl GpuBackend {
             spirv
                 .into_iter()
                 .zip(KERNELS)
-                .map(|((words, size), (_, entry, _, _))| {
+                .map(|((words, size), (_, entry, _))| {
                     // SAFETY: naga wrote this SPIR-V from WGSL it validated; the kernels are
                     // the same as on the WGSL path, which wgpu checks against the layout (on
                     // GL in tests/gpu.rs), and their bounds are argued below.
@@ -928,7 +888,7 @@ impl GpuBackend {
         let pipelines = KERNELS
             .iter()
             .enumerate()
-            .map(|(k, (_, entry, _, _))| {
+            .map(|(k, (_, entry, _))| {
                 let module = &modules[k.min(modules.len() - 1)];
                 device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(entry),
@@ -965,10 +925,8 @@ impl GpuBackend {
             steps,
             steps_capacity,
             layout,
-            acts,
-            deltas,
-            mirrors,
-            reads,
+            store,
+            small,
             capacity,
             train: train_b,
             test: test_b,
@@ -997,85 +955,58 @@ impl GpuBackend {
         layout: &wgpu::BindGroupLayout,
         steps: &wgpu::Buffer,
         state: &wgpu::Buffer,
-        acts: &wgpu::Buffer,
-        deltas: &wgpu::Buffer,
+        store: &Store,
+        small: &wgpu::Buffer,
         images: &wgpu::Buffer,
         labels: &wgpu::Buffer,
         order: &wgpu::Buffer,
         stats: &wgpu::Buffer,
         warps: &wgpu::Buffer,
-        mirrors: &Mirrors,
         name: &str,
     ) -> wgpu::BindGroup {
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: steps,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
+                }),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: state.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: images.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: labels.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 4,
+                resource: order.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 5,
+                resource: stats.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 6,
+                resource: warps.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 7,
+                resource: small.as_entire_binding(),
+            },
+        ];
+        entries.extend(store.entries());
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&format!("{name} bind group")),
             layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: steps,
-                        offset: 0,
-                        size: wgpu::BufferSize::new(std::mem::size_of::<Step>() as u64),
-                    }),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: state.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: acts.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: deltas.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 4,
-                    resource: images.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 5,
-                    resource: labels.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 6,
-                    resource: order.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 7,
-                    resource: stats.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 8,
-                    resource: warps.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 9,
-                    resource: wgpu::BindingResource::TextureView(&mirrors.views[0]),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 10,
-                    resource: wgpu::BindingResource::TextureView(&mirrors.views[1]),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 11,
-                    resource: wgpu::BindingResource::TextureView(&mirrors.views[2]),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 12,
-                    resource: acts.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 13,
-                    resource: deltas.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 14,
-                    resource: mirrors.small.as_entire_binding(),
-                },
-            ],
+            entries: &entries,
         })
     }
 
@@ -1108,14 +1039,13 @@ impl GpuBackend {
                     &self.layout,
                     &self.steps,
                     &self.state,
-                    &self.acts,
-                    &self.deltas,
+                    &self.store,
+                    &self.small,
                     &s.images,
                     &s.labels_buf,
                     &s.order,
                     &s.stats,
                     &self.warps,
-                    &self.mirrors,
                     name,
                 );
                 match split {
@@ -1155,10 +1085,9 @@ impl GpuBackend {
             s.images.size() + s.labels_buf.size() + s.order.size() + s.stats.size()
         };
         self.state.size()
-            + self.mirrors.bytes()
+            + self.store.bytes()
+            + self.small.size()
             + self.steps.size()
-            + self.acts.size()
-            + self.deltas.size()
             + self.warps.size()
             + split(&self.train)
             + split(&self.test)
@@ -1172,10 +1101,10 @@ impl GpuBackend {
     }
 
     /// Encodes `kernels` for each step record (dynamic offset i), in chunks of command
-    /// buffers, and submits them. Each kernel whose output later kernels read is followed
-    /// by the copy of that output into its texture (`Mirror`); the parameter texture is
-    /// refreshed at the start of every command buffer, since the host may have written
-    /// new parameters.
+    /// buffers, and submits them: one compute pass per batch, then, after an update, the
+    /// copy of the new parameters into the uniform buffer. The kernels' own copy of the
+    /// parameters is refreshed at the start of every command buffer, since the host may
+    /// have written new ones.
     fn run(&self, split: Split, steps: &[Step], kernels: &[usize]) {
         let bg = &self.split(split).bind_group;
         let mut in_flight = std::collections::VecDeque::new();
@@ -1185,36 +1114,28 @@ impl GpuBackend {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("batches"),
                 });
-            self.mirror(&mut enc, Mirror::Params, 0);
+            self.copy_params(&mut enc, true);
             for (i, s) in chunk.iter().enumerate() {
                 let offset = ((c * STEPS_PER_SUBMIT + i) as u64 * STEP_STRIDE) as u32;
-                let mut rest = kernels;
-                while !rest.is_empty() {
-                    // One compute pass for the kernels up to the next one whose output
-                    // must be mirrored, then the copy.
-                    let n = rest
-                        .iter()
-                        .position(|&k| self.copies(KERNELS[k].3))
-                        .map_or(rest.len(), |p| p + 1);
-                    {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("lenet"),
-                            timestamp_writes: None,
-                        });
-                        pass.set_bind_group(0, bg, &[offset]);
-                        for &k in &rest[..n] {
-                            let k = if k == INPUT && s.distort == 1 {
-                                INPUT_DISTORTED
-                            } else {
-                                k
-                            };
-                            let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
-                            pass.set_pipeline(&self.pipelines[k]);
-                            pass.dispatch_workgroups(x, y, z);
-                        }
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("lenet"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_bind_group(0, bg, &[offset]);
+                    for &k in kernels {
+                        let k = if k == INPUT && s.distort == 1 {
+                            INPUT_DISTORTED
+                        } else {
+                            k
+                        };
+                        let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
+                        pass.set_pipeline(&self.pipelines[k]);
+                        pass.dispatch_workgroups(x, y, z);
                     }
-                    self.mirror(&mut enc, KERNELS[rest[n - 1]].3, s.batch);
-                    rest = &rest[n..];
+                }
+                if kernels.contains(&UPDATE) {
+                    self.copy_params(&mut enc, false);
                 }
             }
             in_flight.push_back(self.queue.submit([enc.finish()]));
@@ -1228,69 +1149,87 @@ impl GpuBackend {
         }
     }
 
-    /// Whether `mirror` copies anything for `m` (and so ends a compute pass).
-    fn copies(&self, m: Mirror) -> bool {
-        match m {
-            Mirror::None => false,
-            Mirror::Acts(..) | Mirror::Deltas(..) => self.reads == Reads::Textures,
-            Mirror::Params => true,
+    /// Copies the parameters of C1 .. S4 from `state` into the uniform buffer `small`, and
+    /// with `texture` all parameters into the texture kernels read them from (with
+    /// `Reads::Textures`; the update kernel keeps it current within a command buffer).
+    fn copy_params(&self, enc: &mut wgpu::CommandEncoder, texture: bool) {
+        enc.copy_buffer_to_buffer(&self.state, 0, &self.small, 0, SMALL_PARAMS as u64 * 4);
+        if let (true, Store::Textures { params, .. }) = (texture, &self.store) {
+            // Whole rows of 256: the copy may read past the parameters into the gradient
+            // region, which is never fetched.
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.state,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(256 * 4),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: params,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d::ZERO,
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: 64,
+                    height: PARAM_ROWS,
+                    depth_or_array_layers: 1,
+                },
+            );
         }
     }
 
-    /// Copies what a kernel wrote for `rows` patterns into the texture later kernels read
-    /// (with `Reads::Storage`, only the parameters' uniform copy).
-    fn mirror(&self, enc: &mut wgpu::CommandEncoder, m: Mirror, rows: u32) {
-        if !self.copies(m) {
-            return;
-        }
-        let (buffer, texture, stride, off, len, rows) = match m {
-            Mirror::None => return,
-            Mirror::Acts(off, len) => (&self.acts, 0, ACT_STRIDE, off, len, rows),
-            Mirror::Deltas(off, len) => (&self.deltas, 1, DELTA_STRIDE, off, len, rows),
-            // Whole rows of 256: the copy may read past the parameters into the gradient
-            // region, which is never fetched.
-            Mirror::Params => (&self.state, 2, 256, 0, 256, PARAM_ROWS),
-        };
-        if rows == 0 {
-            return;
-        }
-        if let Mirror::Params = m {
-            enc.copy_buffer_to_buffer(
-                &self.state,
-                0,
-                &self.mirrors.small,
-                0,
-                SMALL_PARAMS as u64 * 4,
-            );
-            if self.reads == Reads::Storage {
-                return;
+    /// The first `rows` patterns' activations (`deltas` false) or deltas, (rows, stride).
+    fn read_store(&self, deltas: bool, rows: usize) -> Result<Vec<f32>> {
+        let stride = if deltas { DELTA_STRIDE } else { ACT_STRIDE } as usize;
+        match &self.store {
+            Store::Buffers { acts, deltas: d } => {
+                self.read(if deltas { d } else { acts }, 0, rows * stride)
+            }
+            Store::Textures {
+                acts, deltas: d, ..
+            } => {
+                let texture = if deltas { d } else { acts };
+                let bytes = (rows * stride * 4) as u64;
+                let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("read-back (texture)"),
+                    size: bytes.max(4),
+                    usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                let mut enc = self
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("read-back (texture)"),
+                    });
+                // Rows are whole multiples of 256 bytes (ACT_STRIDE, DELTA_STRIDE).
+                enc.copy_texture_to_buffer(
+                    wgpu::TexelCopyTextureInfo {
+                        texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d::ZERO,
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &staging,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: 0,
+                            bytes_per_row: Some(stride as u32 * 4),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::Extent3d {
+                        width: stride as u32 / 4,
+                        height: rows as u32,
+                        depth_or_array_layers: 1,
+                    },
+                );
+                self.queue.submit([enc.finish()]);
+                self.read(&staging, 0, rows * stride)
             }
         }
-        enc.copy_buffer_to_texture(
-            wgpu::TexelCopyBufferInfo {
-                buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: off as u64 * 4,
-                    bytes_per_row: Some(stride * 4),
-                    rows_per_image: None,
-                },
-            },
-            wgpu::TexelCopyTextureInfo {
-                texture: &self.mirrors.textures[texture],
-                mip_level: 0,
-                origin: wgpu::Origin3d {
-                    x: off / 4,
-                    y: 0,
-                    z: 0,
-                },
-                aspect: wgpu::TextureAspect::All,
-            },
-            wgpu::Extent3d {
-                width: len.div_ceil(4),
-                height: rows,
-                depth_or_array_layers: 1,
-            },
-        );
     }
 
     /// Copies `len` floats at `offset` (floats) of `buf` back to the host.
@@ -1402,8 +1341,8 @@ impl GpuBackend {
         self.run(Split::Train, &steps, &kernels);
         let b = idx.len();
         Ok(Snapshot {
-            acts: self.read(&self.acts, 0, b * ACT_STRIDE as usize)?,
-            deltas: self.read(&self.deltas, 0, b * DELTA_STRIDE as usize)?,
+            acts: self.read_store(false, b)?,
+            deltas: self.read_store(true, b)?,
             grad: self.read(
                 &self.state,
                 if mode == 0 {
@@ -1716,11 +1655,7 @@ mod tests {
     fn every_kernel_file_unrolls_to_valid_wgsl() {
         for (name, src) in super::SHADERS {
             for reads in [super::Reads::Textures, super::Reads::Storage] {
-                let code = unroll(&format!(
-                    "{}\n{}\n{src}",
-                    super::header(reads),
-                    super::COMMON
-                ));
+                let code = unroll(&format!("{}\n{src}", super::prelude(reads)));
                 naga::front::wgsl::parse_str(&code)
                     .unwrap_or_else(|e| panic!("{name}, {reads:?}: {e}"));
             }
@@ -1729,7 +1664,7 @@ mod tests {
 
     #[test]
     fn every_kernel_is_in_its_file() {
-        for (file, entry, _, _) in super::KERNELS {
+        for (file, entry, _) in super::KERNELS {
             let (_, src) = super::SHADERS
                 .iter()
                 .find(|(name, _)| *name == file)

@@ -1,0 +1,31 @@
+// Where activations and deltas live on a hardware GPU (`Reads::Storage` in src/gpu/mod.rs):
+// storage buffers of vec4, one stretch of ACT_STRIDE (DELTA_STRIDE) floats per pattern;
+// the parameters are read from `state`. A GPU loads a vec4 from a buffer as fast as a
+// texel from a texture, and buffers need no format support beyond WebGPU's baseline.
+@group(0) @binding(8) var<storage, read_write> acts_v: array<vec4<f32>>;   // (B, ACT_STRIDE / 4)
+@group(0) @binding(9) var<storage, read_write> deltas_v: array<vec4<f32>>; // (B, DELTA_STRIDE / 4)
+
+// Values i .. i+3 (off + i a multiple of 4) of the region at `off` of pattern b.
+fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {
+    return acts_v[(b * ACT_STRIDE + off + i) / 4u];
+}
+fn put_act4(b: u32, off: u32, i: u32, v: vec4<f32>) {
+    acts_v[(b * ACT_STRIDE + off + i) / 4u] = v;
+}
+fn delta4(b: u32, off: u32, i: u32) -> vec4<f32> {
+    return deltas_v[(b * DELTA_STRIDE + off + i) / 4u];
+}
+fn put_delta4(b: u32, off: u32, i: u32, v: vec4<f32>) {
+    deltas_v[(b * DELTA_STRIDE + off + i) / 4u] = v;
+}
+
+// Parameters k .. k+3 (k a multiple of 4).
+fn param4(k: u32) -> vec4<f32> {
+    return vec4<f32>(state[P_OFF + k], state[P_OFF + k + 1u], state[P_OFF + k + 2u], state[P_OFF + k + 3u]);
+}
+fn put_param4(k: u32, v: vec4<f32>) {
+    state[P_OFF + k] = v.x;
+    state[P_OFF + k + 1u] = v.y;
+    state[P_OFF + k + 2u] = v.z;
+    state[P_OFF + k + 3u] = v.w;
+}
