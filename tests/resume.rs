@@ -165,8 +165,10 @@ fn sigkill_mid_pass_then_resume_is_bit_identical_on_gpu() {
             "--backend",
             "vulkan",
             "--cpu-adapter",
+            // Enough patterns that pass 2 outlasts the 400 ms before the kill: lavapipe
+            // trains about 1,600 patterns a second at batch 8.
             "--train-limit",
-            "480",
+            "2400",
             "--test-limit",
             "100",
             "--epochs",
