@@ -7,7 +7,7 @@ mod common;
 use common::compare;
 use lenet_gpu::backend::{Backend, Split};
 use lenet_gpu::cpu::batch::{CpuBackend, CpuKernels};
-use lenet_gpu::cpu::fast::{self, Block, LANES, Weights};
+use lenet_gpu::cpu::fast::{self, Block, LANES, Weights, Wide};
 use lenet_gpu::cpu::{self, Loss, Workspace};
 use lenet_gpu::data::Dataset;
 use lenet_gpu::params::{N_PARAMS, TENSORS};
@@ -237,6 +237,49 @@ fn evaluation_matches_reference() {
     assert!(differ <= 1, "{differ} of 500 predictions differ");
     assert!((fe.loss_sum - re.loss_sum).abs() <= 1e-5 * re.loss_sum.abs());
     assert_eq!(LANES, 8);
+}
+
+/// Evaluation runs the convolutions block by block and the dense layers (C5, F6, RBF) for a
+/// whole chunk at once (`fast::Wide`): its outputs are `Block::forward`'s bit for bit, for
+/// every block of 5 (40 patterns, one of them partial), in a chunk with room for 64.
+#[test]
+fn wide_dense_layers_match_block_forward_bit_for_bit() {
+    let (train_set, _) = mnist().clone();
+    let p = common::test_params(11);
+    let mut w3t = vec![0f32; 1500];
+    fast::c3_transposed(&p, &mut w3t);
+    let w = Weights { p: &p, w3t: &w3t };
+    let mut wide = Wide::new(64);
+    let mut want = Vec::new();
+    let sizes = [8, 8, 8, 8, 3];
+    let mut first = 0;
+    for (k, &n) in sizes.iter().enumerate() {
+        let mut b = Block::default();
+        b.load(n, |l, x0| {
+            cpu::input_forward(train_set.image(first + l), 28, x0)
+        });
+        b.forward(w, &RBF_CENTERS);
+        want.extend((0..n).map(|l| b.outputs(l)));
+        b.forward_conv(w);
+        wide.put(k, &b);
+        first += n;
+    }
+    wide.forward(w, &RBF_CENTERS, sizes.len() * LANES);
+    let mut p_wide = 0;
+    let mut i = 0;
+    for &n in &sizes {
+        for l in 0..n {
+            let got = wide.outputs(p_wide + l);
+            assert_eq!(
+                got.map(f32::to_bits),
+                want[i].map(f32::to_bits),
+                "pattern {i}: {got:?} vs {:?}",
+                want[i]
+            );
+            i += 1;
+        }
+        p_wide += LANES;
+    }
 }
 
 /// The AVX2 build of the block passes and the portable one (`LENET_CPU_PORTABLE=1`) do the

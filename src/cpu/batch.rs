@@ -6,7 +6,7 @@
 //! batch and the kernel set, never on the thread count or the scheduling, so the same seed
 //! gives bit-identical weights.
 
-use super::fast::{self, Block, Weights};
+use super::fast::{self, Block, Weights, Wide};
 use super::{
     Loss, Workspace, input_forward, pattern_backward, pattern_forward, pattern_hessian, predict,
 };
@@ -66,6 +66,7 @@ struct Slot {
 struct Scratch {
     ws: Option<Box<Workspace<f32>>>,
     block: Option<Box<Block>>,
+    wide: Option<Box<Wide>>,
 }
 
 impl Scratch {
@@ -74,6 +75,14 @@ impl Scratch {
     }
     fn block(&mut self) -> &mut Block {
         self.block.get_or_insert_with(Default::default)
+    }
+    /// A block, and room for the dense layers of an evaluation chunk.
+    fn block_and_wide(&mut self) -> (&mut Block, &mut Wide) {
+        (
+            self.block.get_or_insert_with(Default::default),
+            self.wide
+                .get_or_insert_with(|| Box::new(Wide::new(EVAL_CHUNK))),
+        )
     }
 }
 
@@ -377,23 +386,30 @@ impl Backend for CpuBackend {
                         }
                     }
                     CpuKernels::Fast => {
-                        let b = scratch.block();
-                        for (k, prs) in preds.chunks_mut(fast::LANES).enumerate() {
+                        // The convolutions block by block, then the dense layers for the
+                        // whole chunk in one product each (fast::Wide).
+                        let (b, wide) = scratch.block_and_wide();
+                        let w = Weights { p, w3t };
+                        let mut n = 0;
+                        for (k, prs) in preds.chunks(fast::LANES).enumerate() {
                             let first = c * EVAL_CHUNK + k * fast::LANES;
                             b.load(prs.len(), |l, x0| {
                                 input_forward(set.image(first + l), set.side, x0)
                             });
-                            b.forward(Weights { p, w3t }, &RBF_CENTERS);
-                            for (l, pr) in prs.iter_mut().enumerate() {
-                                let y = b.outputs(l);
-                                *pr = predict(&y) as u8;
-                                *lsum += super::loss_forward_backward(
-                                    loss,
-                                    &y,
-                                    label(first + l),
-                                    &mut dy,
-                                ) as f64;
-                            }
+                            b.forward_conv(w);
+                            wide.put(k, b);
+                            n += fast::LANES;
+                        }
+                        wide.forward(w, &RBF_CENTERS, n);
+                        for (k, pr) in preds.iter_mut().enumerate() {
+                            let y = wide.outputs(k);
+                            *pr = predict(&y) as u8;
+                            *lsum += super::loss_forward_backward(
+                                loss,
+                                &y,
+                                label(c * EVAL_CHUNK + k),
+                                &mut dy,
+                            ) as f64;
                         }
                     }
                 });

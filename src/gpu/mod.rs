@@ -330,7 +330,9 @@ struct SplitBuffers {
     len: usize,
 }
 
-/// Where activations and deltas live on the device (`Reads`).
+/// Where activations and deltas live on the device (`Reads`). One per backend, so the
+/// variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Store {
     /// textures.wgsl: acts_t, deltas_t and params_t, rgba32float storage textures.
     Textures {

@@ -8,10 +8,22 @@ use crate::params;
 /// y = f(W x + b)
 #[inline(always)]
 pub fn dense_forward(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
-    let (n_in, n_out) = (x.len() / L, y.len() / L);
-    gemm((n_out, n_in, L), w, (n_in, 1), x, (L, 1), 0.0, y, L);
-    for (row, &bj) in y.chunks_exact_mut(L).zip(b) {
-        for v in row {
+    dense_forward_wide(w, b, x, y, (L, L));
+}
+
+/// The same for the first n of `cap` lanes: x: (n_in, cap) -> y: (n_out, cap) (`Wide`).
+#[inline(always)]
+pub fn dense_forward_wide(
+    w: &[f32],
+    b: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    (n, cap): (usize, usize),
+) {
+    let (n_in, n_out) = (x.len() / cap, y.len() / cap);
+    gemm((n_out, n_in, n), w, (n_in, 1), x, (cap, 1), 0.0, y, cap);
+    for (row, &bj) in y.chunks_exact_mut(cap).zip(b) {
+        for v in &mut row[..n] {
             *v = squash_fast(*v + bj);
         }
     }

@@ -211,6 +211,82 @@ pub struct Weights<'a> {
     pub w3t: &'a [f32], // (6,10,25)
 }
 
+/// The dense end of the forward pass (C5, F6, the RBF units) for up to `cap` patterns at
+/// once, in evaluation: each buffer is lane-major with `cap` lanes (feature f of pattern p
+/// at `f * cap + p`), so one matrix product per layer serves a whole chunk of blocks, and
+/// `matrixmultiply` packs C5's 48,000 weights once per chunk instead of once per block of
+/// eight. Every output is the same sum, in the same order, as `Block::forward`'s.
+pub struct Wide {
+    cap: usize,
+    pub x4: Vec<f32>, // (400, cap)
+    x5: Vec<f32>,     // (120, cap)
+    x6: Vec<f32>,     // (84, cap)
+    y: Vec<f32>,      // (10, cap)
+}
+
+impl Wide {
+    /// Room for `cap` patterns (a multiple of LANES).
+    pub fn new(cap: usize) -> Self {
+        assert!(cap.is_multiple_of(L), "Wide holds whole blocks");
+        let z = |n: usize| vec![0f32; n * cap];
+        Wide {
+            cap,
+            x4: z(400),
+            x5: z(120),
+            x6: z(84),
+            y: z(10),
+        }
+    }
+
+    /// Puts block k's x4 (after `Block::forward_conv`) in patterns k L .. k L + L.
+    pub fn put(&mut self, k: usize, b: &Block) {
+        for (f, v) in b.x4.chunks_exact(L).enumerate() {
+            self.x4[f * self.cap + k * L..][..L].copy_from_slice(v);
+        }
+    }
+
+    /// C5, F6 and the RBF units for the first `n` patterns (a multiple of LANES).
+    pub fn forward(&mut self, w: Weights, centers: &[f32], n: usize) {
+        assert!(n <= self.cap && n.is_multiple_of(L));
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.forward_avx2(w, centers, n) };
+        }
+        self.forward_any(w, centers, n)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_avx2(&mut self, w: Weights, centers: &[f32], n: usize) {
+        self.forward_any(w, centers, n)
+    }
+
+    #[inline(always)]
+    fn forward_any(&mut self, w: Weights, centers: &[f32], n: usize) {
+        use crate::params::{C5_B, C5_W, F6_B, F6_W};
+        let cap = self.cap;
+        dense_forward_wide(C5_W.of(w.p), C5_B.of(w.p), &self.x4, &mut self.x5, (n, cap));
+        dense_forward_wide(F6_W.of(w.p), F6_B.of(w.p), &self.x5, &mut self.x6, (n, cap));
+        for i in 0..10 {
+            let s = &mut self.y[i * cap..i * cap + n];
+            s.fill(0.0);
+            for j in 0..84 {
+                let c = centers[i * 84 + j];
+                for (s, &x) in s.iter_mut().zip(&self.x6[j * cap..j * cap + n]) {
+                    let d = x - c;
+                    *s += d * d;
+                }
+            }
+        }
+    }
+
+    /// Pattern p's RBF outputs.
+    pub fn outputs(&self, p: usize) -> [f32; 10] {
+        std::array::from_fn(|i| self.y[i * self.cap + p])
+    }
+}
+
 /// Every buffer of one block, lane-major (shapes in (rows, columns), L = LANES).
 pub struct Block {
     /// Patterns in use, 1..=LANES; the other lanes hold background images and get zero
@@ -313,15 +389,37 @@ impl Block {
 
     #[inline(always)]
     fn forward_any(&mut self, w: Weights, centers: &[f32]) {
+        self.forward_conv_any(w);
+        c5_forward(w.p, &self.x4, &mut self.x5);
+        f6_forward(w.p, &self.x5, &mut self.x6);
+        rbf_forward(centers, &self.x6, &mut self.y);
+    }
+
+    /// The convolutional part of the forward pass of the loaded block: x1 .. x4 (for
+    /// `Wide`, which runs the rest for many blocks at once).
+    pub fn forward_conv(&mut self, w: Weights) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.forward_conv_avx2(w) };
+        }
+        self.forward_conv_any(w)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_conv_avx2(&mut self, w: Weights) {
+        self.forward_conv_any(w)
+    }
+
+    #[inline(always)]
+    fn forward_conv_any(&mut self, w: Weights) {
         c1_forward(w.p, &self.x0, &mut self.x1);
         squash_in_place(&mut self.x1);
         s2_forward(w.p, &self.x1, &mut self.x2);
         c3_forward(w.p, &self.x2, &mut self.x3);
         squash_in_place(&mut self.x3);
         s4_forward(w.p, &self.x3, &mut self.x4);
-        c5_forward(w.p, &self.x4, &mut self.x5);
-        f6_forward(w.p, &self.x5, &mut self.x6);
-        rbf_forward(centers, &self.x6, &mut self.y);
     }
 
     /// Pattern l's RBF outputs.
