@@ -1194,13 +1194,7 @@ impl GpuBackend {
                 acts, deltas: d, ..
             } => {
                 let texture = if deltas { d } else { acts };
-                let bytes = (rows * stride * 4) as u64;
-                let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("read-back (texture)"),
-                    size: bytes.max(4),
-                    usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
+                let staging = self.staging(rows * stride);
                 let mut enc = self
                     .device
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -1229,27 +1223,37 @@ impl GpuBackend {
                     },
                 );
                 self.queue.submit([enc.finish()]);
-                self.read(&staging, 0, rows * stride)
+                self.map_back(&staging, rows * stride)
             }
         }
     }
 
     /// Copies `len` floats at `offset` (floats) of `buf` back to the host.
     fn read(&self, buf: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
-        let bytes = len as u64 * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.staging(len);
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("read-back"),
             });
-        enc.copy_buffer_to_buffer(buf, offset * 4, &staging, 0, bytes);
+        enc.copy_buffer_to_buffer(buf, offset * 4, &staging, 0, len as u64 * 4);
         self.queue.submit([enc.finish()]);
+        self.map_back(&staging, len)
+    }
+
+    /// A host-mappable buffer for `len` floats, to copy into and read back with `map_back`.
+    fn staging(&self, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: (len as u64 * 4).max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Waits for the copies submitted into `staging`, then returns its first `len` floats.
+    fn map_back(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = len as u64 * 4;
         let (tx, rx) = std::sync::mpsc::channel();
         staging
             .slice(..bytes)
