@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The peer of `lenet-gpu bench`: the same LeNet-5 in PyTorch, timed the same way.
 
-Same network as lenet-gpu (../shared/DESIGN.md section 1): 32x32 padded input scaled to
+Same network as lenet-gpu (docs/design.md section 1): 32x32 padded input scaled to
 [-0.1, 1.175]; C1 5x5 conv; S2 trainable subsampling (coefficient x 2x2 sum + bias);
 C3 5x5 conv restricted to LeCun's connection table (a masked 6->16 convolution); S4; C5
 (16->120, 5x5); F6 120->84; every layer squashed by 1.7159 tanh(2a/3); RBF output with

@@ -58,7 +58,7 @@ pub trait Backend {
     /// The current parameters.
     fn params(&mut self) -> Result<Vec<f32>>;
     /// The SDLM estimate of the Hessian diagonal: the mean over the training patterns `idx`
-    /// of each pattern's back-propagated second derivatives (DESIGN.md section 2).
+    /// of each pattern's back-propagated second derivatives (docs/design.md section 2.2).
     fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>>;
     /// Per-parameter step sizes used by every following update.
     fn set_step_sizes(&mut self, eps: &[f32]) -> Result<()>;

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod data;
 pub mod distort;
 pub mod error;
+pub mod fault;
 pub mod fetch;
 pub mod gpu;
 pub mod params;

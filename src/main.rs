@@ -76,7 +76,7 @@ impl BackendKind {
 }
 
 /// Which device runs the math.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct DeviceArgs {
     /// Where the math runs.
     #[arg(long, value_enum, default_value = "gpu")]
@@ -94,6 +94,35 @@ struct DeviceArgs {
 }
 
 impl DeviceArgs {
+    /// The device a saved run trained on (`resolved`'s form), chosen exactly again: a run
+    /// on the CPU backend stays there, a GPU run goes back to its adapter.
+    fn resolved(saved: &str) -> Self {
+        let mut d = DeviceArgs {
+            backend: BackendKind::Cpu,
+            adapter: None,
+            cpu_adapter: false,
+            no_fallback: true,
+        };
+        match saved.split_once(':') {
+            None if saved == "cpu-ref" => d.backend = BackendKind::CpuRef,
+            None => {}
+            Some((api, rest)) => {
+                let (kind, name) = rest.split_once(':').unwrap_or(("hardware", rest));
+                d.backend = match api {
+                    "metal" => BackendKind::Metal,
+                    "dx12" => BackendKind::Dx12,
+                    "gl" => BackendKind::Gl,
+                    _ => BackendKind::Vulkan,
+                };
+                d.cpu_adapter = kind == "software";
+                d.adapter = Some(name.to_string());
+            }
+        }
+        d
+    }
+
+    /// The backend these flags choose, and where it runs in the form `resolved` reads
+    /// back: `cpu`, `cpu-ref`, or `API:software|hardware:ADAPTER`.
     fn backend(
         &self,
         train: Arc<Dataset>,
@@ -101,15 +130,22 @@ impl DeviceArgs {
         loss: Loss,
         momentum: f32,
         batch: usize,
-    ) -> Result<Box<dyn Backend>> {
-        let cpu = |kernels| -> Result<Box<dyn Backend>> {
-            Ok(Box::new(CpuBackend::with_kernels(
-                train.clone(),
-                test.clone(),
-                loss,
-                momentum,
-                kernels,
-            )))
+    ) -> Result<(Box<dyn Backend>, String)> {
+        let cpu = |kernels| -> Result<(Box<dyn Backend>, String)> {
+            let name = match kernels {
+                CpuKernels::Reference => "cpu-ref",
+                _ => "cpu",
+            };
+            Ok((
+                Box::new(CpuBackend::with_kernels(
+                    train.clone(),
+                    test.clone(),
+                    loss,
+                    momentum,
+                    kernels,
+                )),
+                name.to_string(),
+            ))
         };
         let api = match self.backend {
             BackendKind::Cpu | BackendKind::CpuRef => {
@@ -130,6 +166,10 @@ impl DeviceArgs {
             BackendKind::Dx12 => gpu::parse_api("dx12"),
             BackendKind::Gl => gpu::parse_api("gl"),
         };
+        let plain_gpu = self.backend == BackendKind::Gpu
+            && self.adapter.is_none()
+            && !self.cpu_adapter
+            && !self.no_fallback;
         let adapter = match gpu::pick(&gpu::AdapterChoice {
             backends: api,
             name: self.adapter.clone(),
@@ -138,12 +178,7 @@ impl DeviceArgs {
             Ok(a) => a,
             // Plain `--backend gpu` on a machine with no GPU at all: the CPU backend does the
             // same math far faster than a software GPU adapter would.
-            Err(Error::NoAdapter(_))
-                if self.backend == BackendKind::Gpu
-                    && self.adapter.is_none()
-                    && !self.cpu_adapter
-                    && !self.no_fallback =>
-            {
+            Err(Error::NoAdapter(_)) if plain_gpu => {
                 eprintln!(
                     "note: no GPU adapter found; training on the CPU backend (see `lenet-gpu devices`)"
                 );
@@ -151,21 +186,35 @@ impl DeviceArgs {
             }
             Err(e) => return Err(e),
         };
-        let plain_gpu = self.backend == BackendKind::Gpu
-            && self.adapter.is_none()
-            && !self.cpu_adapter
-            && !self.no_fallback;
-        if plain_gpu && adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+        let info = adapter.get_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        if plain_gpu && software {
             eprintln!(
                 "note: the only GPU adapter is {} (software); training on the CPU backend, which is \
                  faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",
-                adapter.get_info().name
+                info.name
             );
             return cpu(CpuKernels::Fast);
         }
-        Ok(Box::new(gpu::GpuBackend::new(
-            adapter, train, test, loss, momentum, batch,
-        )?))
+        if software && !self.cpu_adapter && !self.no_fallback {
+            eprintln!(
+                "note: {} is a software adapter (a CPU pretending to be a GPU); --backend cpu is \
+                 faster here",
+                info.name
+            );
+        }
+        let on = format!(
+            "{}:{}:{}",
+            format!("{:?}", info.backend).to_lowercase(),
+            if software { "software" } else { "hardware" },
+            info.name
+        );
+        Ok((
+            Box::new(gpu::GpuBackend::new(
+                adapter, train, test, loss, momentum, batch,
+            )?),
+            on,
+        ))
     }
 }
 
@@ -177,7 +226,7 @@ enum LossKind {
     Map,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct DataArgs {
     /// Folder with the four MNIST-format IDX files (plain or .gz). Default: $LENET_DATA,
     /// else data/mnist (fetched there on first use when missing).
@@ -370,9 +419,15 @@ struct FetchArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
     let result = match cli.command {
-        Command::Train(a) => match run_train(a) {
+        Command::Train(a) => match run_train(a, &sub) {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
@@ -468,10 +523,12 @@ fn loss_name(l: Loss) -> String {
 fn run_meta(
     cfg: &TrainConfig,
     n_train: usize,
+    run: &SavedRun,
     completed: u32,
     progress: Option<&Progress>,
 ) -> Meta {
     let mut e = std::collections::BTreeMap::new();
+    run.put(&mut e);
     let mut put = |k: &str, v: String| {
         e.insert(k.to_string(), v);
     };
@@ -482,14 +539,7 @@ fn run_meta(
     };
     put("loss_kind", kind.into());
     put("map_j", format!("{j:?}"));
-    put(
-        "schedule",
-        cfg.schedule
-            .iter()
-            .map(|(p, e)| format!("{p}:{e:?}"))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    put("schedule", schedule_text(&cfg.schedule));
     put("eta_scale", format!("{:?}", cfg.eta_scale));
     put("mu", format!("{:?}", cfg.mu));
     put("hessian_samples", cfg.hessian_samples.to_string());
@@ -509,6 +559,93 @@ fn run_meta(
         loss: loss_name(cfg.loss),
         extra: e,
     }
+}
+
+/// What a run needs besides its training settings to go on where it stopped: the passes
+/// asked for, the test subset, the data folder and the device it trains on. Saved in every
+/// checkpoint's metadata beside `run_meta`'s keys; absent from checkpoints written before.
+struct SavedRun {
+    epochs: Option<u32>,
+    test_patterns: Option<usize>,
+    data: Option<PathBuf>,
+    /// `DeviceArgs::resolved`'s form: `cpu`, `cpu-ref` or `API:software|hardware:ADAPTER`.
+    device: Option<String>,
+}
+
+impl SavedRun {
+    fn of(ck: &checkpoint::Checkpoint) -> Self {
+        let x = &ck.meta.extra;
+        SavedRun {
+            epochs: x.get("epochs").and_then(|v| v.parse().ok()),
+            test_patterns: x.get("test_patterns").and_then(|v| v.parse().ok()),
+            data: x.get("data").map(PathBuf::from),
+            device: x.get("device").cloned(),
+        }
+    }
+
+    fn put(&self, e: &mut std::collections::BTreeMap<String, String>) {
+        if let Some(v) = self.epochs {
+            e.insert("epochs".into(), v.to_string());
+        }
+        if let Some(v) = self.test_patterns {
+            e.insert("test_patterns".into(), v.to_string());
+        }
+        if let Some(v) = &self.data {
+            e.insert("data".into(), v.display().to_string());
+        }
+        if let Some(v) = &self.device {
+            e.insert("device".into(), v.clone());
+        }
+    }
+}
+
+/// Whether the user wrote flag `id` (clap's field name) on the command line.
+fn given(m: &clap::ArgMatches, id: &str) -> bool {
+    m.try_get_raw(id).is_ok_and(|v| v.is_some())
+        && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}
+
+/// A resumed run keeps its settings: a flag given with `--resume` that would change them
+/// is refused (one that repeats the saved value is fine).
+fn refuse_changes(
+    m: &clap::ArgMatches,
+    asked: &TrainConfig,
+    saved: &TrainConfig,
+    n_train: usize,
+    data: &DataArgs,
+    file: &Path,
+) -> Result<()> {
+    let checks: [(&str, &str, bool, String); 12] = [
+        ("batch", "--batch", asked.batch != saved.batch, saved.batch.to_string()),
+        ("seed", "--seed", asked.seed != saved.seed, saved.seed.to_string()),
+        ("loss", "--loss", std::mem::discriminant(&asked.loss) != std::mem::discriminant(&saved.loss), loss_name(saved.loss)),
+        ("map_j", "--map-j", asked.loss != saved.loss, loss_name(saved.loss)),
+        ("eta_scale", "--eta-scale", asked.eta_scale != saved.eta_scale, saved.eta_scale.to_string()),
+        ("schedule", "--schedule", asked.schedule != saved.schedule, schedule_text(&saved.schedule)),
+        ("mu", "--mu", asked.mu != saved.mu, saved.mu.to_string()),
+        ("hessian_samples", "--hessian-samples", asked.hessian_samples != saved.hessian_samples, saved.hessian_samples.to_string()),
+        ("distort", "--distort", asked.distort != saved.distort, saved.distort.to_string()),
+        ("momentum", "--momentum", asked.momentum != saved.momentum, saved.momentum.to_string()),
+        ("warmup", "--warmup", asked.warmup != saved.warmup, saved.warmup.to_string()),
+        ("train_limit", "--train-limit", data.train_limit.is_some_and(|n| n != n_train), n_train.to_string()),
+    ];
+    for (id, flag, differs, was) in checks {
+        if differs && given(m, id) {
+            return Err(Error::Config(format!(
+                "{flag} would change the run saved in {} (it has {was}); --resume continues a run \
+                 with its own settings: drop {flag}, or start a new run without --resume",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn schedule_text(s: &[(u32, f64)]) -> String {
+    s.iter()
+        .map(|(p, e)| format!("{p}:{e:?}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The settings and position stored by `run_meta`; None for a checkpoint without them.
@@ -548,6 +685,7 @@ fn resume_point(
         warmup: get(x, "warmup").ok_or_else(|| bad("warmup"))?,
         // Checkpoints written before --distort existed trained without it.
         distort: get(x, "distort").unwrap_or(false),
+        fault: None,
     };
     let n: usize = get(x, "train_patterns").ok_or_else(|| bad("train_patterns"))?;
     let position: usize = get(x, "position").unwrap_or(0);
@@ -590,7 +728,7 @@ fn stop_flags() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
     (int, term)
 }
 
-fn run_train(a: TrainArgs) -> Result<ExitCode> {
+fn run_train(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
     if a.threads == Some(0) {
         return Err(Error::Config("--threads must be at least 1".into()));
     }
@@ -614,6 +752,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         momentum: a.momentum,
         warmup: a.warmup,
         distort: a.distort,
+        fault: lenet_gpu::fault::Fault::from_env()?,
         ..TrainConfig::default()
     };
     if let Some(s) = &a.schedule {
@@ -650,12 +789,15 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(dir) = &checkpoint_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let (train_set, test_set) = load_data(&a.data)?;
-    let n_train = train_set.len();
-    // Resuming: the checkpoint's weights, optimiser state, settings and position.
+    // Resuming: the checkpoint's weights, optimiser state, settings, data subset, device
+    // and position; flags that would change the run are refused.
     let mut init = params::init(cfg.seed);
     let mut velocity = None;
     let mut from = Progress::start();
+    let mut data_args = a.data.clone();
+    let mut device = a.device.clone();
+    let mut resumed_on: Option<String> = None;
+    let mut resumed_from: Option<PathBuf> = None;
     if let Some(path) = &a.resume {
         let file = if path.is_dir() {
             path.join(LAST)
@@ -663,21 +805,36 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
             path.clone()
         };
         let ck = checkpoint::load(&file)?;
+        let run = SavedRun::of(&ck);
         match resume_point(&ck, &file)? {
             Some((saved, n, progress)) => {
-                if n != n_train {
-                    return Err(Error::Config(format!(
-                        "{} was trained on {n} patterns, this data has {n_train}; use the same --data and --train-limit",
-                        file.display()
-                    )));
-                }
+                refuse_changes(m, &cfg, &saved, n, &a.data, &file)?;
                 cfg = TrainConfig {
                     epochs: cfg.epochs,
+                    fault: cfg.fault,
                     ..saved
                 };
+                data_args.train_limit = Some(n);
                 from = progress;
             }
             None => from.epoch = ck.meta.epoch + 1,
+        }
+        if !given(m, "epochs") {
+            cfg.epochs = run.epochs.unwrap_or(cfg.epochs);
+        }
+        if data_args.test_limit.is_none() {
+            data_args.test_limit = run.test_patterns;
+        }
+        if data_args.data.is_none() {
+            data_args.data = run.data.filter(|d| d.is_dir());
+        }
+        let device_given = ["backend", "adapter", "cpu_adapter"]
+            .iter()
+            .any(|id| given(m, id));
+        match (&run.device, device_given) {
+            (Some(d), false) => device = DeviceArgs::resolved(d),
+            (Some(d), true) => resumed_on = Some(d.clone()),
+            (None, _) => {}
         }
         if from.epoch > cfg.epochs {
             return Err(Error::Config(format!(
@@ -687,7 +844,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
             )));
         }
         eprintln!(
-            "resuming {} at pass {}{} with its settings (batch {}, seed {})",
+            "resuming {} at pass {}{} with its settings (batch {}, seed {}, {} passes)",
             file.display(),
             from.epoch,
             if from.position > 0 {
@@ -696,17 +853,43 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
                 String::new()
             },
             cfg.batch,
-            cfg.seed
+            cfg.seed,
+            cfg.epochs
         );
         init = ck.params;
         velocity = ck.optimizer.map(|o| o.velocity);
+        resumed_from = Some(file);
+    }
+    let (train_set, test_set) = load_data(&data_args)?;
+    let n_train = train_set.len();
+    if let (Some(file), Some(n)) = (&resumed_from, data_args.train_limit)
+        && a.resume.is_some()
+        && n != n_train
+    {
+        return Err(Error::Config(format!(
+            "{} was trained on {n} patterns, but {} has only {n_train}; give --data the folder it was trained on",
+            file.display(),
+            data::data_dir(data_args.data.as_deref()).display()
+        )));
     }
     // The backend takes the only references to the data: a GPU backend frees the host
     // copies once they are on the device.
     let n_test = test_set.len();
-    let mut backend = a
-        .device
-        .backend(train_set, test_set, cfg.loss, cfg.momentum, cfg.batch)?;
+    let data_dir = std::path::absolute(data::data_dir(data_args.data.as_deref())).ok();
+    let (mut backend, on) =
+        device.backend(train_set, test_set, cfg.loss, cfg.momentum, cfg.batch)?;
+    if let Some(before) = resumed_on.filter(|b| *b != on) {
+        eprintln!(
+            "note: this run trained on {before} and continues on {on}; its weights will not be \
+             bit-identical to a run that stayed there"
+        );
+    }
+    let saved_run = SavedRun {
+        epochs: Some(cfg.epochs),
+        test_patterns: Some(n_test),
+        data: data_dir,
+        device: Some(on),
+    };
     backend.set_params(&init)?;
     if let Some(v) = &velocity {
         backend.set_velocity(v)?;
@@ -801,7 +984,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
                     );
                 }
             }
-            let mut meta = run_meta(&cfg, n_train, r.epoch, None);
+            let mut meta = run_meta(&cfg, n_train, &saved_run, r.epoch, None);
             meta.extra
                 .insert("test_error".into(), format!("{:.6}", r.test_error));
             let p = b.params()?;
@@ -864,7 +1047,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
                 .or(a.save.clone());
             match target {
                 Some(path) => {
-                    let meta = run_meta(&cfg, n_train, progress.epoch - 1, Some(&progress));
+                    let meta = run_meta(&cfg, n_train, &saved_run, progress.epoch - 1, Some(&progress));
                     let opt = checkpoint::Optimizer {
                         velocity: backend.velocity()?,
                         eps: progress
@@ -889,10 +1072,9 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
                         )
                     };
                     eprintln!(
-                        "stopped {at}; saved {}. Continue with: lenet-gpu train --resume {} --epochs {}",
+                        "stopped {at}; saved {}. Continue with: lenet-gpu train --resume {}",
                         path.display(),
                         from.display(),
-                        cfg.epochs
                     );
                 }
                 None => eprintln!(
@@ -944,7 +1126,9 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             cpu_adapter: a.cpu_adapter && !kind.is_cpu(),
             no_fallback: true,
         };
-        let mut b = match device.backend(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)
+        let mut b = match device
+            .backend(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)
+            .map(|(b, _)| b)
         {
             // `bench` with its default `gpu,cpu` on a machine without any GPU adapter:
             // measure what there is, and say what was skipped.
@@ -1081,7 +1265,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.model)?;
     let (train_set, test_set) = load_data(&a.data)?;
     let centers_differ = ck.centers.as_slice() != RBF_CENTERS.as_slice();
-    let mut b = a
+    let (mut b, _) = a
         .device
         .backend(train_set, test_set.clone(), Loss::Mse, 0.0, 1)?;
     b.set_params(&ck.params)?;

@@ -18,6 +18,7 @@
 use crate::backend::{Backend, Split, TrainStats};
 use crate::cpu::Loss;
 use crate::distort;
+use crate::fault::{Fault, FaultKind};
 use crate::params::{LAYERS, N_PARAMS};
 use crate::{Error, Result};
 use rand::SeedableRng;
@@ -77,6 +78,8 @@ pub struct TrainConfig {
     pub warmup: usize,
     /// Warp every training image by a fresh random affine distortion each pass.
     pub distort: bool,
+    /// A test-only interruption (`LENET_FAULT`, see `fault`); never saved with a run.
+    pub fault: Option<Fault>,
 }
 
 impl Default for TrainConfig {
@@ -93,6 +96,7 @@ impl Default for TrainConfig {
             momentum: 0.0,
             warmup: 0,
             distort: false,
+            fault: None,
         }
     }
 }
@@ -231,6 +235,24 @@ pub enum Outcome {
 /// to whole batches); the CPU backend checks after every batch.
 pub const CHECK_EVERY: usize = 4096;
 
+/// Lands a test-only fault (`fault`) after pattern `at` of pass `epoch`.
+fn land(f: Fault, epoch: u32, at: usize, stop: &AtomicBool) {
+    match f.kind {
+        FaultKind::Stop => stop.store(true, Ordering::SeqCst),
+        FaultKind::Kill => {
+            // SIGKILL cannot be caught: the process ends here, with nothing saved.
+            let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
+            std::process::exit(137);
+        }
+        FaultKind::Pause => {
+            eprintln!("fault: paused in pass {epoch} at pattern {at}");
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// Runs passes from `from` to `cfg.epochs`, calling `tick(pass, patterns done)` after each
 /// group of batches and `report` after each pass. Between groups of batches it checks
 /// `stop` (set by a signal handler) and the loss: a non-finite loss ends the run with an
@@ -303,7 +325,10 @@ pub fn train(
             backend.set_step_sizes(&eps)?;
             let mut at = seg[0].max(position);
             while at < seg[1] {
-                let end = (at + check).min(seg[1]);
+                let mut end = (at + check).min(seg[1]);
+                if let Some(f) = &cfg.fault {
+                    end = f.group_end(epoch, at, end, cfg.batch);
+                }
                 let s = backend.train(&order[at..end], cfg.batch)?;
                 if let Some(p) = s.first_non_finite {
                     return Err(Error::Numeric(format!(
@@ -313,8 +338,12 @@ pub fn train(
                 }
                 stats.add(s);
                 trained += end - at;
+                let before = at;
                 at = end;
                 tick(epoch, at);
+                if let Some(f) = cfg.fault.filter(|f| f.due(epoch, before, at)) {
+                    land(f, epoch, at, stop);
+                }
                 if stop.load(Ordering::SeqCst) && at < n_train {
                     return Ok(Outcome::Stopped(Progress {
                         epoch,

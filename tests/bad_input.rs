@@ -5,10 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lenet-bad-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp(&format!("bad-{name}"))
 }
 
 /// Runs the binary; asserts failure, no panic, and that stderr mentions each of `want`.

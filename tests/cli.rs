@@ -5,10 +5,7 @@ mod common;
 use std::path::PathBuf;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lenet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp(&format!("cli-{name}"))
 }
 
 /// "test error X.XX%" from the last line that has it.

@@ -6,10 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lenet-usage-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp(&format!("usage-{name}"))
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {

@@ -8,7 +8,7 @@
 //! - `<layer>_forward`: x_out = f(conv(x_in, w) + b)
 //! - `<layer>_backward`: given dE/da (pre-activation), accumulate dE/dw, dE/db and
 //!   (optionally) add dE/dx_in
-//! - `<layer>_hessian`: the SDLM second-derivative pass. By the rule of DESIGN.md section 2
+//! - `<layer>_hessian`: the SDLM second-derivative pass. By the rule of docs/design.md section 2.1
 //!   it is exactly the backward pass with every weight and every input squared, so it is
 //!   that, called with squared arguments.
 

@@ -25,6 +25,14 @@ pub fn mnist_dir() -> PathBuf {
     dir
 }
 
+/// A fresh, empty temporary folder for one test: `lenet-<name>-<pid>`.
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lenet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 /// The built binary.
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_lenet-gpu"))
@@ -46,7 +54,11 @@ pub fn cpu_adapter_available() -> bool {
                 std::env::var_os("LENET_REQUIRE_GPU").is_none(),
                 "LENET_REQUIRE_GPU is set but: {e}"
             );
-            eprintln!("skipped: {e}");
+            // libtest names each test's thread after the test.
+            let test = std::thread::current().name().unwrap_or("this test").to_string();
+            eprintln!(
+                "skipped {test}: no software Vulkan adapter ({e}); `apt-get install mesa-vulkan-drivers` gives lavapipe"
+            );
             false
         }
     }
