@@ -75,6 +75,18 @@ pub struct Meta {
     pub extra: BTreeMap<String, String>,
 }
 
+impl Meta {
+    /// The metadata of a file of plain weights: nothing known.
+    pub fn unknown() -> Self {
+        Meta {
+            epoch: 0,
+            seed: 0,
+            loss: "unknown".into(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
 /// Training state saved beside the weights so a run continues exactly where it stopped:
 /// the momentum buffer and the step sizes of the pass in progress (flat layout each).
 #[derive(Debug, Clone, PartialEq)]
@@ -466,14 +478,25 @@ fn parse_meta(meta: Option<&HashMap<String, String>>) -> Result<Meta, String> {
     })
 }
 
-/// Parses the bytes of a checkpoint file.
-fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
+/// Parses the bytes of a checkpoint file; with `plain`, also a file of weights alone (the
+/// tensor names and shapes of a checkpoint, no lenet-gpu metadata, the centres optional),
+/// whose `Meta` is then `Meta::unknown()`.
+fn from_bytes(bytes: &[u8], plain: bool) -> Result<(Checkpoint, bool), String> {
     let wrap = |e: safetensors::SafeTensorError| {
         format!("not a readable safetensors file (truncated or corrupt?): {e}")
     };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(wrap)?;
     let st = SafeTensors::deserialize(bytes).map_err(wrap)?;
-    let meta = parse_meta(header.metadata().as_ref())?;
+    let no_meta = header
+        .metadata()
+        .as_ref()
+        .is_none_or(|m| !m.contains_key("format_version") && !m.contains_key("format"));
+    let meta = if plain && no_meta {
+        Meta::unknown()
+    } else {
+        parse_meta(header.metadata().as_ref())?
+    };
+    let plain = plain && no_meta;
 
     let mut params = vec![0.0f32; N_PARAMS];
     for t in TENSORS {
@@ -491,8 +514,12 @@ fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
         }
         dst.copy_from_slice(&values);
     }
-    let centers = read_tensor(&st, CENTERS_NAME)?;
     let has = |n: &str| st.names().contains(&n);
+    let centers = if plain && !has(CENTERS_NAME) {
+        crate::RBF_CENTERS.to_vec()
+    } else {
+        read_tensor(&st, CENTERS_NAME)?
+    };
     let optimizer = match (has(VELOCITY_NAME), has(EPS_NAME)) {
         (false, false) => None,
         (true, true) => Some(Optimizer {
@@ -505,12 +532,15 @@ fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
             ));
         }
     };
-    Ok(Checkpoint {
-        params,
-        centers,
-        meta,
-        optimizer,
-    })
+    Ok((
+        Checkpoint {
+            params,
+            centers,
+            meta,
+            optimizer,
+        },
+        plain,
+    ))
 }
 
 /// Loads and checks a checkpoint written by [`save`] (or any tool that follows the same
@@ -523,10 +553,55 @@ fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
 /// `format_version` or unparsable `epoch`/`seed`. Tensors not in a checkpoint are ignored.
 pub fn load(path: &Path) -> crate::Result<Checkpoint> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    from_bytes(&bytes).map_err(|reason| Error::Checkpoint {
-        path: path.to_path_buf(),
+    from_bytes(&bytes, false)
+        .map(|(ck, _)| ck)
+        .map_err(|reason| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// [`load`] (or, with `plain`, [`load_weights`]) on the bytes of a file: the fuzz targets
+/// call this. Errors are the reason [`Error::Checkpoint`] would carry.
+pub fn parse(bytes: &[u8], plain: bool) -> Result<Checkpoint, String> {
+    from_bytes(bytes, plain).map(|(ck, _)| ck)
+}
+
+/// The file in a checkpoint folder that `--resume DIR` and `load_weights(DIR)` read.
+pub const LAST: &str = "last.safetensors";
+
+/// Weights to classify with, as `eval`, `predict` and `visualize` take them: a checkpoint,
+/// a checkpoint folder (its `last.safetensors`), or a safetensors file of the weights
+/// alone with a checkpoint's tensor names and shapes but no lenet-gpu metadata (saved
+/// from PyTorch, say; the output centres may be left out, this build's are used). Returns
+/// the file read, and for a plain-weights file a note saying what is unknown.
+pub fn load_weights(path: &Path) -> crate::Result<(Checkpoint, PathBuf, Option<String>)> {
+    let file = if path.is_dir() {
+        path.join(LAST)
+    } else {
+        path.to_path_buf()
+    };
+    if path.is_dir() && !file.exists() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!(
+                "is a folder without {LAST}; give a checkpoint file, or the folder of a \
+                 `train --checkpoint-dir` run"
+            ),
+        });
+    }
+    let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let (ck, plain) = from_bytes(&bytes, true).map_err(|reason| Error::Checkpoint {
+        path: file.clone(),
         reason,
-    })
+    })?;
+    let note = plain.then(|| {
+        format!(
+            "{} holds weights without lenet-gpu metadata (pass, seed and loss unknown); using them as they are",
+            file.display()
+        )
+    });
+    Ok((ck, file, note))
 }
 
 #[cfg(test)]

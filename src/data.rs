@@ -65,17 +65,25 @@ fn read_idx(
         return Err(idx_err(path, "is a directory, expected an IDX file"));
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_idx_from(path, std::io::BufReader::new(file), header_len, body_len)
+}
+
+/// `read_idx` on any byte source; `path` only names it in errors.
+fn read_idx_from(
+    path: &Path,
+    mut peek: impl std::io::BufRead,
+    header_len: usize,
+    body_len: impl Fn(&[u8]) -> Result<usize>,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut magic = [0u8; 2];
-    let mut peek = std::io::BufReader::new(file);
     let gz = {
-        use std::io::BufRead;
         let buf = peek.fill_buf().map_err(|e| Error::io(path, e))?;
         if buf.len() >= 2 {
             magic.copy_from_slice(&buf[..2]);
         }
         magic == [0x1f, 0x8b]
     };
-    let mut reader: Box<dyn Read> = if gz {
+    let mut reader: Box<dyn Read + '_> = if gz {
         Box::new(GzDecoder::new(peek))
     } else {
         Box::new(peek)
@@ -119,9 +127,32 @@ fn read_idx(
     Ok((header, body))
 }
 
-/// Reads an IDX image file: (count, rows, cols) with rows = cols = 28 or 32.
+/// Reads an IDX image file: (pixels, count, side) with side 28 or 32.
 pub fn read_images(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
-    let (h, body) = read_idx(path, 16, |h| {
+    let (h, body) = read_idx(path, 16, |h| image_body_len(path, h))?;
+    let n = BigEndian::read_u32(&h[4..8]) as usize;
+    let side = BigEndian::read_u32(&h[8..12]) as usize;
+    Ok((body, n, side))
+}
+
+/// [`read_images`] on the bytes of a file (plain or gzip); `name` only names it in errors.
+/// The fuzz targets call this.
+pub fn parse_images(bytes: &[u8], name: &Path) -> Result<(Vec<u8>, usize, usize)> {
+    let (h, body) = read_idx_from(name, bytes, 16, |h| image_body_len(name, h))?;
+    let n = BigEndian::read_u32(&h[4..8]) as usize;
+    let side = BigEndian::read_u32(&h[8..12]) as usize;
+    Ok((body, n, side))
+}
+
+/// [`read_labels`] on the bytes of a file (plain or gzip); `name` only names it in errors.
+pub fn parse_labels(bytes: &[u8], name: &Path) -> Result<Vec<u8>> {
+    let (_, body) = read_idx_from(name, bytes, 8, |h| label_body_len(name, h))?;
+    check_labels(name, body)
+}
+
+/// The data bytes an image file's 16-byte header announces, or why it is refused.
+fn image_body_len(path: &Path, h: &[u8]) -> Result<usize> {
+    {
         let magic = BigEndian::read_u32(&h[0..4]);
         if magic != IMAGES_MAGIC {
             return Err(idx_err(
@@ -146,15 +177,18 @@ pub fn read_images(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
             return Err(idx_err(path, "holds 0 images"));
         }
         Ok(n * r * c)
-    })?;
-    let n = BigEndian::read_u32(&h[4..8]) as usize;
-    let side = BigEndian::read_u32(&h[8..12]) as usize;
-    Ok((body, n, side))
+    }
 }
 
 /// Reads an IDX label file; every label must be 0..9.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let (_, body) = read_idx(path, 8, |h| {
+    let (_, body) = read_idx(path, 8, |h| label_body_len(path, h))?;
+    check_labels(path, body)
+}
+
+/// The labels a label file's 8-byte header announces, or why it is refused.
+fn label_body_len(path: &Path, h: &[u8]) -> Result<usize> {
+    {
         let magic = BigEndian::read_u32(&h[0..4]);
         if magic != LABELS_MAGIC {
             return Err(idx_err(
@@ -169,7 +203,10 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
             return Err(idx_err(path, "holds 0 labels"));
         }
         Ok(n)
-    })?;
+    }
+}
+
+fn check_labels(path: &Path, body: Vec<u8>) -> Result<Vec<u8>> {
     if let Some(i) = body.iter().position(|&l| l > 9) {
         return Err(idx_err(
             path,

@@ -41,7 +41,9 @@ pub enum Error {
     Image { path: PathBuf, reason: String },
 
     #[error(
-        "download of {file} failed from every mirror:\n{tried}\nCheck the network, or pass --mirror URL for a mirror you can reach."
+        "download of {file} failed from every mirror:\n{tried}\nWays out: check the network; download from a mirror you can reach with \
+         `lenet-gpu fetch --mirror URL`; or point at a folder that already holds the four MNIST files with \
+         --data DIR or LENET_DATA=DIR."
     )]
     Fetch { file: String, tried: String },
 

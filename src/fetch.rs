@@ -98,7 +98,8 @@ impl FetchOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         FetchOptions {
             dir: dir.into(),
-            mirrors: DEFAULT_MIRRORS.iter().map(|m| m.to_string()).collect(),
+            mirrors: mirrors_from_env()
+                .unwrap_or_else(|| DEFAULT_MIRRORS.iter().map(|m| m.to_string()).collect()),
             progress: true,
         }
     }
@@ -119,13 +120,43 @@ pub fn expected_sha256(name: &str) -> Option<&'static str> {
     SHA256.iter().find(|(n, _)| *n == name).map(|(_, h)| *h)
 }
 
+/// `LENET_MIRRORS`: comma-separated mirror base URLs that replace [`DEFAULT_MIRRORS`] for
+/// `fetch` and for the fetch on first use of `train` (`fetch --mirror` overrides both).
+pub fn mirrors_from_env() -> Option<Vec<String>> {
+    let v = std::env::var("LENET_MIRRORS").ok()?;
+    let list: Vec<String> = v
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
 /// Make sure all four MNIST files are in `opts.dir`, downloading the ones that are
 /// missing or corrupt. Returns, in [`FILES`] order, each file name and what was done.
 ///
 /// Stops at the first file that no mirror could supply, with [`Error::Fetch`]; the
 /// files fetched before it stay in place (they are complete and verified).
 pub fn fetch(opts: &FetchOptions) -> Result<Vec<(String, FileOutcome)>> {
+    // The folders this call creates, deepest first: removed again (when still empty) if
+    // nothing could be fetched, so a failed first run leaves nothing behind.
+    let created: Vec<PathBuf> = opts
+        .dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
     fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
+    let r = fetch_into(opts);
+    if r.is_err() {
+        for d in &created {
+            let _ = fs::remove_dir(d);
+        }
+    }
+    r
+}
+
+fn fetch_into(opts: &FetchOptions) -> Result<Vec<(String, FileOutcome)>> {
     let reporter = Reporter::new(opts.progress);
     // Built lazily: when every file is already valid no network setup is needed.
     let mut agent: Option<ureq::Agent> = None;

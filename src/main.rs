@@ -35,7 +35,7 @@ enum Command {
     /// Download the four MNIST files from public mirrors and verify their SHA-256.
     Fetch(FetchArgs),
     /// List the GPU adapters (every graphics API) with the limits that matter here.
-    Devices,
+    Devices(DevicesArgs),
     /// Draw the learning curve of a `train --log` file as a PNG.
     Plot(PlotArgs),
     /// Classify your own digit images (PNG or JPEG, any size, dark-on-light or light-on-dark).
@@ -170,6 +170,27 @@ impl DeviceArgs {
             && self.adapter.is_none()
             && !self.cpu_adapter
             && !self.no_fallback;
+        // Plain `--backend gpu`: ask a child process which adapters exist, so this one loads
+        // no graphics driver at all when there is no hardware GPU to train on.
+        if plain_gpu
+            && std::env::var_os("WGPU_ADAPTER_NAME").is_none()
+            && let Some(found) = std::env::current_exe()
+                .ok()
+                .and_then(|exe| gpu::probe_in_child(&exe))
+            && !found.iter().any(|p| !p.software)
+        {
+            match found.first() {
+                None => eprintln!(
+                    "note: no GPU adapter found; using the CPU backend (see `lenet-gpu devices`)"
+                ),
+                Some(p) => eprintln!(
+                    "note: the only GPU adapter is {} (software); using the CPU backend, which \
+                     is faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",
+                    p.name
+                ),
+            }
+            return cpu(CpuKernels::Fast);
+        }
         let adapter = match gpu::pick(&gpu::AdapterChoice {
             backends: api,
             name: self.adapter.clone(),
@@ -180,7 +201,7 @@ impl DeviceArgs {
             // same math far faster than a software GPU adapter would.
             Err(Error::NoAdapter(_)) if plain_gpu => {
                 eprintln!(
-                    "note: no GPU adapter found; training on the CPU backend (see `lenet-gpu devices`)"
+                    "note: no GPU adapter found; using the CPU backend (see `lenet-gpu devices`)"
                 );
                 return cpu(CpuKernels::Fast);
             }
@@ -190,7 +211,7 @@ impl DeviceArgs {
         let software = info.device_type == wgpu::DeviceType::Cpu;
         if plain_gpu && software {
             eprintln!(
-                "note: the only GPU adapter is {} (software); training on the CPU backend, which is \
+                "note: the only GPU adapter is {} (software); using the CPU backend, which is \
                  faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",
                 info.name
             );
@@ -340,9 +361,9 @@ struct TrainArgs {
     /// pass).
     #[arg(long, value_name = "N", default_value_t = TrainConfig::default().warmup)]
     warmup: usize,
-    /// Append one record per pass to this file as it goes: CSV when the name ends in .csv,
-    /// JSON lines otherwise. A learning-curve picture is written beside it at the end
-    /// (same name, .png).
+    /// Write one record per pass to this file as it goes: CSV when the name ends in .csv,
+    /// JSON lines otherwise. A new run starts the file afresh; --resume appends to it. A
+    /// learning-curve picture is written beside it at the end (same name, .png).
     #[arg(long, value_name = "PATH")]
     log: Option<PathBuf>,
     /// Print only the final summary (no progress bar, no per-pass lines).
@@ -362,7 +383,8 @@ struct EvalArgs {
     data: DataArgs,
     #[command(flatten)]
     device: DeviceArgs,
-    /// The checkpoint to evaluate.
+    /// The checkpoint to evaluate: a file, a `--checkpoint-dir` folder (its last
+    /// checkpoint), or plain safetensors weights with the tensor names of a checkpoint.
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
     /// Also write every misclassified test digit, labelled true->predicted, into one PNG.
@@ -381,7 +403,7 @@ struct PlotArgs {
 
 #[derive(clap::Args)]
 struct PredictArgs {
-    /// The checkpoint to classify with.
+    /// The checkpoint to classify with (a file, a checkpoint folder, or plain weights).
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
     /// Print one JSON object per image instead of text.
@@ -396,7 +418,7 @@ struct PredictArgs {
 struct VisualizeArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// The checkpoint whose weights to show.
+    /// The checkpoint whose weights to show (a file, a checkpoint folder, or plain weights).
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
     /// Which test image (0-based).
@@ -405,6 +427,13 @@ struct VisualizeArgs {
     /// The PNG to write.
     #[arg(long, value_name = "PNG")]
     out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct DevicesArgs {
+    /// One line per adapter (software|hardware, API, name), for `--backend gpu`'s probe.
+    #[arg(long, hide = true)]
+    probe: bool,
 }
 
 #[derive(clap::Args)]
@@ -425,7 +454,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
     let result = match cli.command {
         Command::Train(a) => match run_train(a, &sub) {
             Ok(code) => return code,
@@ -440,7 +472,14 @@ fn main() -> ExitCode {
         },
         Command::Visualize(a) => run_visualize(a),
         Command::Bench(a) => run_bench(a),
-        Command::Devices => {
+        Command::Devices(d) if d.probe => {
+            // The child side of `gpu::probe_in_child`: one adapter a line.
+            for l in gpu::probe_lines() {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        Command::Devices(_) => {
             let all = gpu::describe_all();
             if all.is_empty() {
                 println!(
@@ -616,18 +655,73 @@ fn refuse_changes(
     file: &Path,
 ) -> Result<()> {
     let checks: [(&str, &str, bool, String); 12] = [
-        ("batch", "--batch", asked.batch != saved.batch, saved.batch.to_string()),
-        ("seed", "--seed", asked.seed != saved.seed, saved.seed.to_string()),
-        ("loss", "--loss", std::mem::discriminant(&asked.loss) != std::mem::discriminant(&saved.loss), loss_name(saved.loss)),
-        ("map_j", "--map-j", asked.loss != saved.loss, loss_name(saved.loss)),
-        ("eta_scale", "--eta-scale", asked.eta_scale != saved.eta_scale, saved.eta_scale.to_string()),
-        ("schedule", "--schedule", asked.schedule != saved.schedule, schedule_text(&saved.schedule)),
+        (
+            "batch",
+            "--batch",
+            asked.batch != saved.batch,
+            saved.batch.to_string(),
+        ),
+        (
+            "seed",
+            "--seed",
+            asked.seed != saved.seed,
+            saved.seed.to_string(),
+        ),
+        (
+            "loss",
+            "--loss",
+            std::mem::discriminant(&asked.loss) != std::mem::discriminant(&saved.loss),
+            loss_name(saved.loss),
+        ),
+        (
+            "map_j",
+            "--map-j",
+            asked.loss != saved.loss,
+            loss_name(saved.loss),
+        ),
+        (
+            "eta_scale",
+            "--eta-scale",
+            asked.eta_scale != saved.eta_scale,
+            saved.eta_scale.to_string(),
+        ),
+        (
+            "schedule",
+            "--schedule",
+            asked.schedule != saved.schedule,
+            schedule_text(&saved.schedule),
+        ),
         ("mu", "--mu", asked.mu != saved.mu, saved.mu.to_string()),
-        ("hessian_samples", "--hessian-samples", asked.hessian_samples != saved.hessian_samples, saved.hessian_samples.to_string()),
-        ("distort", "--distort", asked.distort != saved.distort, saved.distort.to_string()),
-        ("momentum", "--momentum", asked.momentum != saved.momentum, saved.momentum.to_string()),
-        ("warmup", "--warmup", asked.warmup != saved.warmup, saved.warmup.to_string()),
-        ("train_limit", "--train-limit", data.train_limit.is_some_and(|n| n != n_train), n_train.to_string()),
+        (
+            "hessian_samples",
+            "--hessian-samples",
+            asked.hessian_samples != saved.hessian_samples,
+            saved.hessian_samples.to_string(),
+        ),
+        (
+            "distort",
+            "--distort",
+            asked.distort != saved.distort,
+            saved.distort.to_string(),
+        ),
+        (
+            "momentum",
+            "--momentum",
+            asked.momentum != saved.momentum,
+            saved.momentum.to_string(),
+        ),
+        (
+            "warmup",
+            "--warmup",
+            asked.warmup != saved.warmup,
+            saved.warmup.to_string(),
+        ),
+        (
+            "train_limit",
+            "--train-limit",
+            data.train_limit.is_some_and(|n| n != n_train),
+            n_train.to_string(),
+        ),
     ];
     for (id, flag, differs, was) in checks {
         if differs && given(m, id) {
@@ -761,25 +855,12 @@ fn run_train(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
         cfg.schedule = train::DISTORT_SCHEDULE.to_vec();
     }
     cfg.validate()?;
-    // Fail now, not after a pass of training, when --save cannot be written.
+    // Fail now, not after a pass of training, when --save or --log cannot be written.
     if let Some(path) = &a.save {
-        let parent = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !parent.is_dir() {
-            return Err(Error::Config(format!(
-                "--save {}: folder {} does not exist; create it first",
-                path.display(),
-                parent.display()
-            )));
-        }
-        if path.is_dir() {
-            return Err(Error::Config(format!(
-                "--save {}: is a folder; give a file name such as lenet.safetensors",
-                path.display()
-            )));
-        }
+        check_output_file("--save", path, "lenet.safetensors")?;
+    }
+    if let Some(path) = &a.log {
+        check_output_file("--log", path, "run.csv")?;
     }
     // Resuming from a directory keeps writing there.
     let checkpoint_dir = a
@@ -1020,9 +1101,10 @@ fn run_train(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
             }
             if let Some(r) = last {
                 println!(
-                    "done: test error {:.2}% after {} passes, {:.1} s{}{}",
+                    "done: test error {:.2}% after {} pass{}, {:.1} s{}{}",
                     100.0 * r.test_error,
                     r.epoch,
+                    if r.epoch == 1 { "" } else { "es" },
                     start.elapsed().as_secs_f64(),
                     lenet_gpu::bench::peak_memory()
                         .map(|m| format!(", peak host memory {:.0} MB", m as f64 / 1048576.0))
@@ -1036,6 +1118,10 @@ fn run_train(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         train::Outcome::Stopped(progress) => {
+            // Clear the bar before the message, so it is not left drawn twice.
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
             let code = if term.load(Ordering::SeqCst) {
                 143
             } else {
@@ -1047,7 +1133,13 @@ fn run_train(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
                 .or(a.save.clone());
             match target {
                 Some(path) => {
-                    let meta = run_meta(&cfg, n_train, &saved_run, progress.epoch - 1, Some(&progress));
+                    let meta = run_meta(
+                        &cfg,
+                        n_train,
+                        &saved_run,
+                        progress.epoch - 1,
+                        Some(&progress),
+                    );
                     let opt = checkpoint::Optimizer {
                         velocity: backend.velocity()?,
                         eps: progress
@@ -1087,8 +1179,40 @@ fn run_train(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
     }
 }
 
+/// Refuses an output file whose folder does not exist or which is a folder itself.
+fn check_output_file(flag: &str, path: &Path, example: &str) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Config(format!(
+            "{flag} {}: folder {} does not exist; create it first",
+            path.display(),
+            parent.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::Config(format!(
+            "{flag} {}: is a folder; give a file name such as {example}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The file in a checkpoint directory that `--resume DIR` reads.
-const LAST: &str = "last.safetensors";
+const LAST: &str = checkpoint::LAST;
+
+/// `--model PATH` of eval, predict and visualize: a checkpoint, a checkpoint folder, or
+/// plain weights (with a note on stderr).
+fn load_model(path: &Path) -> Result<(checkpoint::Checkpoint, PathBuf, bool)> {
+    let (ck, file, note) = checkpoint::load_weights(path)?;
+    if let Some(n) = &note {
+        eprintln!("note: {n}");
+    }
+    Ok((ck, file, note.is_some()))
+}
 
 fn run_bench(a: BenchArgs) -> Result<()> {
     use lenet_gpu::bench::{self, BenchConfig, BenchResult};
@@ -1232,6 +1356,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             }
         }
         println!(
+            "eval err: the test error of the weights after only the timed steps, nearly untrained; \
+             it shows evaluation ran, not what the network reaches (`lenet-gpu train` for that)"
+        );
+        println!(
             "validated: every backend's first-step loss matched the CPU reference's (rel. diff <= 1e-4)"
         );
     }
@@ -1262,7 +1390,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
 }
 
 fn run_eval(a: EvalArgs) -> Result<()> {
-    let ck = checkpoint::load(&a.model)?;
+    let (ck, file, plain) = load_model(&a.model)?;
     let (train_set, test_set) = load_data(&a.data)?;
     let centers_differ = ck.centers.as_slice() != RBF_CENTERS.as_slice();
     let (mut b, _) = a
@@ -1276,13 +1404,17 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             a.model.display()
         );
     }
-    println!(
-        "{}: pass {}, seed {}, loss {}",
-        a.model.display(),
-        ck.meta.epoch,
-        ck.meta.seed,
-        ck.meta.loss
-    );
+    if plain {
+        println!("{}: plain weights", file.display());
+    } else {
+        println!(
+            "{}: pass {}, seed {}, loss {}",
+            file.display(),
+            ck.meta.epoch,
+            ck.meta.seed,
+            ck.meta.loss
+        );
+    }
     println!(
         "test error {:.2}% ({} of {}), accuracy {:.2}%",
         100.0 * ev.error_rate(),
@@ -1304,7 +1436,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             .collect::<Result<_>>()?;
         let truth: Vec<u8> = wrong.iter().map(|&i| test_set.labels[i]).collect();
         let pred: Vec<u8> = wrong.iter().map(|&i| ev.predictions[i]).collect();
-        lenet_gpu::render::error_grid(&images, &truth, &pred, out)?;
+        lenet_gpu::render::error_grid_indexed(&images, &truth, &pred, Some(&wrong), out)?;
         println!(
             "wrote {} ({} misclassified digits)",
             out.display(),
@@ -1403,7 +1535,8 @@ impl RunLog {
         ];
         let line = if self.csv {
             let mut v: Vec<String> = vec![r.epoch.to_string()];
-            v.extend(values.iter().chain(&steps).map(|x| format!("{x:e}")));
+            // Plain decimals ("0.0125", "0.0000125"): shortest round-trip form, no exponent.
+            v.extend(values.iter().chain(&steps).map(|x| format!("{x}")));
             v.join(",")
         } else {
             let names: Vec<&str> = Self::FIELDS.split(',').collect();
@@ -1428,9 +1561,15 @@ fn progress_bar(quiet: bool, n: usize) -> Option<indicatif::ProgressBar> {
     let bar = indicatif::ProgressBar::new(n as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{prefix:>8} [{bar:40}] {pos}/{len} {per_sec} ETA {eta}",
+            "{prefix:>8} [{bar:40}] {pos}/{len} {rate} ETA {eta}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} samples/s", s.per_sec());
+            },
+        )
         .progress_chars("=> "),
     );
     Some(bar)
@@ -1508,7 +1647,7 @@ fn run_plot(a: PlotArgs) -> Result<()> {
 }
 
 fn run_visualize(a: VisualizeArgs) -> Result<()> {
-    let ck = checkpoint::load(&a.model)?;
+    let (ck, _, _) = load_model(&a.model)?;
     let (_, test_set) = load_data(&a.data)?;
     if a.index >= test_set.len() {
         return Err(Error::Config(format!(
@@ -1517,7 +1656,13 @@ fn run_visualize(a: VisualizeArgs) -> Result<()> {
             test_set.len()
         )));
     }
-    lenet_gpu::render::feature_maps(&ck.params, &digit28(&test_set, a.index)?, &a.out)?;
+    let caption = format!("test digit {}, label {}", a.index, test_set.labels[a.index]);
+    lenet_gpu::render::feature_maps_captioned(
+        &ck.params,
+        &digit28(&test_set, a.index)?,
+        Some(&caption),
+        &a.out,
+    )?;
     println!(
         "wrote {} (test image {}, label {})",
         a.out.display(),
@@ -1528,25 +1673,28 @@ fn run_visualize(a: VisualizeArgs) -> Result<()> {
 }
 
 fn run_predict(a: PredictArgs) -> Result<ExitCode> {
-    let ck = checkpoint::load(&a.model)?;
+    let (ck, _, _) = load_model(&a.model)?;
     let mut failed = 0;
     for path in &a.images {
-        match lenet_gpu::predict::load(path) {
+        match lenet_gpu::predict::load_prepared(path) {
             Ok(img) => {
-                let p = lenet_gpu::predict::classify(&ck.params, &img);
+                let p = lenet_gpu::predict::classify(&ck.params, &img.pixels);
                 if a.json {
                     println!(
                         "{}",
-                        serde_json::json!({"file": path.display().to_string(), "digit": p.digit, "distances": p.distances})
+                        serde_json::json!({"file": path.display().to_string(), "digit": p.digit, "distances": p.distances, "warning": img.warning})
                     );
                 } else {
                     let d: Vec<String> = p.distances.iter().map(|v| format!("{v:.1}")).collect();
                     println!(
-                        "{}: {} (RBF distances 0-9: {})",
+                        "{}: {} (RBF distances to the centres of 0-9, smallest wins: {})",
                         path.display(),
                         p.digit,
                         d.join(" ")
                     );
+                    if let Some(w) = &img.warning {
+                        eprintln!("warning: {}: {w}", path.display());
+                    }
                 }
             }
             Err(e) => {

@@ -45,6 +45,26 @@ const INK: f32 = 0.10;
 /// Errors (as a reason, for the caller to attach to a file name): the image has no pixels,
 /// or it holds no ink ("the image is blank (no ink found)").
 pub fn preprocess(img: &DynamicImage) -> std::result::Result<[u8; SIDE * SIDE], String> {
+    prepare(img).map(|p| p.pixels)
+}
+
+/// A prepared digit and, when the picture held too little to be a digit worth reading,
+/// a warning saying so (the digit is still classified).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub pixels: [u8; SIDE * SIDE],
+    pub warning: Option<String>,
+}
+
+/// Below this many pixels on its longer side the digit's ink was blown up from almost
+/// nothing to 20x20 (a 3x3 picture, a dot): MNIST's digits span 20 pixels.
+const MIN_INK_SIDE: usize = 8;
+
+/// Below this many ink pixels in the picture there is hardly a stroke to read.
+const MIN_INK_PIXELS: usize = 12;
+
+/// [`preprocess`], with the low-ink warning.
+pub fn prepare(img: &DynamicImage) -> std::result::Result<Prepared, String> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(format!("the image has no pixels ({w}x{h})"));
@@ -138,6 +158,14 @@ pub fn preprocess(img: &DynamicImage) -> std::result::Result<[u8; SIDE * SIDE], 
         return Err(BLANK.into());
     }
     let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
+    let ink_pixels = grey.iter().filter(|&&v| v > INK).count();
+    let warning = (cw.max(ch) < MIN_INK_SIDE || ink_pixels < MIN_INK_PIXELS).then(|| {
+        format!(
+            "very little ink: the digit spans {cw}x{ch} pixels ({ink_pixels} of them ink) and was \
+             enlarged to MNIST's 20 pixels, so this answer may mean little; a digit written \
+             larger, or a picture of higher resolution, reads better"
+        )
+    });
     let mut crop = Vec::with_capacity(cw * ch);
     for y in y0..=y1 {
         crop.extend_from_slice(&grey[y * w + x0..=y * w + x1]);
@@ -185,7 +213,10 @@ pub fn preprocess(img: &DynamicImage) -> std::result::Result<[u8; SIDE * SIDE], 
     if out.iter().all(|&v| v == 0) {
         return Err(BLANK.into());
     }
-    Ok(out)
+    Ok(Prepared {
+        pixels: out,
+        warning,
+    })
 }
 
 /// Opens and decodes an image file (PNG or JPEG, any size; the format is read from the
@@ -194,6 +225,11 @@ pub fn preprocess(img: &DynamicImage) -> std::result::Result<[u8; SIDE * SIDE], 
 /// Errors name the file: [`Error::Io`] when it cannot be read, [`Error::Image`] when it is
 /// empty, not a decodable PNG/JPEG, or blank.
 pub fn load(path: &Path) -> Result<[u8; SIDE * SIDE]> {
+    load_prepared(path).map(|p| p.pixels)
+}
+
+/// [`load`], with the low-ink warning of [`prepare`].
+pub fn load_prepared(path: &Path) -> Result<Prepared> {
     let bad = |reason: String| Error::Image {
         path: path.to_path_buf(),
         reason,
@@ -219,7 +255,7 @@ pub fn load(path: &Path) -> Result<[u8; SIDE * SIDE]> {
             }
             e => bad(format!("not a readable PNG or JPEG image: {e}")),
         })?;
-    preprocess(&img).map_err(bad)
+    prepare(&img).map_err(bad)
 }
 
 /// What the network makes of one digit.

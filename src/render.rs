@@ -48,7 +48,7 @@ pub const PAPER_COLOR: Rgb = [60, 140, 60];
 
 /// Error-grid layout: each cell holds one 28x28 digit scaled 2x and its "T->P" label.
 pub const GRID_CELL_W: u32 = 68;
-pub const GRID_CELL_H: u32 = 96;
+pub const GRID_CELL_H: u32 = 116;
 pub const GRID_MARGIN: u32 = 12;
 pub const GRID_HEADER_H: u32 = 40;
 /// The grid gets as many columns as fit in this width.
@@ -217,6 +217,9 @@ fn glyph5x7(ch: char) -> Option<&'static [&'static str]> {
         ],
         '=' => &[
             ".....", ".....", "#####", ".....", "#####", ".....", ".....",
+        ],
+        '@' => &[
+            ".###.", "#...#", "#.###", "#.#.#", "#.###", "#....", ".###.",
         ],
         '?' => &[
             ".###.", "#...#", "....#", "...#.", "..#..", ".....", "..#..",
@@ -750,6 +753,25 @@ pub fn error_grid_cell(i: usize, n_errors: usize) -> (u32, u32) {
 /// as fit in [`GRID_MAX_WIDTH`]; at most [`GRID_MAX_CELLS`] cells. No errors: a picture
 /// that says so.
 pub fn error_grid(images: &[[u8; 784]], truth: &[u8], predicted: &[u8], out: &Path) -> Result<()> {
+    error_grid_indexed(images, truth, predicted, None, out)
+}
+
+/// [`error_grid`], with each cell's test-set index drawn under its label (grey), to be
+/// handed to `visualize --index`.
+pub fn error_grid_indexed(
+    images: &[[u8; 784]],
+    truth: &[u8],
+    predicted: &[u8],
+    indices: Option<&[usize]>,
+    out: &Path,
+) -> Result<()> {
+    if indices.is_some_and(|ix| ix.len() != images.len()) {
+        return Err(Error::Config(format!(
+            "error grid: {} images but {} test indices; they must match",
+            images.len(),
+            indices.map_or(0, |ix| ix.len())
+        )));
+    }
     if truth.len() != images.len() || predicted.len() != images.len() {
         return Err(Error::Config(format!(
             "error grid: {} images but {} true labels and {} predictions; they must match",
@@ -786,7 +808,14 @@ pub fn error_grid(images: &[[u8; 784]], truth: &[u8], predicted: &[u8], out: &Pa
             GRID_CELL_H as i32 - 4,
             WHITE,
         );
-        outline(&mut img, x - 4, y - 4, 64, 92, [200, 200, 200]);
+        outline(
+            &mut img,
+            x - 4,
+            y - 4,
+            GRID_CELL_W as i32 - 4,
+            GRID_CELL_H as i32 - 4,
+            [200, 200, 200],
+        );
         for (k, &v) in images[i].iter().enumerate() {
             let g = 255 - v;
             fill_rect(
@@ -805,6 +834,11 @@ pub fn error_grid(images: &[[u8; 784]], truth: &[u8], predicted: &[u8], out: &Pa
         lx += draw_text(&mut img, lx, ly, 2, &t, INK);
         lx += draw_text(&mut img, lx, ly, 2, "->", MUTED);
         draw_text(&mut img, lx, ly, 2, &p, TEST_COLOR);
+        if let Some(ix) = indices {
+            let label = ix[i].to_string();
+            let lx = x + (56 - text_width(&label, 1)) / 2;
+            draw_text(&mut img, lx, ly + 28, 1, &label, MUTED);
+        }
     }
     save_png(&img, out)
 }
@@ -830,6 +864,20 @@ const FM_INPUT_SCALE: i32 = 4;
 const FM_C1_SCALE: i32 = 4;
 const FM_KERNEL_SCALE: i32 = 16;
 const FM_C3_SCALE: i32 = 8;
+const FM_S2_SCALE: i32 = 4;
+const FM_S4_SCALE: i32 = 8;
+
+/// The title drawn over each row: the block's name and size, as the paper writes them.
+fn fm_title(name: &str) -> &'static str {
+    match name {
+        "input" => "input 32x32",
+        "C1 kernels" => "C1 kernels 6@5x5",
+        "C1" => "C1 6@28x28",
+        "S2" => "S2 6@14x14",
+        "C3" => "C3 16@10x10",
+        _ => "S4 16@5x5",
+    }
+}
 
 /// Where everything goes: the picture's size and its rows.
 struct FmLayout {
@@ -889,6 +937,17 @@ fn fm_layout() -> FmLayout {
         .map(|i| (FM_MARGIN + i * c1_pitch, y + FM_TITLE_H))
         .collect();
     y = push("C1", y, maps, c1_side) + FM_ROW_GAP;
+    // S2, each under its C1 map
+    let side = 14 * FM_S2_SCALE;
+    let maps = (0..6)
+        .map(|i| {
+            (
+                FM_MARGIN + i * c1_pitch + (c1_side - side) / 2,
+                y + FM_TITLE_H,
+            )
+        })
+        .collect();
+    y = push("S2", y, maps, side) + FM_ROW_GAP;
     // C3, two rows of eight
     let side = 10 * FM_C3_SCALE;
     let maps = (0..16)
@@ -899,15 +958,27 @@ fn fm_layout() -> FmLayout {
             )
         })
         .collect();
-    y = push("C3", y, maps, side);
+    y = push("C3", y, maps, side) + FM_ROW_GAP;
+    // S4, two rows of eight, each where its C3 map is
+    let pitch = side + FM_GAP;
+    let side4 = 5 * FM_S4_SCALE;
+    let maps = (0..16)
+        .map(|i| {
+            (
+                FM_MARGIN + (i % 8) * pitch + (side - side4) / 2,
+                y + FM_TITLE_H + (i / 8) * (side4 + FM_GAP),
+            )
+        })
+        .collect();
+    y = push("S4", y, maps, side4);
     FmLayout {
         size: ((c1_w + 2 * FM_MARGIN) as u32, (y + FM_MARGIN) as u32),
         rows,
     }
 }
 
-/// The regions of the feature-map picture ("input", "C1 kernels", "C1", "C3"), each the
-/// bounding box of its maps.
+/// The regions of the feature-map picture ("input", "C1 kernels", "C1", "S2", "C3", "S4"),
+/// each the bounding box of its maps.
 pub fn feature_maps_regions() -> Vec<Region> {
     fm_layout().rows.into_iter().map(|r| r.region).collect()
 }
@@ -922,6 +993,17 @@ pub fn feature_maps_size() -> (u32, u32) {
 /// the 16 C3 maps (10x10), maps grey-mapped from [-1.7159, 1.7159] (dark = high). Runs the
 /// CPU forward pass itself and prints the network's answer next to the input.
 pub fn feature_maps(params: &[f32], image: &[u8; 784], out: &Path) -> Result<()> {
+    feature_maps_captioned(params, image, None, out)
+}
+
+/// [`feature_maps`], with a caption under the network's answer (for example "test digit
+/// 7, label 9").
+pub fn feature_maps_captioned(
+    params: &[f32],
+    image: &[u8; 784],
+    caption: Option<&str>,
+    out: &Path,
+) -> Result<()> {
     if params.len() != N_PARAMS {
         return Err(Error::Config(format!(
             "feature maps: {} parameters given, LeNet-5 has {N_PARAMS}",
@@ -949,13 +1031,15 @@ pub fn feature_maps(params: &[f32], image: &[u8; 784], out: &Path) -> Result<()>
         maps,
     } in &layout.rows
     {
-        draw_text(&mut img, *tx, *ty, 2, region.name, INK);
+        draw_text(&mut img, *tx, *ty, 2, fm_title(region.name), INK);
         for (i, &(x, y)) in maps.iter().enumerate() {
             let (side, scale, values, per_kernel): (usize, i32, &[f32], bool) = match region.name {
                 "input" => (32, FM_INPUT_SCALE, &ws.x0[..], false),
                 "C1 kernels" => (5, FM_KERNEL_SCALE, &kernels[i * 25..(i + 1) * 25], true),
                 "C1" => (28, FM_C1_SCALE, &ws.x1[i * 784..(i + 1) * 784], false),
-                _ => (10, FM_C3_SCALE, &ws.x3[i * 100..(i + 1) * 100], false),
+                "S2" => (14, FM_S2_SCALE, &ws.x2[i * 196..(i + 1) * 196], false),
+                "C3" => (10, FM_C3_SCALE, &ws.x3[i * 100..(i + 1) * 100], false),
+                _ => (5, FM_S4_SCALE, &ws.x4[i * 25..(i + 1) * 25], false),
             };
             let n = side as i32 * scale;
             outline(&mut img, x, y, n, n, [140, 140, 150]);
@@ -980,6 +1064,9 @@ pub fn feature_maps(params: &[f32], image: &[u8; 784], out: &Path) -> Result<()>
             draw_text(&mut img, x + dx, y, 2, &answer.to_string(), TEST_COLOR);
             let legend = "dark = high, light = low";
             draw_text(&mut img, x, y + LINE_H * 2 + 8, 2, legend, MUTED);
+            if let Some(c) = caption {
+                draw_text(&mut img, x, y - LINE_H * 2 - 8, 2, c, INK);
+            }
         }
     }
     save_png(&img, out)

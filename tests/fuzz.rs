@@ -127,3 +127,74 @@ fn fuzz_checkpoint_loader() {
         let _ = checkpoint::load(p);
     });
 }
+
+/// The files of a folder of the fuzz corpus (fuzz/seeds/<target>, fuzz/regressions/<target>).
+fn corpus(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(kind)
+        .join(target);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != ".gitkeep"))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The coverage-guided fuzzers' seeds (fuzz/make_seeds.rs) are valid files: each is read
+/// without error by the reader its target fuzzes, so libFuzzer starts from inputs that
+/// reach past the first check.
+#[test]
+fn fuzz_seeds_are_valid_files() {
+    let idx = corpus("seeds", "idx");
+    assert!(idx.len() >= 4, "{idx:?}");
+    for (name, bytes) in &idx {
+        let p = Path::new(name);
+        let ok = if name.contains("labels") {
+            data::parse_labels(bytes, p).map(|_| ())
+        } else {
+            data::parse_images(bytes, p).map(|_| ())
+        };
+        ok.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let ck = corpus("seeds", "checkpoint");
+    assert!(ck.len() >= 2);
+    for (name, bytes) in &ck {
+        let plain = name.contains("plain");
+        let c = checkpoint::parse(bytes, plain).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.params, params::init(1), "{name}");
+        if plain {
+            // Without metadata the strict loader refuses it, with a reason.
+            let e = checkpoint::parse(bytes, false).unwrap_err();
+            assert!(e.contains("__metadata__"), "{e}");
+        }
+    }
+}
+
+/// Every input a coverage-guided fuzzer ever crashed on (fuzz/regressions/) gives Ok or an
+/// error now, never a panic.
+#[test]
+fn fuzz_regressions_do_not_panic() {
+    let mut n = 0;
+    for (name, bytes) in corpus("regressions", "idx") {
+        let p = Path::new(&name);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let _ = data::parse_images(&bytes, p);
+            let _ = data::parse_labels(&bytes, p);
+        }));
+        assert!(r.is_ok(), "{name}: the IDX reader panicked");
+        n += 1;
+    }
+    for (name, bytes) in corpus("regressions", "checkpoint") {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let _ = checkpoint::parse(&bytes, false);
+            let _ = checkpoint::parse(&bytes, true);
+        }));
+        assert!(r.is_ok(), "{name}: the checkpoint loader panicked");
+        n += 1;
+    }
+    println!("{n} regression inputs");
+}

@@ -309,7 +309,7 @@ fn feature_maps_follow_the_digit() {
         .iter()
         .map(|r| r.name)
         .collect();
-    assert_eq!(names, ["input", "C1 kernels", "C1", "C3"]);
+    assert_eq!(names, ["input", "C1 kernels", "C1", "S2", "C3", "S4"]);
     for r in render::feature_maps_regions() {
         assert!(r.x + r.w <= ia.width() && r.y + r.h <= ia.height(), "{r:?}");
     }
@@ -317,6 +317,8 @@ fn feature_maps_follow_the_digit() {
     assert_ne!(crop(&ia, region("input")), crop(&ib, region("input")));
     assert_ne!(crop(&ia, region("C1")), crop(&ib, region("C1")));
     assert_ne!(crop(&ia, region("C3")), crop(&ib, region("C3")));
+    assert_ne!(crop(&ia, region("S2")), crop(&ib, region("S2")));
+    assert_ne!(crop(&ia, region("S4")), crop(&ib, region("S4")));
     assert_eq!(
         crop(&ia, region("C1 kernels")),
         crop(&ib, region("C1 kernels"))

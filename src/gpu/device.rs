@@ -25,9 +25,105 @@ pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
 
 /// Every adapter the machine offers for these APIs.
 pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
-    let inst = instance(backends);
-    let b = backends.unwrap_or_else(|| wgpu::Backends::all().with_env());
-    pollster::block_on(inst.enumerate_adapters(b))
+    quiet_drivers(|| {
+        let inst = instance(backends);
+        let b = backends.unwrap_or_else(|| wgpu::Backends::all().with_env());
+        pollster::block_on(inst.enumerate_adapters(b))
+    })
+}
+
+/// Runs `f` with the process's stderr captured, then passes on what drivers wrote there,
+/// less the lines that only say a desktop session is missing: in a plain shell Mesa writes
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` at every probe, and
+/// a user reads "error:" as a failure of ours. Everything else comes through unchanged.
+fn quiet_drivers<T>(f: impl FnOnce() -> T) -> T {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("lenet-gpu-probe-{}", std::process::id()));
+    let capture = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path);
+    let _ = std::fs::remove_file(&path);
+    let Ok(mut capture) = capture else {
+        return f();
+    };
+    let _ = std::io::stderr().flush();
+    // SAFETY: dup and dup2 on the process's own stderr and a file it owns; the saved
+    // descriptor is put back and closed below.
+    let saved = unsafe { libc::dup(2) };
+    if saved < 0 || unsafe { libc::dup2(capture.as_raw_fd(), 2) } < 0 {
+        return f();
+    }
+    let out = f();
+    let _ = std::io::stderr().flush();
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+    }
+    let mut text = String::new();
+    if capture.rewind().is_ok() && capture.read_to_string(&mut text).is_ok() {
+        for line in text.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")) {
+            eprintln!("{line}");
+        }
+    }
+    out
+}
+
+/// What a probe found, in the form `probe_line` writes: one adapter a line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probed {
+    pub software: bool,
+    pub api: String,
+    pub name: String,
+}
+
+/// One line for `lenet-gpu devices --probe`: `software|hardware<TAB>api<TAB>name`.
+pub fn probe_lines() -> Vec<String> {
+    adapters(None)
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!(
+                "{}\t{:?}\t{}",
+                if i.device_type == wgpu::DeviceType::Cpu {
+                    "software"
+                } else {
+                    "hardware"
+                },
+                i.backend,
+                i.name
+            )
+        })
+        .collect()
+}
+
+/// The adapters of this machine as a child process (`exe devices --probe`) sees them, so
+/// that this process loads no graphics driver when none of them is a hardware GPU: a
+/// software driver (lavapipe, llvmpipe) keeps about 60 MB mapped for the rest of the
+/// process once loaded. None when the child cannot be run.
+pub fn probe_in_child(exe: &std::path::Path) -> Option<Vec<Probed>> {
+    let out = std::process::Command::new(exe)
+        .args(["devices", "--probe"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.lines()
+        .map(|l| {
+            let mut f = l.splitn(3, '\t');
+            Some(Probed {
+                software: f.next()? == "software",
+                api: f.next()?.to_lowercase(),
+                name: f.next()?.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Higher is better: discrete GPU first, software adapters last; a native API beats GL.
@@ -99,8 +195,45 @@ fn pick_from(all: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<wgpu::Ad
             format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
         })
         .collect();
+    let restricted = choice
+        .backends
+        .is_some_and(|b| b != wgpu::Backends::all().with_env());
     match best(all, choice) {
         Some(a) => Ok(a),
+        None if seen.is_empty() && restricted => {
+            let b = choice.backends.unwrap_or(wgpu::Backends::empty());
+            let apis = [
+                (wgpu::Backends::VULKAN, "Vulkan"),
+                (wgpu::Backends::METAL, "Metal"),
+                (wgpu::Backends::DX12, "DX12"),
+                (wgpu::Backends::GL, "GL"),
+            ]
+            .iter()
+            .filter(|(f, _)| b.contains(*f))
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(" or ");
+            let others: Vec<String> = adapters(None)
+                .iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+                })
+                .collect();
+            Err(Error::NoAdapter(if others.is_empty() {
+                format!(
+                    "no {apis} adapter here, and no adapter on any other graphics API. On \
+                     Debian/Ubuntu, `apt-get install mesa-vulkan-drivers` gives the lavapipe CPU \
+                     adapter; or train on the CPU with `--backend cpu`."
+                )
+            } else {
+                format!(
+                    "no {apis} adapter here; the adapters this machine has: {}. Choose one of \
+                     their APIs with --backend, or use --backend cpu.",
+                    others.join("; ")
+                )
+            }))
+        }
         None => Err(Error::NoAdapter(if seen.is_empty() {
             "no GPU adapter found (no Vulkan, Metal, DX12 or GL driver). On Debian/Ubuntu, \
              `apt-get install mesa-vulkan-drivers` gives the lavapipe CPU adapter; or train on \
@@ -108,9 +241,9 @@ fn pick_from(all: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<wgpu::Ad
                 .into()
         } else {
             let want = match (&name, choice.cpu) {
-                (Some(n), true) => format!("a CPU adapter named like {n:?}"),
-                (Some(n), false) => format!("an adapter named like {n:?}"),
-                (None, _) => "a CPU adapter".into(),
+                (Some(n), true) => format!("CPU adapter named like {n:?}"),
+                (Some(n), false) => format!("adapter named like {n:?}"),
+                (None, _) => "CPU adapter".into(),
             };
             format!(
                 "no {want} among: {}. Pick one of these with --adapter, or use --backend cpu.",

@@ -16,7 +16,9 @@ use crate::{Error, RBF_CENTERS, Result};
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
-pub use device::{AdapterChoice, describe_all, parse_api, pick};
+pub use device::{
+    AdapterChoice, Probed, describe_all, parse_api, pick, probe_in_child, probe_lines,
+};
 
 /// Per-pattern layout of the activation buffer: x0 .. x6, y.
 pub const ACT_LAYOUT: [(&str, u32); 8] = [
@@ -1490,6 +1492,30 @@ impl GpuBackend {
     }
 }
 
+/// "gpu: NAME (API, DRIVER)", saying nothing twice: Mesa's software adapters repeat
+/// their name and LLVM version in the driver fields ("llvmpipe (LLVM 15.0.6, 256 bits)",
+/// driver "llvmpipe", "Mesa 22.3.6 (LLVM 15.0.6)") -> "gpu: llvmpipe (LLVM 15.0.6, 256
+/// bits) (Vulkan, Mesa 22.3.6)".
+pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    let name = info.name.to_lowercase();
+    let mut parts = vec![format!("{:?}", info.backend)];
+    for field in [info.driver.as_str(), info.driver_info.as_str()] {
+        let mut f = field.trim().to_string();
+        // Drop parenthesised groups the name already says.
+        while let (Some(a), Some(b)) = (f.find('('), f.find(')')) {
+            if b < a || !name.contains(&f[a + 1..b].to_lowercase()) {
+                break;
+            }
+            f = format!("{}{}", f[..a].trim_end(), &f[b + 1..]);
+        }
+        let f = f.trim().to_string();
+        if !f.is_empty() && !name.contains(&f.to_lowercase()) && !parts.contains(&f) {
+            parts.push(f);
+        }
+    }
+    format!("gpu: {} ({})", info.name, parts.join(", "))
+}
+
 impl Backend for GpuBackend {
     fn device_memory(&self) -> Option<u64> {
         Some(self.buffer_bytes())
@@ -1504,16 +1530,7 @@ impl Backend for GpuBackend {
     }
 
     fn describe(&self) -> String {
-        // Name, API and driver with its version ("llvmpipe, Mesa 22.3.6 (LLVM 15.0.6)").
-        let driver = [self.info.driver.as_str(), self.info.driver_info.as_str()]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "gpu: {} ({:?}, {driver})",
-            self.info.name, self.info.backend
-        )
+        describe_adapter(&self.info)
     }
 
     fn set_params(&mut self, p: &[f32]) -> Result<()> {

@@ -55,7 +55,10 @@ pub fn cpu_adapter_available() -> bool {
                 "LENET_REQUIRE_GPU is set but: {e}"
             );
             // libtest names each test's thread after the test.
-            let test = std::thread::current().name().unwrap_or("this test").to_string();
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("this test")
+                .to_string();
             eprintln!(
                 "skipped {test}: no software Vulkan adapter ({e}); `apt-get install mesa-vulkan-drivers` gives lavapipe"
             );
