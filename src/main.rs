@@ -49,8 +49,8 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
 enum BackendKind {
-    /// The best GPU adapter through any graphics API (a CPU adapter such as lavapipe when
-    /// no GPU exists).
+    /// The best GPU adapter through any graphics API; where the only adapters are software
+    /// ones (lavapipe, llvmpipe), the CPU backend, which is faster there.
     Gpu,
     /// The GPU backend through Vulkan only.
     Vulkan,
@@ -60,8 +60,8 @@ enum BackendKind {
     Dx12,
     /// The GPU backend through OpenGL (ES) only.
     Gl,
-    /// The CPU backend: blocks of eight patterns through im2col + GEMM, parallel over the
-    /// batch.
+    /// The CPU backend: blocks of eight patterns through direct SIMD convolutions and GEMMs
+    /// for the dense layers, parallel over the batch.
     Cpu,
     /// The CPU backend on the plain reference loops, one pattern at a time (slow; the spec
     /// the other kernels are tested against).

@@ -1,4 +1,4 @@
-//! The fast CPU path (`cpu::fast`, blocks of eight patterns, im2col + GEMM) against the
+//! The fast CPU path (`cpu::fast`, blocks of eight patterns, direct convolutions, GEMMs for C5 and F6) against the
 //! reference loops: every activation, derivative and gradient tensor, the SDLM estimate,
 //! training steps, evaluation, and determinism across thread counts.
 

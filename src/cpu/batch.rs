@@ -35,7 +35,8 @@ const EVAL_CHUNK: usize = 256;
 pub enum CpuKernels {
     /// The plain loops of `cpu`, the spec every other kernel is tested against.
     Reference,
-    /// `cpu::fast`: blocks of eight patterns, im2col + GEMM (the default).
+    /// `cpu::fast`: blocks of eight patterns, direct SIMD convolutions, GEMMs for C5 and F6
+    /// (the default).
     #[default]
     Fast,
 }
