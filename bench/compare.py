@@ -37,6 +37,23 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def machine_sgemm(python, threads, env):
+    """GFLOP/s of a 2048x2048 f32 matrix product through PyTorch on `threads` threads: what
+    the machine's cores give a tuned kernel, so each row can be read as a fraction of it."""
+    code = (
+        "import time, torch\n"
+        f"torch.set_num_threads({threads})\n"
+        "a = torch.randn(2048, 2048); b = torch.randn(2048, 2048); a @ b\n"
+        "best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))\n"
+        "print(2 * 2048 ** 3 / best / 1e9)\n"
+    )
+    try:
+        out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+    except (subprocess.CalledProcessError, ValueError, IndexError, FileNotFoundError):
+        return None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lenet", default=str(REPO / "target" / "release" / "lenet-gpu"))
@@ -55,15 +72,24 @@ def main():
                             "--device", dev, "--batch", a.batch, "--steps", str(a.steps),
                             "--threads", str(a.threads)], env)
     peer = {r["batch"]: r for r in rows if r["backend"].startswith("pytorch") and "cpu" in r["backend"]}
+    # The same arithmetic per pattern for every row (lenet-gpu's count from the layer shapes).
+    flop = next((r["train_flop_per_pattern"] for r in rows if "train_flop_per_pattern" in r), None)
+    sgemm = machine_sgemm(a.python, a.threads, env)
     print(f"Measured {date.today()} on {cpu_name()} ({os.cpu_count()} logical CPUs), "
           f"{a.threads} threads, {a.steps} timed steps per row.\n")
-    print("| backend | batch | train samples/s | s per 60k epoch | eval samples/s | train vs PyTorch CPU | eval vs PyTorch CPU |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    if sgemm:
+        print(f"Machine: PyTorch's own 2048x2048 sgemm on {a.threads} threads reaches {sgemm:.0f} GFLOP/s "
+              f"(best of 5); the training arithmetic is {flop / 1e6:.2f} MFLOP per pattern.\n")
+    print("| backend | batch | train samples/s | train GFLOP/s | of sgemm | s per 60k epoch | eval samples/s | train vs PyTorch CPU | eval vs PyTorch CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ref = peer.get(r["batch"])
         ratio = lambda k: f"{r[k] / ref[k]:.2f}x" if ref else "-"
-        print(f"| {r['backend']} | {r['batch']} | {r['train_samples_per_s']:,.0f} | {r['epoch_seconds']:.1f} | "
-              f"{r['eval_samples_per_s']:,.0f} | {ratio('train_samples_per_s')} | {ratio('eval_samples_per_s')} |")
+        gf = r["train_samples_per_s"] * flop / 1e9 if flop else float("nan")
+        frac = f"{gf / sgemm:.0%}" if sgemm else "-"
+        print(f"| {r['backend']} | {r['batch']} | {r['train_samples_per_s']:,.0f} | {gf:.1f} | {frac} | "
+              f"{r['epoch_seconds']:.1f} | {r['eval_samples_per_s']:,.0f} | {ratio('train_samples_per_s')} | "
+              f"{ratio('eval_samples_per_s')} |")
 
 
 if __name__ == "__main__":

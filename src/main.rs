@@ -1292,6 +1292,9 @@ fn run_bench(a: BenchArgs) -> Result<()> {
                 "eval_error": r.eval_error,
                 "check_loss": r.check_loss,
                 "reference_loss": r.reference_loss,
+                "train_flop_per_pattern": lenet_gpu::bench::TRAIN_FLOP_PER_PATTERN,
+                "train_gflops": r.train_samples_per_s * lenet_gpu::bench::TRAIN_FLOP_PER_PATTERN as f64 / 1e9,
+                "eval_gflops": r.eval_samples_per_s * lenet_gpu::bench::EVAL_FLOP_PER_PATTERN as f64 / 1e9,
                 "peak_host_bytes": r.peak_host_bytes,
                 "device_bytes": r.device_bytes,
                 "steps": a.steps,
@@ -1314,10 +1317,11 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             .unwrap_or(0)
             .max(7);
         println!(
-            "{:<w$} {:>5} {:>10} {:>8} {:>9} {:>10} {:>8} {:>7} {:>7}",
+            "{:<w$} {:>5} {:>10} {:>7} {:>8} {:>9} {:>10} {:>8} {:>7} {:>7}",
             "backend",
             "batch",
             "train/s",
+            "GFLOP/s",
             "epoch s",
             "SDLM s",
             "eval/s",
@@ -1327,10 +1331,11 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         );
         for r in &results {
             println!(
-                "{:<w$} {:>5} {:>10.0} {:>8.2} {:>9.3} {:>10.0} {:>7.2}% {:>7} {:>7}",
+                "{:<w$} {:>5} {:>10.0} {:>7.1} {:>8.2} {:>9.3} {:>10.0} {:>7.2}% {:>7} {:>7}",
                 r.backend,
                 r.batch,
                 r.train_samples_per_s,
+                r.train_samples_per_s * lenet_gpu::bench::TRAIN_FLOP_PER_PATTERN as f64 / 1e9,
                 r.epoch_seconds,
                 r.hessian_seconds,
                 r.eval_samples_per_s,
@@ -1355,6 +1360,11 @@ fn run_bench(a: BenchArgs) -> Result<()> {
                 );
             }
         }
+        println!(
+            "GFLOP/s: training arithmetic achieved, {:.2} MFLOP per pattern (forward and backward \
+             multiply-adds of every layer, from the layer shapes; squashing left out)",
+            lenet_gpu::bench::TRAIN_FLOP_PER_PATTERN as f64 / 1e6
+        );
         println!(
             "eval err: the test error of the weights after only the timed steps, nearly untrained; \
              it shows evaluation ran, not what the network reaches (`lenet-gpu train` for that)"

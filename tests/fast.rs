@@ -116,15 +116,24 @@ fn check_block(idx: &[usize]) {
     }
 }
 
+/// `check_block` in every build of the block passes this CPU can run (portable, AVX2,
+/// AVX-512).
+fn check_block_every_build(idx: &[usize]) {
+    for s in fast::Simd::available() {
+        println!("build {}", s.name());
+        fast::with_simd(s, || check_block(idx));
+    }
+}
+
 #[test]
 fn full_block_matches_reference() {
-    check_block(&[3, 141, 59, 26, 535, 897, 932, 384]);
+    check_block_every_build(&[3, 141, 59, 26, 535, 897, 932, 384]);
 }
 
 /// A block with unused lanes: they must add nothing to any sum.
 #[test]
 fn partial_block_matches_reference() {
-    check_block(&[1999, 0, 626, 433, 83]);
+    check_block_every_build(&[1999, 0, 626, 433, 83]);
 }
 
 fn backend(kernels: CpuKernels, loss: Loss) -> CpuBackend {
@@ -192,22 +201,29 @@ fn training_steps_match_reference() {
     }
 }
 
-/// The batch sum is taken block by block in a fixed order, so one thread and two give
-/// bit-identical weights.
+/// The batch sum is taken chunk by chunk in a fixed order, the chunks set by the batch size
+/// alone, so 1, 2, 3 and 12 threads give bit-identical weights; and a batch of 256 is cut
+/// into 32 chunks, so more than 8 threads have work.
 #[test]
 fn fast_training_is_deterministic_across_thread_counts() {
+    use lenet_gpu::cpu::batch::chunk_len;
+    assert_eq!(256 / chunk_len(256), 32);
+    assert_eq!(64 / chunk_len(64), 8);
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| train_steps(&mut backend(CpuKernels::Fast, Loss::Mse), 24, false).2)
+        pool.install(|| train_steps(&mut backend(CpuKernels::Fast, Loss::Mse), 64, false).2)
     };
-    let (a, b) = (run(1), run(2));
-    assert!(
-        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-        "1 and 2 threads differ"
-    );
+    let a = run(1);
+    for t in [2, 3, 12] {
+        let b = run(t);
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "1 and {t} threads differ"
+        );
+    }
     assert_ne!(a, lenet_gpu::params::init(3), "training changed nothing");
 }
 
@@ -282,9 +298,9 @@ fn wide_dense_layers_match_block_forward_bit_for_bit() {
     }
 }
 
-/// The AVX2 build of the block passes and the portable one (`LENET_CPU_PORTABLE=1`) do the
-/// same per-lane arithmetic: a short training run through the binary ends with
-/// bit-identical weights either way.
+/// The AVX2 build of the block passes (`LENET_CPU_AVX2=1`, where the CPU also has AVX-512)
+/// and the portable one (`LENET_CPU_PORTABLE=1`) do the same per-lane arithmetic: a short
+/// training run through the binary ends with bit-identical weights either way.
 #[test]
 fn portable_build_matches_avx2_bit_for_bit() {
     let dir = std::env::temp_dir().join(format!("lenet-fast-{}", std::process::id()));
@@ -309,7 +325,8 @@ fn portable_build_matches_avx2_bit_for_bit() {
         if portable {
             cmd.env("LENET_CPU_PORTABLE", "1");
         } else {
-            cmd.env_remove("LENET_CPU_PORTABLE");
+            cmd.env_remove("LENET_CPU_PORTABLE")
+                .env("LENET_CPU_AVX2", "1");
         }
         let o = cmd.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -328,4 +345,68 @@ fn portable_build_matches_avx2_bit_for_bit() {
     assert_eq!(differ, 0, "{differ} of {} weights differ", simd.len());
     assert_ne!(simd, lenet_gpu::params::init(1), "training changed nothing");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A run checkpointed by one build resumes on another: pass 1 on the portable build, pass 2
+/// on the widest this CPU has (the banner names each), ending close to a run made on the
+/// widest build throughout (the builds differ by rounding only).
+#[test]
+fn a_checkpoint_of_one_build_resumes_on_another() {
+    let dir = common::tmp("fast-cross-build");
+    let data = common::mnist_dir();
+    let train = |ck: &std::path::Path, epochs: &str, portable: bool, resume: bool| {
+        let mut cmd = common::bin();
+        cmd.args(["train", "--backend", "cpu", "--epochs", epochs])
+            .args(["--train-limit", "800", "--test-limit", "200", "--data"])
+            .arg(&data)
+            // A gentle step, so 2 passes stay in the stable regime where rounding
+            // differences between builds stay rounding-sized.
+            .args(["--loss", "mse", "--schedule", "2:1e-5"])
+            .env_remove("LENET_CPU_AVX2")
+            .env_remove(lenet_gpu::fault::ENV);
+        if resume {
+            cmd = common::bin();
+            cmd.args(["train", "--epochs", epochs, "--resume"])
+                .arg(ck)
+                .env_remove("LENET_CPU_AVX2")
+                .env_remove(lenet_gpu::fault::ENV);
+        } else {
+            cmd.arg("--checkpoint-dir").arg(ck);
+        }
+        if portable {
+            cmd.env("LENET_CPU_PORTABLE", "1");
+        } else {
+            cmd.env_remove("LENET_CPU_PORTABLE");
+        }
+        let o = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    let (cross, same) = (dir.join("cross"), dir.join("same"));
+    let t = train(&cross, "1", true, false);
+    assert!(
+        t.contains("portable"),
+        "the banner does not name the build: {t}"
+    );
+    let t = train(&cross, "2", false, true);
+    let widest = fast::Simd::available()[0].name();
+    assert!(t.contains(widest), "the banner does not name {widest}: {t}");
+    train(&same, "2", false, false);
+    let load = |d: &std::path::Path| {
+        lenet_gpu::checkpoint::load(&d.join("epoch-002.safetensors"))
+            .unwrap()
+            .params
+    };
+    let (a, b) = (load(&cross), load(&same));
+    let fails: Vec<String> = TENSORS
+        .iter()
+        .filter_map(|t| compare(t.name, t.of(&a), t.of(&b), 1e-5, 0.0))
+        .collect();
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

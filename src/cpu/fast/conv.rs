@@ -77,6 +77,69 @@ pub fn conv_forward<const P: usize>(
     }
 }
 
+/// `conv_forward` in AVX-512 with fused multiply-adds: a whole output row (HO = 2 P2
+/// positions) in P2 512-bit accumulators, each holding two adjacent positions of eight
+/// patterns; same order of terms (bias, link by link, tap by tap), but each multiply-add
+/// rounded once, so the pre-activations agree with the reference to rounding.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn conv_forward_avx512<const P2: usize>(
+    x: &[f32],
+    hin: usize,
+    maps: &[&[usize]],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let ho = hin - K + 1;
+    let plane = hin * hin * L;
+    let links: usize = maps.iter().map(|m| m.len()).sum();
+    let max_in = maps
+        .iter()
+        .flat_map(|m| m.iter())
+        .max()
+        .map_or(0, |&m| m + 1);
+    assert!(
+        ho == 2 * P2
+            && x.len() >= max_in * plane
+            && y.len() >= maps.len() * ho * ho * L
+            && w.len() >= links * K * K
+            && b.len() >= maps.len()
+    );
+    let mut link = 0;
+    for (o, ins) in maps.iter().enumerate() {
+        for oy in 0..ho {
+            // SAFETY: the accumulator for positions (2p, 2p+1) with tap kx reads positions
+            // 2p+kx and 2p+kx+1 <= ho-1+4 = hin-1 of input row oy+ky <= hin-1 of map m <
+            // max_in, inside x by the assert; the stores fill output row oy of map o,
+            // inside y by the assert.
+            unsafe {
+                let mut acc = [_mm512_set1_ps(b[o]); P2];
+                for (li, &m) in ins.iter().enumerate() {
+                    let wk = w.as_ptr().add((link + li) * K * K);
+                    let xm = x.as_ptr().add(m * plane);
+                    for ky in 0..K {
+                        let row = xm.add((oy + ky) * hin * L);
+                        for kx in 0..K {
+                            let wv = _mm512_set1_ps(*wk.add(ky * K + kx));
+                            for (p, a) in acc.iter_mut().enumerate() {
+                                let xv = _mm512_loadu_ps(row.add((2 * p + kx) * L));
+                                *a = _mm512_fmadd_ps(wv, xv, *a);
+                            }
+                        }
+                    }
+                }
+                let out = y.as_mut_ptr().add((o * ho + oy) * ho * L);
+                for (p, a) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(out.add(2 * p * L), *a);
+                }
+            }
+        }
+        link += ins.len();
+    }
+}
+
 /// Lane vector `i` of a lane-major slice.
 #[inline(always)]
 fn vec_at(s: &[f32], i: usize) -> &[f32; L] {
@@ -90,9 +153,12 @@ fn correlate<const HO: usize>(d: &[f32], x: &[f32], ky: usize, acc: &mut [[f32; 
     let hin = HO + K - 1;
     let (d, x) = (&d[..HO * HO * L], &x[..hin * hin * L]);
     #[cfg(target_arch = "x86_64")]
-    if super::avx2() {
-        // SAFETY: the CPU has AVX2 (checked).
-        return unsafe { correlate_avx2::<HO>(d, x, ky, acc) };
+    match super::simd() {
+        // SAFETY: the CPU has AVX-512 F and VL, and FMA (checked at run time).
+        super::Simd::Avx512 => return unsafe { correlate_avx512::<HO>(d, x, ky, acc) },
+        // SAFETY: the CPU has AVX2 (checked at run time).
+        super::Simd::Avx2 => return unsafe { correlate_avx2::<HO>(d, x, ky, acc) },
+        super::Simd::Portable => {}
     }
     for oy in 0..HO {
         let (drow, xrow) = (
@@ -147,6 +213,57 @@ unsafe fn correlate_avx2<const HO: usize>(
     }
 }
 
+/// `correlate` in AVX-512: two output positions (ox, ox + 1) at once, each 512-bit vector
+/// holding eight patterns of each, with fused multiply-adds; the even and odd positions'
+/// partial sums are added at the end, so the result agrees with `correlate_avx2` to
+/// rounding. An odd HO leaves its last position to a 256-bit step.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn correlate_avx512<const HO: usize>(
+    d: &[f32],
+    x: &[f32],
+    ky: usize,
+    acc: &mut [[f32; L]; K],
+) {
+    use std::arch::x86_64::*;
+    let hin = HO + K - 1;
+    assert!(d.len() >= HO * HO * L && x.len() >= hin * hin * L && ky < K);
+    // SAFETY (all loads and stores): a 512-bit load at position ox reads lanes of ox and
+    // ox + 1, and ox + 1 < HO; so the largest offsets are as in `correlate_avx2`, inside
+    // the slices by the assert; `acc`'s rows are L = 8 floats.
+    unsafe {
+        let mut a: [__m512; K] = [_mm512_setzero_ps(); K];
+        let mut tail: [__m256; K] = [_mm256_setzero_ps(); K];
+        for oy in 0..HO {
+            let drow = d.as_ptr().add(oy * HO * L);
+            let xrow = x.as_ptr().add((oy + ky) * hin * L);
+            let mut ox = 0;
+            while ox + 1 < HO {
+                let dv = _mm512_loadu_ps(drow.add(ox * L));
+                for (kx, a) in a.iter_mut().enumerate() {
+                    let xv = _mm512_loadu_ps(xrow.add((ox + kx) * L));
+                    *a = _mm512_fmadd_ps(dv, xv, *a);
+                }
+                ox += 2;
+            }
+            if ox < HO {
+                let dv = _mm256_loadu_ps(drow.add(ox * L));
+                for (kx, t) in tail.iter_mut().enumerate() {
+                    let xv = _mm256_loadu_ps(xrow.add((ox + kx) * L));
+                    *t = _mm256_fmadd_ps(dv, xv, *t);
+                }
+            }
+        }
+        for kx in 0..K {
+            let even = _mm512_castps512_ps256(a[kx]);
+            let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a[kx])));
+            let sum = _mm256_add_ps(_mm256_add_ps(even, odd), tail[kx]);
+            let prev = _mm256_loadu_ps(acc[kx].as_ptr());
+            _mm256_storeu_ps(acc[kx].as_mut_ptr(), _mm256_add_ps(prev, sum));
+        }
+    }
+}
+
 /// gw[link] += for each tap (ky, kx): the sum over outputs (oy, ox) and lanes of
 /// da[o][oy][ox] * x[m][oy+ky][ox+kx], for every link (o, m) of `maps`; HO = hin - 4.
 #[inline(always)]
@@ -180,6 +297,12 @@ pub fn conv_backward_params<const HO: usize>(
 /// x0: (1024 L) -> a1: (6, 784 L), pre-activations (squashed by the caller).
 #[inline(always)]
 pub fn c1_forward(p: &[f32], x0: &[f32], a1: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd() == super::Simd::Avx512 {
+        let (w, b) = (params::C1_W.of(p), params::C1_B.of(p));
+        // SAFETY: the CPU has AVX-512 F and VL, and FMA (checked at run time).
+        return unsafe { conv_forward_avx512::<14>(x0, 32, &C1_MAPS, w, b, a1) };
+    }
     conv_forward::<7>(x0, 32, &C1_MAPS, params::C1_W.of(p), params::C1_B.of(p), a1);
 }
 
@@ -193,6 +316,12 @@ pub fn c1_backward(x0: &[f32], da1: &[f32], g: &mut [f32]) {
 /// x2: (6, 196 L) -> a3: (16, 100 L), pre-activations, over the links of the table.
 #[inline(always)]
 pub fn c3_forward(p: &[f32], x2: &[f32], a3: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd() == super::Simd::Avx512 {
+        let (w, b) = (params::C3_W.of(p), params::C3_B.of(p));
+        // SAFETY: the CPU has AVX-512 F and VL, and FMA (checked at run time).
+        return unsafe { conv_forward_avx512::<5>(x2, 14, &C3_TABLE, w, b, a3) };
+    }
     conv_forward::<5>(
         x2,
         14,
@@ -303,11 +432,63 @@ fn c3_backward_input(w3t: &[f32], da3: &[f32], dx2: &mut [f32]) {
     }
 }
 
+/// `c3_backward_input` in AVX-512 with fused multiply-adds: each dE/da3 map is first copied
+/// into a zero border of 4 columns on each side, so every tap is one unaligned 512-bit load
+/// of two adjacent positions, and a whole row of 14 outputs sits in 7 accumulators over
+/// all readers, rows and taps; the terms come in the same order as in `full_strip`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn c3_backward_input_avx512(w3t: &[f32], da3: &[f32], dx2: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const PW: usize = 18; // 4 + 10 + 4 columns
+    assert!(w3t.len() >= 60 * K * K && da3.len() >= 16 * 100 * L && dx2.len() >= 6 * 196 * L);
+    let mut pad = vec![0f32; 16 * 10 * PW * L];
+    for o in 0..16 {
+        for r in 0..10 {
+            let src = &da3[(o * 100 + r * 10) * L..][..10 * L];
+            pad[((o * 10 + r) * PW + 4) * L..][..10 * L].copy_from_slice(src);
+        }
+    }
+    for (m, readers) in C3_READERS.iter().enumerate() {
+        for iy in 0..14 {
+            let kys = 4usize.saturating_sub(iy)..K.min(14 - iy);
+            // SAFETY: rows iy+ky-4 in 0..10 (kys keeps them there) of reader maps o < 16;
+            // columns 2p+kx+1 <= 17 < PW; the stores fill row iy of S2 map m: all inside
+            // pad and dx2 by the assert and pad's size.
+            unsafe {
+                let mut acc = [_mm512_setzero_ps(); 7];
+                for (j, &o) in readers.iter().enumerate() {
+                    let wk = w3t.as_ptr().add((m * 10 + j) * K * K);
+                    for ky in kys.clone() {
+                        let row = pad.as_ptr().add((o * 10 + iy + ky - 4) * PW * L);
+                        for kx in 0..K {
+                            let wv = _mm512_set1_ps(*wk.add(ky * K + kx));
+                            for (p, a) in acc.iter_mut().enumerate() {
+                                let dv = _mm512_loadu_ps(row.add((2 * p + kx) * L));
+                                *a = _mm512_fmadd_ps(wv, dv, *a);
+                            }
+                        }
+                    }
+                }
+                let out = dx2.as_mut_ptr().add((m * 196 + iy * 14) * L);
+                for (p, a) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(out.add(2 * p * L), *a);
+                }
+            }
+        }
+    }
+}
+
 /// da3: (16, 100 L) -> dE/dW3 (the table's links) and dE/db3 added into g; dx2:
 /// (6, 196 L) overwritten with dE/dx2. `w3t` from `c3_transposed`.
 #[inline(always)]
 pub fn c3_backward(x2: &[f32], w3t: &[f32], da3: &[f32], g: &mut [f32], dx2: &mut [f32]) {
     conv_backward_params::<10>(x2, &C3_TABLE, da3, params::C3_W.of_mut(g));
     add_row_sums(da3, 16, params::C3_B.of_mut(g));
+    #[cfg(target_arch = "x86_64")]
+    if super::simd() == super::Simd::Avx512 {
+        // SAFETY: the CPU has AVX-512 F and VL, and FMA (checked at run time).
+        return unsafe { c3_backward_input_avx512(w3t, da3, dx2) };
+    }
     c3_backward_input(w3t, da3, dx2);
 }

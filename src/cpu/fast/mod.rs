@@ -176,22 +176,114 @@ pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
     }
 }
 
-/// Whether this CPU runs the AVX2 build of the block passes. The lane loops contain no
-/// fused multiply-adds (Rust never contracts a * b + c on its own), so both builds compute
-/// the same per-lane arithmetic; only the vector width differs. (The GEMMs of C5 and F6
-/// are `matrixmultiply`'s, which picks its own kernels, FMA or not, by CPU: across CPUs
-/// results agree to rounding, on one CPU bit for bit.)
-/// `LENET_CPU_PORTABLE=1` in the environment selects the portable build even where AVX2
-/// exists (read once per process), so that the tests can check the two against each other.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn avx2() -> bool {
-    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX2.get_or_init(|| {
-        std::env::var_os("LENET_CPU_PORTABLE").is_none_or(|v| v != "1")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
+/// The builds of the block passes, widest first. Each is the same code compiled for a
+/// vector width: the lane loops run over eight patterns (one 256-bit vector), or, with
+/// AVX-512, over two positions of eight patterns at once (one 512-bit vector).
+///
+/// Arithmetic. The portable and AVX2 builds contain no fused multiply-adds (Rust never
+/// contracts a * b + c on its own), so they compute the same per-lane arithmetic and give
+/// bit-identical results. The AVX-512 build's weight-gradient kernel (`conv::correlate`)
+/// uses fused multiply-adds and sums even and odd output positions apart before adding
+/// them, so it agrees with the other two to rounding, not bit for bit; on one machine and
+/// build a seed still gives the same weights whatever the thread count. (The GEMMs of C5
+/// and F6 are `matrixmultiply`'s, which picks its own kernels by CPU.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Simd {
+    /// The name the run banner and `bench` print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Portable => "portable",
+            Simd::Avx2 => "AVX2",
+            Simd::Avx512 => "AVX-512",
+        }
+    }
+
+    /// The builds this CPU can run, widest first (the portable one always).
+    pub fn available() -> Vec<Simd> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            let has = |f: &str| match f {
+                "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+                "fma" => std::arch::is_x86_feature_detected!("fma"),
+                "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+                "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+                _ => false,
+            };
+            if ["avx512f", "avx512vl", "avx2", "fma"]
+                .iter()
+                .all(|f| has(f))
+            {
+                v.push(Simd::Avx512);
+            }
+            if has("avx2") && has("fma") {
+                v.push(Simd::Avx2);
+            }
+        }
+        v.push(Simd::Portable);
+        v
+    }
+}
+
+/// The build of the block passes this process runs, chosen once: the widest the CPU has,
+/// unless `LENET_CPU_PORTABLE=1` (the portable build) or `LENET_CPU_AVX2=1` (AVX2, where the
+/// CPU has it) says otherwise, so that the tests can check the builds against each other.
+pub fn simd() -> Simd {
+    if let Some(s) = FORCED.with(|f| f.get()) {
+        return s;
+    }
+    static SIMD: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *SIMD.get_or_init(|| {
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| v == "1");
+        let have = Simd::available();
+        if set("LENET_CPU_PORTABLE") {
+            Simd::Portable
+        } else if set("LENET_CPU_AVX2") && have.contains(&Simd::Avx2) {
+            Simd::Avx2
+        } else {
+            have[0]
+        }
     })
+}
+
+thread_local! {
+    static FORCED: std::cell::Cell<Option<Simd>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the block passes of this thread in build `s` (one of `Simd::available()`),
+/// whatever `simd()` chose for the process: the tests check each build against the
+/// reference in one process this way.
+pub fn with_simd<T>(s: Simd, f: impl FnOnce() -> T) -> T {
+    assert!(
+        Simd::available().contains(&s),
+        "this CPU cannot run the {} build",
+        s.name()
+    );
+    let before = FORCED.with(|c| c.replace(Some(s)));
+    let out = f();
+    FORCED.with(|c| c.set(before));
+    out
+}
+
+/// Runs `$any` (an `#[inline(always)]` method) through the build `simd()` chose: `$avx512`
+/// and `$avx2` are wrappers that compile the same code with those target features.
+macro_rules! dispatch {
+    ($self:ident . $any:ident / $avx2:ident / $avx512:ident ( $($arg:expr),* )) => {{
+        #[cfg(target_arch = "x86_64")]
+        match $crate::cpu::fast::simd() {
+            // SAFETY: `simd()` chose the build from the CPU's features (checked at run time).
+            $crate::cpu::fast::Simd::Avx512 => return unsafe { $self.$avx512($($arg),*) },
+            $crate::cpu::fast::Simd::Avx2 => return unsafe { $self.$avx2($($arg),*) },
+            $crate::cpu::fast::Simd::Portable => {}
+        }
+        $self.$any($($arg),*)
+    }};
 }
 
 /// Which pass a backward sweep computes.
@@ -248,17 +340,18 @@ impl Wide {
     /// C5, F6 and the RBF units for the first `n` patterns (a multiple of LANES).
     pub fn forward(&mut self, w: Weights, centers: &[f32], n: usize) {
         assert!(n <= self.cap && n.is_multiple_of(L));
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.forward_avx2(w, centers, n) };
-        }
-        self.forward_any(w, centers, n)
+        dispatch!(self.forward_any / forward_avx2 / forward_avx512(w, centers, n))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_avx2(&mut self, w: Weights, centers: &[f32], n: usize) {
+        self.forward_any(w, centers, n)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn forward_avx512(&mut self, w: Weights, centers: &[f32], n: usize) {
         self.forward_any(w, centers, n)
     }
 
@@ -373,17 +466,18 @@ impl Block {
 
     /// Forward pass of the loaded block: x1..x6 and y.
     pub fn forward(&mut self, w: Weights, centers: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.forward_avx2(w, centers) };
-        }
-        self.forward_any(w, centers)
+        dispatch!(self.forward_any / forward_avx2 / forward_avx512(w, centers))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_avx2(&mut self, w: Weights, centers: &[f32]) {
+        self.forward_any(w, centers)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn forward_avx512(&mut self, w: Weights, centers: &[f32]) {
         self.forward_any(w, centers)
     }
 
@@ -398,17 +492,18 @@ impl Block {
     /// The convolutional part of the forward pass of the loaded block: x1 .. x4 (for
     /// `Wide`, which runs the rest for many blocks at once).
     pub fn forward_conv(&mut self, w: Weights) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.forward_conv_avx2(w) };
-        }
-        self.forward_conv_any(w)
+        dispatch!(self.forward_conv_any / forward_conv_avx2 / forward_conv_avx512(w))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_conv_avx2(&mut self, w: Weights) {
+        self.forward_conv_any(w)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn forward_conv_avx512(&mut self, w: Weights) {
         self.forward_conv_any(w)
     }
 
@@ -471,17 +566,18 @@ impl Block {
 
     /// From d6 = dE/dx6 (or its second derivative) down to C1's parameters.
     fn sweep(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.sweep_avx2(w, pass, g) };
-        }
-        self.sweep_any(w, pass, g)
+        dispatch!(self.sweep_any / sweep_avx2 / sweep_avx512(w, pass, g))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn sweep_avx2(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
+        self.sweep_any(w, pass, g)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn sweep_avx512(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
         self.sweep_any(w, pass, g)
     }
 
