@@ -5,7 +5,7 @@ Same network as lenet-gpu (docs/design.md section 1): 32x32 padded input scaled 
 [-0.1, 1.175]; C1 5x5 conv; S2 trainable subsampling (coefficient x 2x2 sum + bias);
 C3 5x5 conv restricted to LeCun's connection table (a masked 6->16 convolution); S4; C5
 (16->120, 5x5); F6 120->84; every layer squashed by 1.7159 tanh(2a/3); RBF output with
-the fixed centres of data/rbf_centers.txt; the MAP criterion (j = 5) summed over the
+the fixed centres of data/rbf_centers.txt; the MAP criterion (j = 10) summed over the
 batch; initial weights uniform in +-2.4/F. A training step is forward, backward and an
 element-wise update (plain SGD). Evaluation classifies the 10,000 test images.
 
