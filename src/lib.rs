@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod params;
 pub mod predict;
 pub mod render;
+pub mod select;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -8,21 +8,7 @@ fn tmp(name: &str) -> PathBuf {
     common::tmp(&format!("bad-{name}"))
 }
 
-/// Runs the binary; asserts failure, no panic, and that stderr mentions each of `want`.
-fn fails(args: &[&str], want: &[&str]) -> String {
-    let out = common::bin().args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    let all = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
-    assert!(!out.status.success(), "{args:?} succeeded:\n{all}");
-    assert!(!all.contains("panicked"), "{args:?} panicked:\n{all}");
-    for w in want {
-        assert!(
-            err.contains(w),
-            "{args:?}: stderr does not mention {w:?}:\n{err}"
-        );
-    }
-    err
-}
+use common::fails;
 
 fn s(p: &Path) -> String {
     p.display().to_string()

@@ -14,13 +14,7 @@ use lenet_gpu::params::{N_PARAMS, TENSORS};
 use lenet_gpu::{RBF_CENTERS, train};
 use std::sync::{Arc, OnceLock};
 
-fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
-    static D: OnceLock<(Arc<Dataset>, Arc<Dataset>)> = OnceLock::new();
-    D.get_or_init(|| {
-        let (tr, te) = lenet_gpu::data::load_mnist(&common::mnist_dir()).unwrap();
-        (Arc::new(tr.truncated(2000)), Arc::new(te.truncated(500)))
-    })
-}
+use common::mnist_subset as mnist;
 
 /// One block of `idx.len()` patterns against the reference, pattern by pattern: the
 /// gradient pass (mse and MAP) and the SDLM pass. Tolerances as for the GPU kernels: sums

@@ -16,16 +16,7 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Runs a command: (success, stdout, stderr); never a panic message.
-fn run(mut c: Command) -> (bool, String, String) {
-    let out = c.output().unwrap();
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    assert!(!e.contains("panicked"), "{e}");
-    (out.status.success(), o, e)
-}
+use common::output as run;
 
 fn lenet(args: &[&str]) -> Command {
     let mut c = common::bin();
@@ -33,8 +24,8 @@ fn lenet(args: &[&str]) -> Command {
     c
 }
 
-/// A small CPU run into a checkpoint folder.
-fn small_run(dir: &Path, extra: &[&str]) -> (bool, String, String) {
+/// A small CPU training command into a checkpoint folder.
+fn small_train(dir: &Path, extra: &[&str]) -> Command {
     let data = s(&common::mnist_dir());
     let mut args = vec![
         "train",
@@ -54,7 +45,12 @@ fn small_run(dir: &Path, extra: &[&str]) -> (bool, String, String) {
     args.extend_from_slice(extra);
     let d = s(dir);
     args.extend_from_slice(&["--checkpoint-dir", &d]);
-    run(lenet(&args))
+    lenet(&args)
+}
+
+/// A small CPU run into a checkpoint folder.
+fn small_run(dir: &Path, extra: &[&str]) -> (bool, String, String) {
+    run(small_train(dir, extra))
 }
 
 /// Offline, with no MNIST anywhere: the first `train` says every way out (a mirror through
@@ -93,25 +89,7 @@ fn the_printed_resume_command_works_and_changes_are_refused() {
     let (ok, o, e) = small_run(&whole, &[]);
     assert!(ok, "{o}{e}");
     let dir = tmp("resume-cut");
-    let data = s(&common::mnist_dir());
-    let d = s(&dir);
-    let mut c = lenet(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--data",
-        &data,
-        "--train-limit",
-        "480",
-        "--test-limit",
-        "100",
-        "--epochs",
-        "2",
-        "--hessian-samples",
-        "50",
-        "--checkpoint-dir",
-        &d,
-    ]);
+    let mut c = small_train(&dir, &[]);
     c.env(lenet_gpu::fault::ENV, "stop:2:160");
     let (ok, _, err) = run(c);
     assert!(!ok);

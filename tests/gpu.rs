@@ -13,40 +13,20 @@ use lenet_gpu::params::{self, N_PARAMS, TENSORS};
 use lenet_gpu::{RBF_CENTERS, data::Dataset, train};
 use std::sync::{Arc, OnceLock};
 
-/// The adapters to test, by API; panics when a required one is missing.
+/// The adapters to test, by API (`common::adapter`'s rule: a required one missing fails).
 fn adapters() -> Vec<(String, AdapterChoice)> {
-    let required = std::env::var("LENET_REQUIRE_GPU").unwrap_or_default();
-    let mut found = Vec::new();
-    for api in ["vulkan", "gl"] {
-        let choice = AdapterChoice {
-            backends: gpu::parse_api(api),
-            ..Default::default()
-        };
-        match gpu::pick(&choice) {
-            Ok(a) => found.push((format!("{api}: {}", a.get_info().name), choice)),
-            Err(e) => {
-                assert!(
-                    !required.split(',').any(|r| r.trim() == api),
-                    "LENET_REQUIRE_GPU={required} but no {api} adapter: {e}"
-                );
-                eprintln!("no {api} adapter, not tested there: {e}");
-            }
-        }
-    }
+    let found: Vec<_> = ["vulkan", "gl"]
+        .iter()
+        .filter_map(|api| common::adapter(api, false))
+        .collect();
     assert!(
-        !(required == "1" && found.is_empty()),
+        !(std::env::var("LENET_REQUIRE_GPU").is_ok_and(|r| r.trim() == "1") && found.is_empty()),
         "LENET_REQUIRE_GPU=1 but no adapter at all"
     );
     found
 }
 
-fn mnist() -> &'static (Arc<Dataset>, Arc<Dataset>) {
-    static D: OnceLock<(Arc<Dataset>, Arc<Dataset>)> = OnceLock::new();
-    D.get_or_init(|| {
-        let (tr, te) = lenet_gpu::data::load_mnist(&common::mnist_dir()).unwrap();
-        (Arc::new(tr.truncated(2000)), Arc::new(te.truncated(500)))
-    })
-}
+use common::mnist_subset as mnist;
 
 /// A GPU backend on `choice` over the test subsets of MNIST, reading as suits the adapter.
 fn backend(choice: &AdapterChoice, loss: Loss, momentum: f32, batch: usize) -> GpuBackend {

@@ -9,18 +9,7 @@ fn tmp(name: &str) -> PathBuf {
     common::tmp(&format!("usage-{name}"))
 }
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = common::bin().args(args).output().unwrap();
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    assert!(
-        !o.contains("panicked") && !e.contains("panicked"),
-        "{args:?}:\n{o}{e}"
-    );
-    (out.status.success(), o, e)
-}
+use common::run;
 
 fn png_size(p: &Path) -> (u32, u32) {
     let img = image::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

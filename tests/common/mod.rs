@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
+use lenet_gpu::data::Dataset;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 static FETCH: Mutex<()> = Mutex::new(());
 

@@ -9,7 +9,9 @@
 //! are computed (no zero weights), and there is no im2col buffer.
 //!
 //! The forward sums run in the reference's order (bias, then link by link, tap by tap), so
-//! the pre-activations are bit-identical to the reference's.
+//! in the portable and AVX2 builds the pre-activations are bit-identical to the
+//! reference's; the AVX-512 build's kernels (`*_avx512`) keep that order with fused
+//! multiply-adds, which round once per term, so they agree to rounding.
 
 use super::{L, add_row_sums, reduce_lanes};
 use crate::params::{self, C3_TABLE};

@@ -82,7 +82,7 @@ unsafe fn matvec_avx512(
     (n, cap): (usize, usize),
 ) {
     use std::arch::x86_64::*;
-    assert!(m.is_multiple_of(4) && k > 0 && n.is_multiple_of(L) && n <= cap);
+    assert!(m > 0 && m.is_multiple_of(4) && k > 0 && n.is_multiple_of(L) && n <= cap);
     assert!(x.len() >= k * cap && y.len() >= m * cap);
     assert!(
         (m - 1) * rsa + (k - 1) * csa < a.len(),

@@ -13,9 +13,10 @@
 //! - C5 and F6 are matrix products, (120,400) x (400, L) and (84,120) x (120, L) and their
 //!   transposes, run by `matrixmultiply`'s packed kernels (`full`).
 //!
-//! Results differ from the reference only by rounding (sums run in another order, and the
-//! squashing function uses its own exp; the pre-activations of C1 and C3 are even summed in
-//! the reference's order); `tests/fast.rs` checks every tensor against it.
+//! Results differ from the reference only by rounding (sums run in another order, the
+//! squashing function uses its own exp, and the AVX-512 build fuses multiply-adds; the
+//! pre-activations of C1 and C3 are even summed in the reference's order); `tests/fast.rs`
+//! checks every tensor against it, in every build.
 //! A block's result depends only on its patterns, so the batch sum, taken block by block
 //! in order, is bit-identical for any number of threads.
 
@@ -182,11 +183,13 @@ pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
 ///
 /// Arithmetic. The portable and AVX2 builds contain no fused multiply-adds (Rust never
 /// contracts a * b + c on its own), so they compute the same per-lane arithmetic and give
-/// bit-identical results. The AVX-512 build's weight-gradient kernel (`conv::correlate`)
-/// uses fused multiply-adds and sums even and odd output positions apart before adding
-/// them, so it agrees with the other two to rounding, not bit for bit; on one machine and
-/// build a seed still gives the same weights whatever the thread count. (The GEMMs of C5
-/// and F6 are `matrixmultiply`'s, which picks its own kernels by CPU.)
+/// bit-identical results; their GEMMs for C5 and F6 are `matrixmultiply`'s, which picks
+/// its own kernels by CPU. The AVX-512 build has its own kernels for the hot passes (C1
+/// and C3 forward, C3's input gradient, the C1 and C3 weight gradients, and C5 and F6 as
+/// matrix-vector and outer products), all with fused multiply-adds, and sums even and odd
+/// positions of the weight gradients apart: it agrees with the other two to rounding, not
+/// bit for bit. On one machine and build a seed gives the same weights whatever the
+/// thread count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Simd {
     Portable,
@@ -258,7 +261,8 @@ thread_local! {
 
 /// Runs `f` with the block passes of this thread in build `s` (one of `Simd::available()`),
 /// whatever `simd()` chose for the process: the tests check each build against the
-/// reference in one process this way.
+/// reference in one process this way. Only this thread: work `f` hands to rayon's threads
+/// runs the process's build.
 pub fn with_simd<T>(s: Simd, f: impl FnOnce() -> T) -> T {
     assert!(
         Simd::available().contains(&s),
@@ -305,9 +309,10 @@ pub struct Weights<'a> {
 
 /// The dense end of the forward pass (C5, F6, the RBF units) for up to `cap` patterns at
 /// once, in evaluation: each buffer is lane-major with `cap` lanes (feature f of pattern p
-/// at `f * cap + p`), so one matrix product per layer serves a whole chunk of blocks, and
-/// `matrixmultiply` packs C5's 48,000 weights once per chunk instead of once per block of
-/// eight. Every output is the same sum, in the same order, as `Block::forward`'s.
+/// at `f * cap + p`), so one matrix product per layer serves a whole chunk of blocks (in
+/// the portable and AVX2 builds `matrixmultiply` then packs C5's 48,000 weights once per
+/// chunk instead of once per block of eight). Every output is the same sum, in the same
+/// order, as `Block::forward`'s, in every build.
 pub struct Wide {
     cap: usize,
     pub x4: Vec<f32>, // (400, cap)

@@ -15,6 +15,9 @@
 //! nearly linear network and most h_kk are far below mu; from the second pass on, h_kk
 //! has grown and four times more is stable. The default schedule follows that.
 
+pub mod log;
+pub mod meta;
+
 use crate::backend::{Backend, Split, TrainStats};
 use crate::cpu::Loss;
 use crate::distort;
@@ -241,6 +244,7 @@ fn land(f: Fault, epoch: u32, at: usize, stop: &AtomicBool) {
         FaultKind::Stop => stop.store(true, Ordering::SeqCst),
         FaultKind::Kill => {
             // SIGKILL cannot be caught: the process ends here, with nothing saved.
+            #[cfg(unix)]
             let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
             std::process::exit(137);
         }
@@ -267,6 +271,18 @@ pub fn train(
     mut report: impl FnMut(&EpochReport, &mut dyn Backend) -> Result<()>,
 ) -> Result<Outcome> {
     cfg.validate()?;
+    if let Some(f) = &cfg.fault
+        && (f.epoch > cfg.epochs || f.pattern > n_train)
+    {
+        return Err(Error::Config(format!(
+            "{}: pass {} pattern {} is outside this run ({} passes of {n_train} patterns), so \
+             the fault would never land",
+            crate::fault::ENV,
+            f.epoch,
+            f.pattern,
+            cfg.epochs
+        )));
+    }
     let mut resume = Some(from);
     let first = resume.as_ref().map_or(1, |r| r.epoch);
     for epoch in first..=cfg.epochs {

@@ -1,0 +1,191 @@
+//! The command line's shared pieces: the device and data flags every subcommand takes,
+//! and loading data and models from them. Each subcommand lives in its own file; `main.rs`
+//! only dispatches.
+
+pub mod bench;
+pub mod devices;
+pub mod eval;
+pub mod fetch;
+pub mod plot;
+pub mod predict;
+pub mod train;
+pub mod visualize;
+
+use clap::ValueEnum;
+use lenet_gpu::checkpoint;
+use lenet_gpu::data::{self, Dataset};
+use lenet_gpu::select::{DeviceChoice, Kind};
+use lenet_gpu::{Error, Result, fetch as fetch_mnist};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum BackendKind {
+    /// The best GPU adapter through any graphics API; where the only adapters are software
+    /// ones (lavapipe, llvmpipe), the CPU backend, which is faster there.
+    Gpu,
+    /// The GPU backend through Vulkan only.
+    Vulkan,
+    /// The GPU backend through Metal only.
+    Metal,
+    /// The GPU backend through DirectX 12 only.
+    Dx12,
+    /// The GPU backend through OpenGL (ES) only.
+    Gl,
+    /// The CPU backend: blocks of eight patterns through direct SIMD convolutions and GEMMs
+    /// for the dense layers, parallel over the batch.
+    Cpu,
+    /// The CPU backend on the plain reference loops, one pattern at a time (slow; the spec
+    /// the other kernels are tested against).
+    #[value(name = "cpu-ref")]
+    CpuRef,
+}
+
+impl BackendKind {
+    pub fn is_cpu(self) -> bool {
+        matches!(self, BackendKind::Cpu | BackendKind::CpuRef)
+    }
+}
+
+impl From<BackendKind> for Kind {
+    fn from(k: BackendKind) -> Kind {
+        match k {
+            BackendKind::Gpu => Kind::Gpu,
+            BackendKind::Vulkan => Kind::Vulkan,
+            BackendKind::Metal => Kind::Metal,
+            BackendKind::Dx12 => Kind::Dx12,
+            BackendKind::Gl => Kind::Gl,
+            BackendKind::Cpu => Kind::Cpu,
+            BackendKind::CpuRef => Kind::CpuRef,
+        }
+    }
+}
+
+/// Which device runs the math.
+#[derive(clap::Args, Clone)]
+pub struct DeviceArgs {
+    /// Where the math runs.
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub backend: BackendKind,
+    /// Use the GPU adapter whose name contains NAME (case-insensitive; see `lenet-gpu
+    /// devices`). WGPU_ADAPTER_NAME does the same.
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
+    #[arg(long)]
+    pub cpu_adapter: bool,
+}
+
+impl DeviceArgs {
+    /// The library's device request for these flags.
+    pub fn choice(&self) -> DeviceChoice {
+        DeviceChoice {
+            kind: self.backend.into(),
+            adapter: self.adapter.clone(),
+            cpu_adapter: self.cpu_adapter,
+            fallback: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum LossKind {
+    /// The paper's maximum-likelihood criterion: E = y_D.
+    Mse,
+    /// The paper's MAP criterion: E = y_D + ln(e^-j + sum_i e^-y_i).
+    Map,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// Folder with the four MNIST-format IDX files (plain or .gz). Default: $LENET_DATA,
+    /// else data/mnist (fetched there on first use when missing).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use only the first N training images.
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+}
+
+pub fn load_data(a: &DataArgs) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
+    let dir = data::data_dir(a.data.as_deref());
+    let explicit =
+        a.data.is_some() || std::env::var_os("LENET_DATA").is_some_and(|v| !v.is_empty());
+    let (mut train, mut test) = match data::load_mnist(&dir) {
+        // The default folder is ours to fill: fetch MNIST there on first use, so that
+        // `lenet-gpu train` works on a fresh machine. A folder the user named is only read.
+        Err(Error::DataMissing { .. }) if !explicit => {
+            eprintln!("MNIST is not in {}: fetching it (once)", dir.display());
+            fetch_mnist::fetch(&fetch_mnist::FetchOptions::new(&dir))?;
+            data::load_mnist(&dir)?
+        }
+        r => r?,
+    };
+    for (limit, set, flag) in [
+        (a.train_limit, &mut train, "--train-limit"),
+        (a.test_limit, &mut test, "--test-limit"),
+    ] {
+        if let Some(n) = limit {
+            if n == 0 {
+                return Err(Error::Config(format!("{flag} must be at least 1")));
+            }
+            *set = std::mem::take(set).truncated(n);
+        }
+    }
+    Ok((Arc::new(train), Arc::new(test)))
+}
+
+/// Whether the user wrote flag `id` (clap's field name) on the command line.
+pub fn given(m: &clap::ArgMatches, id: &str) -> bool {
+    m.try_get_raw(id).is_ok_and(|v| v.is_some())
+        && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}
+
+/// Refuses an output file whose folder does not exist or which is a folder itself.
+pub fn check_output_file(flag: &str, path: &Path, example: &str) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Config(format!(
+            "{flag} {}: folder {} does not exist; create it first",
+            path.display(),
+            parent.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::Config(format!(
+            "{flag} {}: is a folder; give a file name such as {example}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `--model PATH` of eval, predict and visualize: a checkpoint, a checkpoint folder, or
+/// plain weights (with a note on stderr).
+pub fn load_model(path: &Path) -> Result<(checkpoint::Checkpoint, PathBuf, bool)> {
+    let (ck, file, note) = checkpoint::load_weights(path)?;
+    if let Some(n) = &note {
+        eprintln!("note: {n}");
+    }
+    Ok((ck, file, note.is_some()))
+}
+
+/// Test image `i` as 28x28 (a 32x32 set is cropped to its centre).
+pub fn digit28(set: &Dataset, i: usize) -> Result<[u8; 784]> {
+    let img = set.image(i);
+    let pad = (set.side - 28) / 2;
+    let mut out = [0u8; 784];
+    for r in 0..28 {
+        for c in 0..28 {
+            out[r * 28 + c] = img[(r + pad) * set.side + c + pad];
+        }
+    }
+    Ok(out)
+}
+

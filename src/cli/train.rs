@@ -1,0 +1,593 @@
+//! `lenet-gpu train`: the run as named steps (settings, resume, data, backend, the passes,
+//! the ending), each a function below; the epoch loop itself is `lenet_gpu::train::train`.
+
+use super::{DataArgs, DeviceArgs, LAST, LossKind, check_output_file, given, load_data};
+use lenet_gpu::backend::Backend;
+use lenet_gpu::checkpoint;
+use lenet_gpu::cpu::Loss;
+use lenet_gpu::data;
+use lenet_gpu::params;
+use lenet_gpu::train::log::{RunLog, read_log};
+use lenet_gpu::train::meta::{
+    SavedRun, changed_settings, loss_name, parse_schedule, resume_point, run_meta,
+};
+use lenet_gpu::train::{self, EpochReport, Outcome, Progress, TrainConfig};
+use lenet_gpu::{Error, RBF_CENTERS, Result};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Number of passes over the training set.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: u32,
+    /// Patterns per update; the batch gradient is the sum of the patterns' gradients.
+    #[arg(long, default_value_t = TrainConfig::default().batch)]
+    batch: usize,
+    /// Seed of the initial weights, the shuffles and the Hessian samples.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// Training criterion.
+    #[arg(long, value_enum, default_value = "map")]
+    loss: LossKind,
+    /// The constant j of the MAP criterion.
+    #[arg(long, default_value_t = train::DEFAULT_MAP_J)]
+    map_j: f64,
+    /// Multiplies every eta of the schedule.
+    #[arg(long, default_value_t = TrainConfig::default().eta_scale)]
+    eta_scale: f64,
+    /// Per-pattern eta by pass, as LAST_PASS:ETA,... (the last eta holds after), or
+    /// `paper` for the paper's online schedule 2:5e-4,5:2e-4,8:1e-4,12:5e-5,20:1e-5.
+    /// Default: 1:1.25e-5,6:5e-5,10:2.5e-5,14:1e-5,17:5e-6,20:2e-6 (for batch 16); with
+    /// --distort, 1:1.25e-5,12:5e-5,17:2.5e-5,20:1e-5.
+    #[arg(long, value_name = "SCHEDULE")]
+    schedule: Option<String>,
+    /// SDLM's mu in eps_k = eta / (mu + h_kk).
+    #[arg(long, default_value_t = TrainConfig::default().mu)]
+    mu: f64,
+    /// Training patterns drawn before each pass to estimate the Hessian diagonal.
+    #[arg(long, default_value_t = TrainConfig::default().hessian_samples)]
+    hessian_samples: usize,
+    /// Warp each training image by a fresh random affine distortion every pass (shift up to
+    /// 2 px, scale and squeeze up to 10%, horizontal shear up to 0.3), as in the paper's
+    /// distorted-data experiment. Reproducible from --seed; evaluation is undistorted.
+    #[arg(long)]
+    distort: bool,
+    /// Momentum on the summed batch gradient (0 = the paper's plain SDLM).
+    #[arg(long, default_value_t = TrainConfig::default().momentum)]
+    momentum: f32,
+    /// Save a checkpoint (safetensors) here after every pass, replacing it atomically.
+    #[arg(long, value_name = "PATH")]
+    save: Option<PathBuf>,
+    /// Keep a checkpoint of every pass here (epoch-NNN.safetensors, and last.safetensors for
+    /// --resume), with the optimiser state; written atomically. Ctrl-C or SIGTERM saves the
+    /// run's exact position there before exiting.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Continue a run from its checkpoint directory (or a checkpoint file): its weights,
+    /// optimiser state, settings and position; --epochs may extend it.
+    #[arg(long, value_name = "PATH")]
+    resume: Option<PathBuf>,
+    /// Re-estimate the Hessian in pass 1 after N patterns, then 2N, 4N, ... (0: once per
+    /// pass).
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().warmup)]
+    warmup: usize,
+    /// Write one record per pass to this file as it goes: CSV when the name ends in .csv,
+    /// JSON lines otherwise. A new run starts the file afresh; --resume appends to it. A
+    /// learning-curve picture is written beside it at the end (same name, .png).
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
+    /// Print only the final summary (no progress bar, no per-pass lines).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print, each pass, the per-layer range of the Hessian estimates h_kk and step sizes.
+    #[arg(long)]
+    sdlm_stats: bool,
+    /// Worker threads for the CPU backend (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
+    set_threads(a.threads)?;
+    let mut cfg = config(&a)?;
+    // Fail now, not after a pass of training, when --save or --log cannot be written.
+    if let Some(path) = &a.save {
+        check_output_file("--save", path, "lenet.safetensors")?;
+    }
+    if let Some(path) = &a.log {
+        check_output_file("--log", path, "run.csv")?;
+    }
+    // Resuming from a directory keeps writing there.
+    let checkpoint_dir = a
+        .checkpoint_dir
+        .clone()
+        .or_else(|| a.resume.clone().filter(|p| p.is_dir()));
+    if let Some(dir) = &checkpoint_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let start = match &a.resume {
+        Some(path) => resume(&a, m, &mut cfg, path)?,
+        None => Start::fresh(&a, &cfg),
+    };
+    let (train_set, test_set) = load_data(&start.data)?;
+    let n_train = train_set.len();
+    if let (Some(file), Some(n)) = (&start.file, start.trained_on)
+        && n != n_train
+    {
+        return Err(Error::Config(format!(
+            "{} was trained on {n} patterns, but {} has only {n_train}; give --data the folder it was trained on",
+            file.display(),
+            data::data_dir(start.data.data.as_deref()).display()
+        )));
+    }
+    // The backend takes the only references to the data: a GPU backend frees the host
+    // copies once they are on the device.
+    let n_test = test_set.len();
+    let data_dir = std::path::absolute(data::data_dir(start.data.data.as_deref())).ok();
+    let (mut backend, on) =
+        start
+            .device
+            .open(train_set, test_set, cfg.loss, cfg.momentum, cfg.batch)?;
+    if let Some(before) = start.was_on.as_ref().filter(|b| **b != on) {
+        eprintln!(
+            "note: this run trained on {before} and continues on {on}; its weights will not be \
+             bit-identical to a run that stayed there"
+        );
+    }
+    backend.set_params(&start.init)?;
+    if let Some(v) = &start.velocity {
+        backend.set_velocity(v)?;
+    }
+    if !a.quiet {
+        banner(backend.as_ref(), &cfg, n_train, n_test);
+    }
+    let mut out = Outputs {
+        a: &a,
+        cfg: &cfg,
+        n_train,
+        run: SavedRun {
+            epochs: Some(cfg.epochs),
+            test_patterns: Some(n_test),
+            data: data_dir,
+            device: Some(on),
+        },
+        checkpoint_dir,
+        log: match &a.log {
+            Some(path) => Some(RunLog::open(
+                path,
+                start.from.epoch > 1 || start.from.position > 0,
+            )?),
+            None => None,
+        },
+        last: None,
+    };
+    let (int, term) = stop_flags();
+    let stop = stop_on_signal(&int, &term);
+    let clock = std::time::Instant::now();
+    let bar = progress_bar(a.quiet, n_train);
+    let outcome = train::train(
+        backend.as_mut(),
+        &cfg,
+        n_train,
+        start.from,
+        &stop,
+        tick(&bar),
+        |r, b| {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            out.pass_done(r, b)
+        },
+    )?;
+    match outcome {
+        Outcome::Finished => out.finished(clock),
+        Outcome::Stopped(progress) => {
+            // Clear the bar before the message, so it is not left drawn twice.
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            out.stopped(backend.as_mut(), &progress)?;
+            Ok(ExitCode::from(if term.load(Ordering::SeqCst) {
+                143
+            } else {
+                130
+            }))
+        }
+    }
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if threads == Some(0) {
+        return Err(Error::Config("--threads must be at least 1".into()));
+    }
+    if let Some(t) = threads {
+        // Only fails when a pool already exists, which cannot happen here.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
+    }
+    Ok(())
+}
+
+/// The run's settings from the flags (and `LENET_FAULT`), checked.
+fn config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = TrainConfig {
+        epochs: a.epochs,
+        batch: a.batch,
+        seed: a.seed,
+        loss: match a.loss {
+            LossKind::Mse => Loss::Mse,
+            LossKind::Map => Loss::Map { j: a.map_j },
+        },
+        eta_scale: a.eta_scale,
+        mu: a.mu,
+        hessian_samples: a.hessian_samples,
+        momentum: a.momentum,
+        warmup: a.warmup,
+        distort: a.distort,
+        fault: lenet_gpu::fault::Fault::from_env()?,
+        ..TrainConfig::default()
+    };
+    if let Some(s) = &a.schedule {
+        cfg.schedule = parse_schedule(s)?;
+    } else if a.distort {
+        cfg.schedule = train::DISTORT_SCHEDULE.to_vec();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Where a run starts: its weights, momentum, position, data subset and device.
+struct Start {
+    init: Vec<f32>,
+    velocity: Option<Vec<f32>>,
+    from: Progress,
+    data: DataArgs,
+    device: lenet_gpu::select::DeviceChoice,
+    /// The device a resumed run trained on, when the flags move it elsewhere.
+    was_on: Option<String>,
+    /// The checkpoint resumed from, and the training patterns it was trained on.
+    file: Option<PathBuf>,
+    trained_on: Option<usize>,
+}
+
+impl Start {
+    fn fresh(a: &TrainArgs, cfg: &TrainConfig) -> Self {
+        Start {
+            init: params::init(cfg.seed),
+            velocity: None,
+            from: Progress::start(),
+            data: a.data.clone(),
+            device: a.device.choice(),
+            was_on: None,
+            file: None,
+            trained_on: None,
+        }
+    }
+}
+
+/// Resuming: the checkpoint's weights, optimiser state, settings, data subset, device and
+/// position; flags that would change the run are refused.
+fn resume(a: &TrainArgs, m: &clap::ArgMatches, cfg: &mut TrainConfig, path: &Path) -> Result<Start> {
+    let file = if path.is_dir() {
+        path.join(LAST)
+    } else {
+        path.to_path_buf()
+    };
+    let ck = checkpoint::load(&file)?;
+    let run = SavedRun::of(&ck);
+    let mut start = Start::fresh(a, cfg);
+    match resume_point(&ck, &file)? {
+        Some((saved, n, progress)) => {
+            let changed = changed_settings(cfg, &saved, a.data.train_limit, n);
+            if let Some((_, flag, was)) = changed.iter().find(|c| given(m, c.0)) {
+                return Err(Error::Config(format!(
+                    "{flag} would change the run saved in {} (it has {was}); --resume continues a run \
+                     with its own settings: drop {flag}, or start a new run without --resume",
+                    file.display()
+                )));
+            }
+            *cfg = TrainConfig {
+                epochs: cfg.epochs,
+                fault: cfg.fault,
+                ..saved
+            };
+            start.data.train_limit = Some(n);
+            start.trained_on = Some(n);
+            start.from = progress;
+        }
+        None => start.from.epoch = ck.meta.epoch + 1,
+    }
+    if !given(m, "epochs") {
+        cfg.epochs = run.epochs.unwrap_or(cfg.epochs);
+    }
+    if start.data.test_limit.is_none() {
+        start.data.test_limit = run.test_patterns;
+    }
+    if start.data.data.is_none() {
+        match run.data.filter(|d| d.is_dir()) {
+            Some(d) => start.data.data = Some(d),
+            None => {
+                if let Some(gone) = &run.data {
+                    eprintln!(
+                        "note: {} was trained on the data in {}, which is not there any more; \
+                         using {} (--data names another folder)",
+                        file.display(),
+                        gone.display(),
+                        data::data_dir(None).display()
+                    );
+                }
+            }
+        }
+    }
+    let device_given = ["backend", "adapter", "cpu_adapter"]
+        .iter()
+        .any(|id| given(m, id));
+    match (&run.device, device_given) {
+        (Some(d), false) => start.device = lenet_gpu::select::DeviceChoice::resolved(d),
+        (Some(d), true) => start.was_on = Some(d.clone()),
+        (None, _) => {}
+    }
+    if start.from.epoch > cfg.epochs {
+        return Err(Error::Config(format!(
+            "{} already holds {} passes; ask for more with --epochs",
+            file.display(),
+            ck.meta.epoch
+        )));
+    }
+    eprintln!(
+        "resuming {} at pass {}{} with its settings (batch {}, seed {}, {} passes)",
+        file.display(),
+        start.from.epoch,
+        if start.from.position > 0 {
+            format!(", pattern {}", start.from.position)
+        } else {
+            String::new()
+        },
+        cfg.batch,
+        cfg.seed,
+        cfg.epochs
+    );
+    start.init = ck.params;
+    start.velocity = ck.optimizer.map(|o| o.velocity);
+    start.file = Some(file);
+    Ok(start)
+}
+
+fn banner(backend: &dyn Backend, cfg: &TrainConfig, n_train: usize, n_test: usize) {
+    println!(
+        "LeNet-5, {} parameters | backend {} | {} training, {} test images | batch {} | loss {} | seed {}",
+        params::N_PARAMS,
+        backend.describe(),
+        n_train,
+        n_test,
+        cfg.batch,
+        loss_name(cfg.loss),
+        cfg.seed
+    );
+    println!(
+        "{:>5} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}  mean step size C1 S2 C3 S4 C5 F6",
+        "pass", "eta", "train loss", "train err", "test err", "seconds", "samples/s"
+    );
+}
+
+/// Everything a run writes as it goes: the per-pass lines, the log, the checkpoints.
+struct Outputs<'a> {
+    a: &'a TrainArgs,
+    cfg: &'a TrainConfig,
+    n_train: usize,
+    run: SavedRun,
+    checkpoint_dir: Option<PathBuf>,
+    log: Option<RunLog>,
+    last: Option<EpochReport>,
+}
+
+impl Outputs<'_> {
+    /// After each pass: its line (and SDLM statistics), its log record, its checkpoints.
+    fn pass_done(&mut self, r: &EpochReport, b: &mut dyn Backend) -> Result<()> {
+        if let Some(l) = self.log.as_mut() {
+            l.write(r)?;
+        }
+        if !self.a.quiet {
+            print_pass(r, self.a.sdlm_stats);
+        }
+        let mut meta = run_meta(self.cfg, self.n_train, &self.run, r.epoch, None);
+        meta.extra
+            .insert("test_error".into(), format!("{:.6}", r.test_error));
+        let p = b.params()?;
+        if let Some(path) = &self.a.save {
+            checkpoint::save(path, &p, &RBF_CENTERS, &meta)?;
+        }
+        if let Some(dir) = &self.checkpoint_dir {
+            let opt = checkpoint::Optimizer {
+                velocity: b.velocity()?,
+                eps: vec![0.0; params::N_PARAMS],
+            };
+            for name in [format!("epoch-{:03}.safetensors", r.epoch), LAST.to_string()] {
+                checkpoint::save_training(&dir.join(name), &p, &RBF_CENTERS, &meta, Some(&opt))?;
+            }
+        }
+        self.last = Some(r.clone());
+        Ok(())
+    }
+
+    /// The run finished: the learning curve and the summary line.
+    fn finished(&self, clock: std::time::Instant) -> Result<ExitCode> {
+        if let Some(path) = &self.a.log {
+            let png = path.with_extension("png");
+            lenet_gpu::render::learning_curve(&read_log(path)?, &png)?;
+            if !self.a.quiet {
+                println!("learning curve: {}", png.display());
+            }
+        }
+        if let Some(r) = &self.last {
+            println!(
+                "done: test error {:.2}% after {} pass{}, {:.1} s{}{}",
+                100.0 * r.test_error,
+                r.epoch,
+                if r.epoch == 1 { "" } else { "es" },
+                clock.elapsed().as_secs_f64(),
+                lenet_gpu::bench::peak_memory()
+                    .map(|m| format!(", peak host memory {:.0} MB", m as f64 / 1048576.0))
+                    .unwrap_or_default(),
+                self.a
+                    .save
+                    .as_ref()
+                    .map(|p| format!("; saved {}", p.display()))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// A signal stopped the run: save its exact position and say how to go on.
+    fn stopped(&self, backend: &mut dyn Backend, progress: &Progress) -> Result<()> {
+        let target = self
+            .checkpoint_dir
+            .as_ref()
+            .map(|d| d.join(LAST))
+            .or(self.a.save.clone());
+        let Some(path) = target else {
+            eprintln!(
+                "stopped in pass {} after {} patterns; nothing saved (use --checkpoint-dir DIR to be able to resume)",
+                progress.epoch, progress.position
+            );
+            return Ok(());
+        };
+        let meta = run_meta(
+            self.cfg,
+            self.n_train,
+            &self.run,
+            progress.epoch - 1,
+            Some(progress),
+        );
+        let opt = checkpoint::Optimizer {
+            velocity: backend.velocity()?,
+            eps: progress
+                .eps
+                .clone()
+                .unwrap_or_else(|| vec![0.0; params::N_PARAMS]),
+        };
+        checkpoint::save_training(&path, &backend.params()?, &RBF_CENTERS, &meta, Some(&opt))?;
+        let from = self.checkpoint_dir.as_ref().unwrap_or(&path);
+        let at = if progress.position == 0 {
+            format!("before pass {}", progress.epoch)
+        } else {
+            format!(
+                "in pass {} after {} patterns",
+                progress.epoch, progress.position
+            )
+        };
+        eprintln!(
+            "stopped {at}; saved {}. Continue with: lenet-gpu train --resume {}",
+            path.display(),
+            from.display(),
+        );
+        Ok(())
+    }
+}
+
+/// One pass's line of the table, and with --sdlm-stats the per-layer h_kk and eps_k.
+fn print_pass(r: &EpochReport, sdlm_stats: bool) {
+    let steps: Vec<String> = r
+        .eps_layers
+        .iter()
+        .map(|s| format!("{:.2e}", s[2]))
+        .collect();
+    println!(
+        "{:>5} {:>9.2e} {:>10.4} {:>8.2}% {:>8.2}% {:>8.1} {:>9.0}  {}",
+        r.epoch,
+        r.eta,
+        r.train_loss,
+        100.0 * r.train_error,
+        100.0 * r.test_error,
+        r.seconds,
+        r.samples_per_s,
+        steps.join(" ")
+    );
+    if sdlm_stats {
+        println!("      SDLM   h_kk min / median / max               eps_k min / median / max");
+        for (((name, _), h), e) in params::LAYERS.iter().zip(&r.h_layers).zip(&r.eps_layers) {
+            println!(
+                "      {name}   {:.2e} / {:.2e} / {:.2e}   {:.2e} / {:.2e} / {:.2e}",
+                h[0], h[1], h[3], e[0], e[1], e[3]
+            );
+        }
+    }
+}
+
+/// SIGINT and SIGTERM raise these flags; a second signal of the same kind exits at once
+/// (130 or 143) without touching the checkpoints, which are only ever replaced whole.
+fn stop_flags() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let int = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    for (sig, flag, code) in [(SIGINT, &int, 130), (SIGTERM, &term, 143)] {
+        // Registration only fails for forbidden signals, which these are not.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, code, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    (int, term)
+}
+
+/// The trainer's stop request, raised by either signal: it stops after the current group
+/// of batches.
+fn stop_on_signal(int: &Arc<AtomicBool>, term: &Arc<AtomicBool>) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (int, term, s) = (int.clone(), term.clone(), stop.clone());
+    std::thread::spawn(move || {
+        while !int.load(Ordering::SeqCst) && !term.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        s.store(true, Ordering::SeqCst);
+    });
+    stop
+}
+
+/// The progress bar's update after each group of batches.
+fn tick(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(u32, usize) + '_ {
+    let mut bar_epoch = 0;
+    move |epoch, done| {
+        if let Some(b) = bar {
+            if epoch != bar_epoch {
+                bar_epoch = epoch;
+                b.reset();
+                b.set_prefix(format!("pass {epoch}"));
+            }
+            b.set_position(done as u64);
+        }
+    }
+}
+
+/// A bar over the patterns of a pass on a terminal; None when output is not a terminal (CI, a
+/// pipe), where the per-pass lines are the progress, or with --quiet.
+fn progress_bar(quiet: bool, n: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>8} [{bar:40}] {pos}/{len} {rate} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} samples/s", s.per_sec());
+            },
+        )
+        .progress_chars("=> "),
+    );
+    Some(bar)
+}
+

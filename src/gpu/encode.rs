@@ -1,0 +1,177 @@
+//! Encoding batches: workgroup counts, the per-batch records, the compute pass.
+
+use super::*;
+
+impl GpuBackend {
+
+    /// Workgroups (x, y) for kernel `k` on a batch of `b` patterns.
+    pub(super) fn groups(&self, size: Size, b: u32) -> (u32, u32, u32) {
+        let n = match size {
+            Size::PerPattern(u) => (b * u).div_ceil(WG),
+            Size::Threads(t) => t.div_ceil(WG),
+            Size::Sum(t) => t.div_ceil(SUM_WG),
+            Size::Tiles(blocks) => return ((b.div_ceil(TILE_B) * blocks).div_ceil(DENSE_WG), 1, 1),
+        };
+        if n <= self.max_groups {
+            (n, 1, 1)
+        } else {
+            (self.max_groups, n.div_ceil(self.max_groups), 1)
+        }
+    }
+
+    /// Writes the step records, growing the buffer (and rebuilding the bind groups that
+    /// point at it) when a pass has more batches than any before.
+    pub(super) fn prepare_steps(&mut self, steps: &[Step]) {
+        let n = steps.len() as u64;
+        if n > self.steps_capacity {
+            self.steps_capacity = n.next_power_of_two();
+            self.steps = Self::steps_buffer(&self.device, self.steps_capacity);
+            for (split, name) in [(Split::Train, "train"), (Split::Test, "test")] {
+                let s = self.split(split);
+                let bg = Self::bind_group(
+                    &self.device,
+                    &self.layout,
+                    &self.steps,
+                    &self.state,
+                    &self.store,
+                    &self.small,
+                    &s.images,
+                    &s.labels_buf,
+                    &s.order,
+                    &s.stats,
+                    &self.warps,
+                    name,
+                );
+                match split {
+                    Split::Train => self.train.bind_group = bg,
+                    Split::Test => self.test.bind_group = bg,
+                }
+            }
+        }
+        let mut bytes = vec![0u8; steps.len() * STEP_STRIDE as usize];
+        for (i, s) in steps.iter().enumerate() {
+            bytes[i * STEP_STRIDE as usize..i * STEP_STRIDE as usize + 32]
+                .copy_from_slice(bytemuck::bytes_of(s));
+        }
+        self.queue.write_buffer(&self.steps, 0, &bytes);
+    }
+
+    pub(super) fn step(&self, split: Split, start: usize, batch: usize, mode: u32) -> Step {
+        let (loss, map_j) = match self.loss {
+            Loss::Mse => (0, 0.0),
+            Loss::Map { j } => (1, j as f32),
+        };
+        Step {
+            start: start as u32,
+            batch: batch as u32,
+            mode,
+            loss,
+            map_j,
+            momentum: self.momentum,
+            side: self.split(split).side,
+            distort: (split == Split::Train && mode == 0 && self.distorting) as u32,
+        }
+    }
+
+    /// Bytes of every buffer this backend holds on the device.
+    pub fn buffer_bytes(&self) -> u64 {
+        let split = |s: &SplitBuffers| {
+            s.images.size() + s.labels_buf.size() + s.order.size() + s.stats.size()
+        };
+        self.state.size()
+            + self.store.bytes()
+            + self.small.size()
+            + self.steps.size()
+            + self.warps.size()
+            + split(&self.train)
+            + split(&self.test)
+    }
+
+    pub(super) fn split(&self, s: Split) -> &SplitBuffers {
+        match s {
+            Split::Train => &self.train,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// Encodes `kernels` for each step record (dynamic offset i), in chunks of command
+    /// buffers, and submits them: one compute pass per batch, then, after an update, the
+    /// copy of the new parameters into the uniform buffer. The kernels' own copy of the
+    /// parameters is refreshed at the start of every command buffer, since the host may
+    /// have written new ones.
+    pub(super) fn run(&self, split: Split, steps: &[Step], kernels: &[usize]) {
+        let bg = &self.split(split).bind_group;
+        let mut in_flight = std::collections::VecDeque::new();
+        for (c, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("batches"),
+                });
+            self.copy_params(&mut enc, true);
+            for (i, s) in chunk.iter().enumerate() {
+                let offset = ((c * STEPS_PER_SUBMIT + i) as u64 * STEP_STRIDE) as u32;
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("lenet"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_bind_group(0, bg, &[offset]);
+                    for &k in kernels {
+                        let k = if k == INPUT && s.distort == 1 {
+                            INPUT_DISTORTED
+                        } else {
+                            k
+                        };
+                        let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
+                        pass.set_pipeline(&self.pipelines[k]);
+                        pass.dispatch_workgroups(x, y, z);
+                    }
+                }
+                if kernels.contains(&UPDATE) {
+                    self.copy_params(&mut enc, false);
+                }
+            }
+            in_flight.push_back(self.queue.submit([enc.finish()]));
+            if in_flight.len() > MAX_IN_FLIGHT {
+                // A device error here also reaches the fault handler, reported at the next wait.
+                let _ = self.device.poll(wgpu::PollType::Wait {
+                    submission_index: in_flight.pop_front(),
+                    timeout: None,
+                });
+            }
+        }
+    }
+
+    /// Copies the parameters of C1 .. S4 from `state` into the uniform buffer `small`, and
+    /// with `texture` all parameters into the texture kernels read them from (with
+    /// `Reads::Textures`; the update kernel keeps it current within a command buffer).
+    pub(super) fn copy_params(&self, enc: &mut wgpu::CommandEncoder, texture: bool) {
+        enc.copy_buffer_to_buffer(&self.state, 0, &self.small, 0, SMALL_PARAMS as u64 * 4);
+        if let (true, Store::Textures { params, .. }) = (texture, &self.store) {
+            // Whole rows of 256: the copy may read past the parameters into the gradient
+            // region, which is never fetched.
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.state,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(256 * 4),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: params,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d::ZERO,
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: 64,
+                    height: PARAM_ROWS,
+                    depth_or_array_layers: 1,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Which backend runs the math: the one policy that `train`, `eval`, `bench` and the tests
+//! use. `--backend gpu` (the default) takes the best hardware GPU adapter; where the only
+//! adapters are software ones (lavapipe, llvmpipe), the CPU backend, which is faster there.
+//! Naming an API, an adapter or `--cpu-adapter` runs the GPU kernels wherever asked.
+
+use crate::backend::Backend;
+use crate::cpu::Loss;
+use crate::cpu::batch::{CpuBackend, CpuKernels};
+use crate::data::Dataset;
+use crate::{Error, Result, gpu};
+use std::sync::Arc;
+
+/// Where the math runs, as `--backend` names it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// The best adapter of any graphics API (software-only machines: the CPU backend).
+    Gpu,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+    /// The CPU backend's fast path.
+    Cpu,
+    /// The CPU backend on the reference loops.
+    CpuRef,
+}
+
+impl Kind {
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Kind::Cpu | Kind::CpuRef)
+    }
+}
+
+/// A device request: `--backend`, `--adapter`, `--cpu-adapter`, and whether a plain
+/// `--backend gpu` may fall back to the CPU backend (not in `bench`, which measures what
+/// it was asked to, nor for a resumed run, which goes back to where it ran).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceChoice {
+    pub kind: Kind,
+    pub adapter: Option<String>,
+    pub cpu_adapter: bool,
+    pub fallback: bool,
+}
+
+impl DeviceChoice {
+    /// The device a saved run trained on (`open`'s second result), chosen exactly again: a
+    /// run on the CPU backend stays there, a GPU run goes back to its adapter.
+    pub fn resolved(saved: &str) -> Self {
+        let mut d = DeviceChoice {
+            kind: Kind::Cpu,
+            adapter: None,
+            cpu_adapter: false,
+            fallback: false,
+        };
+        match saved.split_once(':') {
+            None if saved == "cpu-ref" => d.kind = Kind::CpuRef,
+            None => {}
+            Some((api, rest)) => {
+                let (kind, name) = rest.split_once(':').unwrap_or(("hardware", rest));
+                d.kind = match api {
+                    "metal" => Kind::Metal,
+                    "dx12" => Kind::Dx12,
+                    "gl" => Kind::Gl,
+                    _ => Kind::Vulkan,
+                };
+                d.cpu_adapter = kind == "software";
+                d.adapter = Some(name.to_string());
+            }
+        }
+        d
+    }
+
+    /// Plain `--backend gpu`, free to use the CPU backend on a software-only machine.
+    fn plain_gpu(&self) -> bool {
+        self.kind == Kind::Gpu && self.adapter.is_none() && !self.cpu_adapter && self.fallback
+    }
+
+    /// The backend this choice gives, and where it runs in the form `resolved` reads back:
+    /// `cpu`, `cpu-ref`, or `API:software|hardware:ADAPTER`. Notes for the user (a
+    /// fallback, a software adapter) go to stderr.
+    pub fn open(
+        &self,
+        train: Arc<Dataset>,
+        test: Arc<Dataset>,
+        loss: Loss,
+        momentum: f32,
+        batch: usize,
+    ) -> Result<(Box<dyn Backend>, String)> {
+        let cpu = |kernels| -> Result<(Box<dyn Backend>, String)> {
+            let name = match kernels {
+                CpuKernels::Reference => "cpu-ref",
+                _ => "cpu",
+            };
+            let b = CpuBackend::with_kernels(train.clone(), test.clone(), loss, momentum, kernels);
+            Ok((Box::new(b), name.to_string()))
+        };
+        let api = match self.kind {
+            Kind::Cpu | Kind::CpuRef => {
+                if self.adapter.is_some() || self.cpu_adapter {
+                    return Err(Error::Config(
+                        "--adapter and --cpu-adapter choose a GPU adapter; drop them or --backend cpu".into(),
+                    ));
+                }
+                return cpu(if self.kind == Kind::Cpu {
+                    CpuKernels::Fast
+                } else {
+                    CpuKernels::Reference
+                });
+            }
+            Kind::Gpu => None,
+            Kind::Vulkan => gpu::parse_api("vulkan"),
+            Kind::Metal => gpu::parse_api("metal"),
+            Kind::Dx12 => gpu::parse_api("dx12"),
+            Kind::Gl => gpu::parse_api("gl"),
+        };
+        if self.plain_gpu() && !hardware_adapter_exists() {
+            return cpu(CpuKernels::Fast);
+        }
+        let adapter = match gpu::pick(&gpu::AdapterChoice {
+            backends: api,
+            name: self.adapter.clone(),
+            cpu: self.cpu_adapter,
+        }) {
+            Ok(a) => a,
+            Err(Error::NoAdapter(_)) if self.plain_gpu() => {
+                eprintln!(
+                    "note: no GPU adapter found; using the CPU backend (see `lenet-gpu devices`)"
+                );
+                return cpu(CpuKernels::Fast);
+            }
+            Err(e) => return Err(e),
+        };
+        let info = adapter.get_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        if self.plain_gpu() && software {
+            eprintln!(
+                "note: the only GPU adapter is {} (software); using the CPU backend, which is \
+                 faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",
+                info.name
+            );
+            return cpu(CpuKernels::Fast);
+        }
+        if software && !self.cpu_adapter && self.fallback {
+            eprintln!(
+                "note: {} is a software adapter (a CPU pretending to be a GPU); --backend cpu is \
+                 faster here",
+                info.name
+            );
+        }
+        let on = format!(
+            "{}:{}:{}",
+            format!("{:?}", info.backend).to_lowercase(),
+            if software { "software" } else { "hardware" },
+            info.name
+        );
+        let b = gpu::GpuBackend::new(adapter, train, test, loss, momentum, batch)?;
+        Ok((Box::new(b), on))
+    }
+}
+
+/// Whether a child process (`lenet-gpu devices --probe`) finds a hardware adapter; true
+/// when it cannot tell, so that this process probes itself. Asking a child keeps this
+/// process free of any graphics driver when there is no hardware GPU to train on; the
+/// note says what was found.
+fn hardware_adapter_exists() -> bool {
+    if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
+        return true;
+    }
+    // Only the lenet-gpu binary answers `devices --probe` (not, say, a test harness).
+    let Some(found) = std::env::current_exe()
+        .ok()
+        .filter(|exe| exe.file_stem().is_some_and(|n| n == "lenet-gpu"))
+        .and_then(|exe| gpu::probe_in_child(&exe))
+    else {
+        return true;
+    };
+    if found.iter().any(|p| !p.software) {
+        return true;
+    }
+    match found.first() {
+        None => eprintln!(
+            "note: no GPU adapter found; using the CPU backend (see `lenet-gpu devices`)"
+        ),
+        Some(p) => eprintln!(
+            "note: the only GPU adapter is {} (software); using the CPU backend, which is \
+             faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",
+            p.name
+        ),
+    }
+    false
+}
