@@ -18,11 +18,7 @@ fn main() {
             (0..784)
                 .map(|i| {
                     let (r, c) = (i / 28, i % 28);
-                    if (r as i32 - c as i32 - l as i32).abs() < 3 {
-                        255
-                    } else {
-                        0
-                    }
+                    if (r - c - l as i32).abs() < 3 { 255 } else { 0 }
                 })
                 .collect()
         })
@@ -69,6 +65,9 @@ fn main() {
 
 /// Where the AVX-512 build's forward and backward time goes, stage by stage (each stage
 /// compiled with the build's target features, as inside `Block`).
+///
+/// # Safety
+/// The CPU must run the AVX-512 build (`Simd::available()` lists it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 pub unsafe fn stages(b: &mut Block, w: Weights, reps: usize) {

@@ -178,9 +178,9 @@ fn hardware_adapter_exists() -> bool {
         return true;
     }
     match found.first() {
-        None => eprintln!(
-            "note: no GPU adapter found; using the CPU backend (see `lenet-gpu devices`)"
-        ),
+        None => {
+            eprintln!("note: no GPU adapter found; using the CPU backend (see `lenet-gpu devices`)")
+        }
         Some(p) => eprintln!(
             "note: the only GPU adapter is {} (software); using the CPU backend, which is \
              faster. --cpu-adapter (or --adapter NAME) runs the GPU kernels on it anyway.",

@@ -9,10 +9,8 @@ use lenet_gpu::backend::{Backend, Split};
 use lenet_gpu::cpu::batch::{CpuBackend, CpuKernels};
 use lenet_gpu::cpu::fast::{self, Block, LANES, Weights, Wide};
 use lenet_gpu::cpu::{self, Loss, Workspace};
-use lenet_gpu::data::Dataset;
 use lenet_gpu::params::{N_PARAMS, TENSORS};
 use lenet_gpu::{RBF_CENTERS, train};
-use std::sync::{Arc, OnceLock};
 
 use common::mnist_subset as mnist;
 

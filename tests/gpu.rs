@@ -10,8 +10,7 @@ use lenet_gpu::gpu::{
     self, ACT_LAYOUT, ACT_STRIDE, AdapterChoice, DELTA_LAYOUT, DELTA_STRIDE, GpuBackend, Reads,
 };
 use lenet_gpu::params::{self, N_PARAMS, TENSORS};
-use lenet_gpu::{RBF_CENTERS, data::Dataset, train};
-use std::sync::{Arc, OnceLock};
+use lenet_gpu::{RBF_CENTERS, train};
 
 /// The adapters to test, by API (`common::adapter`'s rule: a required one missing fails).
 fn adapters() -> Vec<(String, AdapterChoice)> {

@@ -2,7 +2,6 @@
 //! as a table or JSON lines, with the time per GPU kernel on request.
 
 use super::{BackendKind, DataArgs, load_data};
-use lenet_gpu::backend::Backend;
 use lenet_gpu::bench::{self, BenchConfig, BenchResult};
 use lenet_gpu::cpu::batch::CpuBackend;
 use lenet_gpu::select::DeviceChoice;
@@ -170,11 +169,7 @@ fn print_table(a: &BenchArgs, m: &Measured) {
     let results = &m.results;
     println!(
         "{} training, {} test images; {} timed steps after {} warm-up; SDLM estimate over {} patterns",
-        m.train_len,
-        m.test_len,
-        a.steps,
-        a.warmup,
-        a.hessian_samples
+        m.train_len, m.test_len, a.steps, a.warmup, a.hessian_samples
     );
     let w = results
         .iter()
@@ -195,7 +190,7 @@ fn print_table(a: &BenchArgs, m: &Measured) {
         "host MB",
         "GPU MB"
     );
-    for r in &results {
+    for r in results {
         println!(
             "{:<w$} {:>5} {:>10.0} {:>7.1} {:>8.2} {:>9.3} {:>10.0} {:>7.2}% {:>7} {:>7}",
             r.backend,

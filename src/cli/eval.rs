@@ -81,7 +81,6 @@ pub fn run(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-
 fn print_confusion(conf: &[[u32; 10]; 10]) {
     println!("confusion matrix (rows: true digit, columns: predicted; last: per-class accuracy)");
     println!(

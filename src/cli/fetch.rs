@@ -32,4 +32,3 @@ pub fn run(a: FetchArgs) -> Result<()> {
     println!("MNIST is ready in {}", dir.display());
     Ok(())
 }
-

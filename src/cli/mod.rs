@@ -166,6 +166,9 @@ pub fn check_output_file(flag: &str, path: &Path, example: &str) -> Result<()> {
     Ok(())
 }
 
+/// The file in a checkpoint directory that `--resume DIR` reads.
+pub const LAST: &str = checkpoint::LAST;
+
 /// `--model PATH` of eval, predict and visualize: a checkpoint, a checkpoint folder, or
 /// plain weights (with a note on stderr).
 pub fn load_model(path: &Path) -> Result<(checkpoint::Checkpoint, PathBuf, bool)> {
@@ -188,4 +191,3 @@ pub fn digit28(set: &Dataset, i: usize) -> Result<[u8; 784]> {
     }
     Ok(out)
 }
-

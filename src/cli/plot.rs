@@ -19,4 +19,3 @@ pub fn run(a: PlotArgs) -> Result<()> {
     println!("wrote {}", out.display());
     Ok(())
 }
-

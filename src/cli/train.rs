@@ -276,7 +276,12 @@ impl Start {
 
 /// Resuming: the checkpoint's weights, optimiser state, settings, data subset, device and
 /// position; flags that would change the run are refused.
-fn resume(a: &TrainArgs, m: &clap::ArgMatches, cfg: &mut TrainConfig, path: &Path) -> Result<Start> {
+fn resume(
+    a: &TrainArgs,
+    m: &clap::ArgMatches,
+    cfg: &mut TrainConfig,
+    path: &Path,
+) -> Result<Start> {
     let file = if path.is_dir() {
         path.join(LAST)
     } else {
@@ -313,7 +318,7 @@ fn resume(a: &TrainArgs, m: &clap::ArgMatches, cfg: &mut TrainConfig, path: &Pat
         start.data.test_limit = run.test_patterns;
     }
     if start.data.data.is_none() {
-        match run.data.filter(|d| d.is_dir()) {
+        match run.data.clone().filter(|d| d.is_dir()) {
             Some(d) => start.data.data = Some(d),
             None => {
                 if let Some(gone) = &run.data {
@@ -411,7 +416,10 @@ impl Outputs<'_> {
                 velocity: b.velocity()?,
                 eps: vec![0.0; params::N_PARAMS],
             };
-            for name in [format!("epoch-{:03}.safetensors", r.epoch), LAST.to_string()] {
+            for name in [
+                format!("epoch-{:03}.safetensors", r.epoch),
+                LAST.to_string(),
+            ] {
                 checkpoint::save_training(&dir.join(name), &p, &RBF_CENTERS, &meta, Some(&opt))?;
             }
         }
@@ -590,4 +598,3 @@ fn progress_bar(quiet: bool, n: usize) -> Option<indicatif::ProgressBar> {
     );
     Some(bar)
 }
-

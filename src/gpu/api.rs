@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 /// "gpu: NAME (API, DRIVER)", saying nothing twice: Mesa's software adapters repeat
 /// their name and LLVM version in the driver fields ("llvmpipe (LLVM 15.0.6, 256 bits)",
 /// driver "llvmpipe", "Mesa 22.3.6 (LLVM 15.0.6)") -> "gpu: llvmpipe (LLVM 15.0.6, 256

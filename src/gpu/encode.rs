@@ -3,7 +3,6 @@
 use super::*;
 
 impl GpuBackend {
-
     /// Workgroups (x, y) for kernel `k` on a batch of `b` patterns.
     pub(super) fn groups(&self, size: Size, b: u32) -> (u32, u32, u32) {
         let n = match size {

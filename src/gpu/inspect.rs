@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 /// Every intermediate of one batch, read back for the kernel tests.
 pub struct Snapshot {
     /// (B, ACT_STRIDE): x0 .. x6, y per pattern (see `ACT_LAYOUT`).

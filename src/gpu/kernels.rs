@@ -62,4 +62,3 @@ pub(super) const UPDATE: usize = 22;
 pub(super) const INPUT_DISTORTED: usize = 23;
 /// Writes d1, which no training kernel reads.
 pub(super) const S2_BACKWARD_INPUT: usize = 24;
-

@@ -5,8 +5,8 @@
 //! reads back only the per-pattern (loss, prediction) records at the end. Every sum has a
 //! fixed order (no float atomics), so a seed gives the same weights on the same adapter.
 
-pub mod device;
 mod api;
+pub mod device;
 mod encode;
 mod inspect;
 mod kernels;
@@ -112,9 +112,6 @@ struct Step {
     distort: u32,
 }
 
-/// The constants every shader sees, generated from the Rust layout so the two never differ.
-
-
 pub struct GpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -142,11 +139,15 @@ pub struct GpuBackend {
     fault: Arc<std::sync::Mutex<Option<String>>>,
 }
 
-
 /// Writes `bytes` into `buffer` a few MiB at a time, waiting for each piece, so the staging
 /// memory wgpu takes for a write (host memory, on a CPU adapter) stays small instead of
 /// holding a second copy of the whole training set.
-pub(super) fn upload(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer, bytes: &[u8]) {
+pub(super) fn upload(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    buffer: &wgpu::Buffer,
+    bytes: &[u8],
+) {
     const PIECE: usize = 4 << 20;
     for (i, piece) in bytes.chunks(PIECE).enumerate() {
         queue.write_buffer(buffer, (i * PIECE) as u64, piece);
@@ -155,11 +156,9 @@ pub(super) fn upload(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::
     }
 }
 
-
 pub(super) fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Gpu(format!("{what}: {e}"))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -219,4 +218,3 @@ mod tests {
         unroll("/*unroll*/ for (var i = 0u; i < 2u; i++) { if (x) { continue; } }");
     }
 }
-

@@ -3,7 +3,6 @@
 use super::*;
 
 impl GpuBackend {
-
     /// The first `rows` patterns' activations (`deltas` false) or deltas, (rows, stride).
     pub(super) fn read_store(&self, deltas: bool, rows: usize) -> Result<Vec<f32>> {
         let stride = if deltas { DELTA_STRIDE } else { ACT_STRIDE } as usize;

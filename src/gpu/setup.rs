@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 impl GpuBackend {
     /// Builds everything once for batches of up to `max_batch` patterns, reading as suits
     /// the adapter (`Reads::for_adapter`).

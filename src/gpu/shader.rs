@@ -3,6 +3,7 @@
 
 use super::*;
 
+/// The constants every shader sees, generated from the Rust layout so the two never differ.
 pub(super) fn header() -> String {
     let mut h = String::new();
     h += &format!("const N_PARAMS: u32 = {N_PARAMS}u;\n");
@@ -165,7 +166,6 @@ pub(super) fn prelude(reads: Reads) -> String {
     };
     format!("{}\n{store}\n{COMMON}\n", header())
 }
-
 
 /// One kernel's SPIR-V words and workgroup size.
 pub(super) type SpirvKernel = (Vec<u32>, [u32; 3]);

@@ -1,8 +1,6 @@
 //! Where activations and deltas live: storage buffers (hardware GPUs, GL) or read-write
 //! storage textures (CPU adapters), and the buffers of each split.
 
-use super::*;
-
 /// Buffers of one split.
 pub(super) struct SplitBuffers {
     pub(super) bind_group: wgpu::BindGroup,

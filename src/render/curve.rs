@@ -328,4 +328,3 @@ pub(super) fn draw_curve(points: &[CurvePoint], out: &Path) -> Result<RgbImage> 
     }
     Ok(img)
 }
-

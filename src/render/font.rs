@@ -216,7 +216,14 @@ pub(super) fn text_width(text: &str, scale: i32) -> i32 {
 
 /// Draws `text` with its line box's top-left corner at (x, y); returns the advance (the
 /// width plus one font pixel of spacing), so differently coloured pieces can follow.
-pub(super) fn draw_text(img: &mut RgbImage, x: i32, y: i32, scale: i32, text: &str, color: Rgb) -> i32 {
+pub(super) fn draw_text(
+    img: &mut RgbImage,
+    x: i32,
+    y: i32,
+    scale: i32,
+    text: &str,
+    color: Rgb,
+) -> i32 {
     let mut cx = x;
     for ch in text.chars() {
         let (w, px) = glyph(ch);
@@ -232,4 +239,3 @@ pub(super) fn draw_text(img: &mut RgbImage, x: i32, y: i32, scale: i32, text: &s
 pub(super) fn digit_mid(scale: i32) -> i32 {
     (11 * scale) / 2 + scale / 2
 }
-

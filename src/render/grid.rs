@@ -136,4 +136,3 @@ pub fn error_grid_indexed(
     }
     save_png(&img, out)
 }
-

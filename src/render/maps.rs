@@ -230,4 +230,3 @@ pub fn feature_maps_captioned(
     }
     save_png(&img, out)
 }
-

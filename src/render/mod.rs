@@ -159,4 +159,3 @@ fn draw_error(out: &Path, e: impl std::fmt::Display) -> Error {
         std::io::Error::other(format!("drawing the learning curve: {e}")),
     )
 }
-

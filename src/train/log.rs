@@ -125,4 +125,3 @@ pub fn read_log(path: &Path) -> Result<Vec<crate::render::CurvePoint>> {
     }
     Ok(points)
 }
-

@@ -128,17 +128,42 @@ pub fn changed_settings(
     n_train: usize,
 ) -> Vec<(&'static str, &'static str, String)> {
     let checks: [(&str, &str, bool, String); 12] = [
-        ("batch", "--batch", asked.batch != saved.batch, saved.batch.to_string()),
-        ("seed", "--seed", asked.seed != saved.seed, saved.seed.to_string()),
+        (
+            "batch",
+            "--batch",
+            asked.batch != saved.batch,
+            saved.batch.to_string(),
+        ),
+        (
+            "seed",
+            "--seed",
+            asked.seed != saved.seed,
+            saved.seed.to_string(),
+        ),
         (
             "loss",
             "--loss",
             std::mem::discriminant(&asked.loss) != std::mem::discriminant(&saved.loss),
             loss_name(saved.loss),
         ),
-        ("map_j", "--map-j", asked.loss != saved.loss, loss_name(saved.loss)),
-        ("eta_scale", "--eta-scale", asked.eta_scale != saved.eta_scale, saved.eta_scale.to_string()),
-        ("schedule", "--schedule", asked.schedule != saved.schedule, schedule_text(&saved.schedule)),
+        (
+            "map_j",
+            "--map-j",
+            asked.loss != saved.loss,
+            loss_name(saved.loss),
+        ),
+        (
+            "eta_scale",
+            "--eta-scale",
+            asked.eta_scale != saved.eta_scale,
+            saved.eta_scale.to_string(),
+        ),
+        (
+            "schedule",
+            "--schedule",
+            asked.schedule != saved.schedule,
+            schedule_text(&saved.schedule),
+        ),
         ("mu", "--mu", asked.mu != saved.mu, saved.mu.to_string()),
         (
             "hessian_samples",
@@ -146,9 +171,24 @@ pub fn changed_settings(
             asked.hessian_samples != saved.hessian_samples,
             saved.hessian_samples.to_string(),
         ),
-        ("distort", "--distort", asked.distort != saved.distort, saved.distort.to_string()),
-        ("momentum", "--momentum", asked.momentum != saved.momentum, saved.momentum.to_string()),
-        ("warmup", "--warmup", asked.warmup != saved.warmup, saved.warmup.to_string()),
+        (
+            "distort",
+            "--distort",
+            asked.distort != saved.distort,
+            saved.distort.to_string(),
+        ),
+        (
+            "momentum",
+            "--momentum",
+            asked.momentum != saved.momentum,
+            saved.momentum.to_string(),
+        ),
+        (
+            "warmup",
+            "--warmup",
+            asked.warmup != saved.warmup,
+            saved.warmup.to_string(),
+        ),
         (
             "train_limit",
             "--train-limit",
@@ -235,4 +275,3 @@ pub fn resume_point(
     };
     Ok(Some((cfg, n, progress)))
 }
-

@@ -39,21 +39,23 @@ pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_lenet-gpu"))
 }
 
-/// Whether wgpu offers a software (CPU) Vulkan adapter such as lavapipe. Where it does not,
-/// tests that need one are skipped with a message, unless LENET_REQUIRE_GPU is set (as in
-/// CI), where that is a failure.
-pub fn cpu_adapter_available() -> bool {
+/// The one rule for GPU tests: the adapter of graphics API `api` (a software one with
+/// `cpu`), or None, with a message naming the test that skips; but where
+/// LENET_REQUIRE_GPU (as in CI, "vulkan,gl") names that API, a missing adapter is a
+/// failure (and `LENET_REQUIRE_GPU=1` asks for at least one adapter of any API).
+pub fn adapter(api: &str, cpu: bool) -> Option<(String, lenet_gpu::gpu::AdapterChoice)> {
     let choice = lenet_gpu::gpu::AdapterChoice {
-        backends: lenet_gpu::gpu::parse_api("vulkan"),
-        cpu: true,
+        backends: lenet_gpu::gpu::parse_api(api),
+        cpu,
         ..Default::default()
     };
     match lenet_gpu::gpu::pick(&choice) {
-        Ok(_) => true,
+        Ok(a) => Some((format!("{api}: {}", a.get_info().name), choice)),
         Err(e) => {
+            let required = std::env::var("LENET_REQUIRE_GPU").unwrap_or_default();
             assert!(
-                std::env::var_os("LENET_REQUIRE_GPU").is_none(),
-                "LENET_REQUIRE_GPU is set but: {e}"
+                !required.split(',').any(|r| r.trim() == api),
+                "LENET_REQUIRE_GPU={required} but no {api} adapter: {e}"
             );
             // libtest names each test's thread after the test.
             let test = std::thread::current()
@@ -61,11 +63,60 @@ pub fn cpu_adapter_available() -> bool {
                 .unwrap_or("this test")
                 .to_string();
             eprintln!(
-                "skipped {test}: no software Vulkan adapter ({e}); `apt-get install mesa-vulkan-drivers` gives lavapipe"
+                "skipped {test} on {api}: no {}adapter ({e}); `apt-get install mesa-vulkan-drivers` gives lavapipe",
+                if cpu { "software " } else { "" }
             );
-            false
+            None
         }
     }
+}
+
+/// Whether wgpu offers a software (CPU) Vulkan adapter such as lavapipe (`adapter`'s rule).
+pub fn cpu_adapter_available() -> bool {
+    adapter("vulkan", true).is_some()
+}
+
+/// The first 2,000 training and 500 test images of MNIST, read once per test binary.
+pub fn mnist_subset() -> &'static (Arc<Dataset>, Arc<Dataset>) {
+    static D: OnceLock<(Arc<Dataset>, Arc<Dataset>)> = OnceLock::new();
+    D.get_or_init(|| {
+        let (tr, te) = lenet_gpu::data::load_mnist(&mnist_dir()).unwrap();
+        (Arc::new(tr.truncated(2000)), Arc::new(te.truncated(500)))
+    })
+}
+
+/// Runs a command: (success, stdout, stderr), asserting that nothing panicked.
+pub fn output(mut c: std::process::Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(
+        !o.contains("panicked") && !e.contains("panicked"),
+        "{c:?}:\n{o}{e}"
+    );
+    (out.status.success(), o, e)
+}
+
+/// Runs the binary with `args`: (success, stdout, stderr), asserting that nothing panicked.
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let mut c = bin();
+    c.args(args);
+    output(c)
+}
+
+/// Runs the binary; asserts failure, no panic, and that stderr mentions each of `want`.
+pub fn fails(args: &[&str], want: &[&str]) -> String {
+    let (ok, out, err) = run(args);
+    assert!(!ok, "{args:?} succeeded:\n{out}{err}");
+    for w in want {
+        assert!(
+            err.contains(w),
+            "{args:?}: stderr does not mention {w:?}:\n{err}"
+        );
+    }
+    err
 }
 
 /// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial.
