@@ -18,18 +18,28 @@ use crate::{RBF_CENTERS, Result};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-/// Patterns per parallel task for a batch of `n`: a whole number of fast-path blocks, and
-/// at most about `TARGET_CHUNKS` tasks per batch: enough for a machine of many cores (a
-/// batch of 256 is 32 tasks of one block each), few enough that zeroing and adding the
+/// Patterns per parallel task for a training batch of `n`: a whole number of fast-path
+/// blocks, and at most `TRAIN_CHUNKS` tasks per batch: enough for a machine of many cores
+/// (a batch of 256 is 32 tasks of one block each), few enough that zeroing and adding the
 /// tasks' 60,000-value gradient buffers stays cheap (32 of them cost about 0.4% of a batch
 /// of 256). It depends on the batch size only, so results do not depend on the thread
-/// count.
+/// count. (Up to a batch of 64 it is one block a task, as it always was.)
 pub fn chunk_len(n: usize) -> usize {
-    n.div_ceil(TARGET_CHUNKS)
+    chunks_of(n, TRAIN_CHUNKS)
+}
+const TRAIN_CHUNKS: usize = 32;
+
+/// The same for the SDLM estimate's patterns (500 by default): about 8 tasks, so its sums
+/// keep the order they have always had and a seed gives the runs it always gave.
+pub fn hessian_chunk_len(n: usize) -> usize {
+    chunks_of(n, 8)
+}
+
+fn chunks_of(n: usize, tasks: usize) -> usize {
+    n.div_ceil(tasks)
         .next_multiple_of(fast::LANES)
         .max(fast::LANES)
 }
-const TARGET_CHUNKS: usize = 64;
 /// Patterns per task in evaluation, which has no gradient buffers to add.
 const EVAL_CHUNK: usize = 256;
 
@@ -164,13 +174,12 @@ impl CpuBackend {
         }
     }
 
-    /// Runs `per_chunk` over `idx` in chunks of `chunk_len` patterns, then sums the chunks' `acc`
+    /// Runs `per_chunk` over `idx` in chunks of `chunk` patterns, then sums the chunks' `acc`
     /// into `self.grad` in chunk order, and returns the summed stats.
-    fn run_chunks<F>(&mut self, idx: &[u32], per_chunk: F) -> TrainStats
+    fn run_chunks<F>(&mut self, idx: &[u32], chunk: usize, per_chunk: F) -> TrainStats
     where
         F: Fn(&mut Scratch, &mut Slot, &[u32]) + Sync,
     {
-        let chunk = chunk_len(idx.len());
         let n = idx.len().div_ceil(chunk);
         self.ensure_slots(n);
         let slots = &mut self.slots[..n];
@@ -218,7 +227,7 @@ impl CpuBackend {
             Some(w) => input_forward_distorted(train.image(i), train.side, &w[i], x0),
             None => input_forward(train.image(i), train.side, x0),
         };
-        let stats = self.run_chunks(idx, |scratch, slot, ids| {
+        let stats = self.run_chunks(idx, chunk_len(idx.len()), |scratch, slot, ids| {
             let record = |stats: &mut TrainStats, e: f32, predicted: usize, label: usize| {
                 if predicted != label {
                     stats.errors += 1;
@@ -307,32 +316,36 @@ impl Backend for CpuBackend {
         fast::c3_transposed(&p, &mut w3t);
         fast::c3_transposed(&p2, &mut w3tsq);
         let kernels = self.kernels;
-        self.run_chunks(idx, |scratch, slot, ids| match kernels {
-            CpuKernels::Reference => {
-                let ws = scratch.ws();
-                for &i in ids {
-                    input_forward(train.image(i as usize), train.side, &mut ws.x0);
-                    pattern_forward(&p, &RBF_CENTERS, ws);
-                    pattern_hessian(&p2, ws, &mut slot.acc);
+        self.run_chunks(
+            idx,
+            hessian_chunk_len(idx.len()),
+            |scratch, slot, ids| match kernels {
+                CpuKernels::Reference => {
+                    let ws = scratch.ws();
+                    for &i in ids {
+                        input_forward(train.image(i as usize), train.side, &mut ws.x0);
+                        pattern_forward(&p, &RBF_CENTERS, ws);
+                        pattern_hessian(&p2, ws, &mut slot.acc);
+                    }
                 }
-            }
-            CpuKernels::Fast => {
-                let b = scratch.block();
-                for ids in ids.chunks(fast::LANES) {
-                    b.load(ids.len(), |l, x0| {
-                        input_forward(train.image(ids[l] as usize), train.side, x0)
-                    });
-                    b.forward(Weights { p: &p, w3t: &w3t }, &RBF_CENTERS);
-                    b.hessian(
-                        Weights {
-                            p: &p2,
-                            w3t: &w3tsq,
-                        },
-                        &mut slot.acc,
-                    );
+                CpuKernels::Fast => {
+                    let b = scratch.block();
+                    for ids in ids.chunks(fast::LANES) {
+                        b.load(ids.len(), |l, x0| {
+                            input_forward(train.image(ids[l] as usize), train.side, x0)
+                        });
+                        b.forward(Weights { p: &p, w3t: &w3t }, &RBF_CENTERS);
+                        b.hessian(
+                            Weights {
+                                p: &p2,
+                                w3t: &w3tsq,
+                            },
+                            &mut slot.acc,
+                        );
+                    }
                 }
-            }
-        });
+            },
+        );
         let n = idx.len().max(1) as f32;
         Ok(self.grad.iter().map(|h| h / n).collect())
     }
