@@ -19,15 +19,17 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// Patterns per parallel task for a training batch of `n`: a whole number of fast-path
-/// blocks, and at most `TRAIN_CHUNKS` tasks per batch: enough for a machine of many cores
-/// (a batch of 256 is 32 tasks of one block each), few enough that zeroing and adding the
-/// tasks' 60,000-value gradient buffers stays cheap (32 of them cost about 0.4% of a batch
-/// of 256). It depends on the batch size only, so results do not depend on the thread
-/// count. (Up to a batch of 64 it is one block a task, as it always was.)
+/// blocks, and at most `TRAIN_CHUNKS` tasks per batch: enough for a machine of 16 cores (a
+/// batch of 256 is 16 tasks of two blocks), few enough that zeroing and adding the tasks'
+/// 60,000-value gradient buffers (240 KB each, memory traffic more than arithmetic) stays
+/// small: on 2 cores 8, 16 and 32 tasks at batch 256 trained within the machine's noise of
+/// each other (bench/README.md). It depends on the batch size only, so results do not
+/// depend on the thread count. (Up to a batch of 64 it is one block a task, as it always
+/// was.)
 pub fn chunk_len(n: usize) -> usize {
     chunks_of(n, TRAIN_CHUNKS)
 }
-const TRAIN_CHUNKS: usize = 32;
+const TRAIN_CHUNKS: usize = 16;
 
 /// The same for the SDLM estimate's patterns (500 by default): about 8 tasks, so its sums
 /// keep the order they have always had and a seed gives the runs it always gave.
