@@ -1,4 +1,4 @@
-// Where activations and deltas live on a hardware GPU (`Reads::Storage` in src/gpu/mod.rs):
+// Where activations and deltas live on a hardware GPU (`Reads::Storage` in src/gpu/storage.rs):
 // storage buffers of vec4, one stretch of ACT_STRIDE (DELTA_STRIDE) floats per pattern;
 // the parameters are read from `state`. A GPU loads a vec4 from a buffer as fast as a
 // texel from a texture, and buffers need no format support beyond WebGPU's baseline.

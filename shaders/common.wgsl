@@ -39,7 +39,7 @@ struct Step {
 // Activations, deltas and the parameters' second home are declared, with the helpers that
 // read and write them four floats at a time (act4 / put_act4, delta4 / put_delta4, param4 /
 // put_param4), by one of textures.wgsl (CPU adapters) and buffers.wgsl (all others), which
-// the host puts in front of this file (src/gpu/mod.rs, `Reads`).
+// the host puts in front of this file (src/gpu/storage.rs, `Reads`).
 
 const WG: u32 = 64u;
 

@@ -1,5 +1,5 @@
 // Where activations, deltas and parameters live on a CPU adapter (`Reads::Textures` in
-// src/gpu/mod.rs): rgba32float storage textures, one row per pattern, four floats per
+// src/gpu/storage.rs): rgba32float storage textures, one row per pattern, four floats per
 // texel, read and written by the kernels in place. On lavapipe a texel load costs about
 // what one float costs from a storage buffer (whose loads llvmpipe runs lane by lane, with
 // a bounds check per float), and a texel store about what a four-float buffer store costs;
