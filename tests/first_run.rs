@@ -203,19 +203,27 @@ fn eval_predict_visualize_take_folders_and_plain_weights() {
     let (ok, o, e) = small_run(&ck, &[]);
     assert!(ok, "{o}{e}");
     let data = s(&common::mnist_dir());
-    let (ok, out, err) = run(lenet(&[
-        "eval",
-        "--backend",
-        "cpu",
-        "--data",
-        &data,
-        "--test-limit",
-        "100",
-        "--model",
-        &s(&ck),
-    ]));
-    assert!(ok, "{out}{err}");
-    assert!(out.contains("last.safetensors: pass 2"), "{out}");
+    let eval = |model: &Path| {
+        run(lenet(&[
+            "eval",
+            "--backend",
+            "cpu",
+            "--data",
+            &data,
+            "--test-limit",
+            "100",
+            "--model",
+            &s(model),
+        ]))
+    };
+    let test_error = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("test error"))
+            .map(str::to_string)
+    };
+    let (ok, full, err) = eval(&ck);
+    assert!(ok, "{full}{err}");
+    assert!(full.contains("last.safetensors: pass 2"), "{full}");
 
     // The weights alone, as PyTorch's safetensors `save_file` writes them: no metadata.
     let bytes = std::fs::read(ck.join("last.safetensors")).unwrap();
@@ -228,19 +236,11 @@ fn eval_predict_visualize_take_folders_and_plain_weights() {
     let plain = dir.join("plain.safetensors");
     std::fs::write(&plain, safetensors::serialize(views, None).unwrap()).unwrap();
     let p = s(&plain);
-    let (ok, out, err) = run(lenet(&[
-        "eval",
-        "--backend",
-        "cpu",
-        "--data",
-        &data,
-        "--test-limit",
-        "100",
-        "--model",
-        &p,
-    ]));
+    let (ok, out, err) = eval(&plain);
     assert!(ok, "{out}{err}");
     assert!(err.contains("without lenet-gpu metadata"), "{err}");
+    // The same test error as the checkpoint it came from.
+    assert_eq!(test_error(&full), test_error(&out));
     let png = s(&dir.join("maps.png"));
     let (ok, out, err) = run(lenet(&[
         "visualize",
@@ -254,35 +254,6 @@ fn eval_predict_visualize_take_folders_and_plain_weights() {
         &png,
     ]));
     assert!(ok, "{out}{err}");
-    // The same test error as the checkpoint it came from.
-    let (_, full, _) = run(lenet(&[
-        "eval",
-        "--backend",
-        "cpu",
-        "--data",
-        &data,
-        "--test-limit",
-        "100",
-        "--model",
-        &s(&ck.join("last.safetensors")),
-    ]));
-    let err_line = |t: &str| {
-        t.lines()
-            .find(|l| l.starts_with("test error"))
-            .map(str::to_string)
-    };
-    let (_, plain_out, _) = run(lenet(&[
-        "eval",
-        "--backend",
-        "cpu",
-        "--data",
-        &data,
-        "--test-limit",
-        "100",
-        "--model",
-        &p,
-    ]));
-    assert_eq!(err_line(&full), err_line(&plain_out));
     // --resume needs the whole checkpoint.
     let (ok, _, err) = run(lenet(&["train", "--data", &data, "--resume", &p]));
     assert!(!ok && err.contains("__metadata__"), "{err}");
