@@ -2,13 +2,14 @@
 //! AVX-512), one thread, best of several rounds, so builds can be compared without the
 //! noise of a whole training run: `cargo run --release --example cpu_builds`.
 
-use lenet_gpu::RBF_CENTERS;
+use lenet_gpu::cpu;
 use lenet_gpu::cpu::fast::{self, Block, LANES, Simd, Weights};
-use lenet_gpu::cpu::{self, Loss};
+use lenet_gpu::model::Loss;
+use lenet_gpu::model::RBF_CENTERS;
 use std::time::Instant;
 
 fn main() {
-    let p = lenet_gpu::params::init(1);
+    let p = lenet_gpu::model::params::init(1);
     let mut w3t = vec![0f32; 1500];
     fast::c3_transposed(&p, &mut w3t);
     let w = Weights { p: &p, w3t: &w3t };
@@ -30,7 +31,7 @@ fn main() {
         fast::with_simd(s, || {
             let mut b = Block::default();
             b.load(LANES, |l, x0| cpu::input_forward(&img[l], 28, x0));
-            let mut g = vec![0f32; lenet_gpu::params::N_PARAMS];
+            let mut g = vec![0f32; lenet_gpu::model::params::N_PARAMS];
             let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
             for _ in 0..7 {
                 let t = Instant::now();
@@ -71,8 +72,11 @@ fn main() {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 pub unsafe fn stages(b: &mut Block, w: Weights, reps: usize) {
-    use lenet_gpu::cpu::fast::*;
-    let mut g = vec![0f32; lenet_gpu::params::N_PARAMS];
+    use lenet_gpu::cpu::fast::conv::{c1_backward, c1_forward, c3_backward, c3_forward};
+    use lenet_gpu::cpu::fast::full::{c5_backward, c5_forward, f6_backward, f6_forward};
+    use lenet_gpu::cpu::fast::squash_backward;
+    use lenet_gpu::cpu::fast::subsample::{s2_backward, s2_forward, s4_backward, s4_forward};
+    let mut g = vec![0f32; lenet_gpu::model::params::N_PARAMS];
     let mut t = |name: &str, f: &mut dyn FnMut(&mut Block, &mut [f32])| {
         let mut best = f64::MAX;
         for _ in 0..5 {
@@ -87,11 +91,10 @@ pub unsafe fn stages(b: &mut Block, w: Weights, reps: usize) {
             best / (reps * LANES) as f64 * 1e6
         );
     };
+    // The forward passes include their squashing.
     t("c1_forward", &mut |b, _| c1_forward(w.p, &b.x0, &mut b.x1));
-    t("squash x1", &mut |b, _| squash_in_place(&mut b.x1));
     t("s2_forward", &mut |b, _| s2_forward(w.p, &b.x1, &mut b.x2));
     t("c3_forward", &mut |b, _| c3_forward(w.p, &b.x2, &mut b.x3));
-    t("squash x3", &mut |b, _| squash_in_place(&mut b.x3));
     t("s4_forward", &mut |b, _| s4_forward(w.p, &b.x3, &mut b.x4));
     t("c5_forward", &mut |b, _| c5_forward(w.p, &b.x4, &mut b.x5));
     t("f6_forward", &mut |b, _| f6_forward(w.p, &b.x5, &mut b.x6));

@@ -8,7 +8,8 @@
 //!   same weights as plain safetensors without metadata or centres.
 
 use flate2::{Compression, write::GzEncoder};
-use lenet_gpu::{checkpoint, params};
+use lenet_gpu::checkpoint;
+use lenet_gpu::model::params;
 use std::io::Write;
 use std::path::Path;
 
@@ -70,7 +71,7 @@ fn main() {
     };
     let p = params::init(1);
     let full = ck.join("checkpoint.safetensors");
-    checkpoint::save(&full, &p, &lenet_gpu::RBF_CENTERS, &meta).unwrap();
+    checkpoint::save(&full, &p, &lenet_gpu::model::RBF_CENTERS, &meta).unwrap();
     println!("{}", full.display());
     // The same tensors without metadata or centres: what a PyTorch `save_file` gives.
     let bytes = std::fs::read(&full).unwrap();

@@ -2,8 +2,8 @@
 // storage buffers of vec4, one stretch of ACT_STRIDE (DELTA_STRIDE) floats per pattern;
 // the parameters are read from `state`. A GPU loads a vec4 from a buffer as fast as a
 // texel from a texture, and buffers need no format support beyond WebGPU's baseline.
-@group(0) @binding(8) var<storage, read_write> acts_v: array<vec4<f32>>;   // (B, ACT_STRIDE / 4)
-@group(0) @binding(9) var<storage, read_write> deltas_v: array<vec4<f32>>; // (B, DELTA_STRIDE / 4)
+// Its bindings, acts_v and deltas_v, are declared in the generated header
+// (src/gpu/bindings.rs).
 
 // Values i .. i+3 (off + i a multiple of 4) of the region at `off` of pattern b.
 fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {

@@ -1,8 +1,14 @@
-// Shared by every LeNet-5 kernel; the host puts in front of it the constants it generates
-// from src/params.rs (parameter offsets, the C3 table, the per-pattern layout) and one of
-// textures.wgsl or buffers.wgsl (where activations and deltas live).
+// Shared by every LeNet-5 kernel. The host puts in front of it a header it generates
+// from the Rust definitions (src/gpu/shader.rs, `header`): the parameter offsets, the
+// per-pattern layout (X0 .. Y, D1 .. DY, PART), the regions of `state` (P_OFF, G_OFF,
+// E_OFF, V_OFF, H_OFF), the squashing and input constants, the workgroup sizes (WG,
+// DENSE_WG, SUM_WG, TILE_B), the C3 table, the `Step` record and every binding
+// (src/gpu/bindings.rs); then one of textures.wgsl or buffers.wgsl (where activations and
+// deltas live, with the helpers that read and write them four floats at a time: act4 /
+// put_act4, delta4 / put_delta4, param4 / put_param4).
 //
-// One bind-group layout serves all kernels:
+// The bindings:
+//   step:   this batch's record (start, batch, mode, loss, map_j, momentum, side, distort)
 //   state:  [params | grad | eps | velocity | hacc], each N_PARAMS floats, flat layout
 //   acts:   per pattern (ACT_STRIDE floats) [x0 | x1 | x2 | x3 | x4 | x5 | x6 | y], squashed
 //           outputs; each region starts on a multiple of 4 floats
@@ -13,50 +19,14 @@
 //   order:  pattern indices; a batch is order[start .. start + batch]
 //   stats:  per position in order, (loss, predicted class)
 //   warps:  per training image, its distortion (src/distort.rs, Affine: m00 m01 m10 m11 tx ty)
+//   small:  the parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS) as uniforms, then
+//           the RBF centres (CLASSES, CENTRE_LEN) from RBF_CENTERS = SMALL_PARAMS
 // Kernels read and write acts and deltas four aligned floats (a texel) at a time.
-
-struct Step {
-    start: u32,     // first position of this batch in `order`
-    batch: u32,     // patterns in this batch
-    mode: u32,      // 0: first derivatives (backward); 1: SDLM second derivatives (hessian)
-    loss: u32,      // 0: mse, 1: map
-    map_j: f32,     // the MAP criterion's constant j
-    momentum: f32,  // update: v = momentum * v + g
-    side: u32,      // image side, 28 or 32
-    distort: u32,   // 1: warp each training image by its entry in `warps` (train --distort)
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read_write> state: array<f32>;
-@group(0) @binding(2) var<storage, read> images: array<u32>;
-@group(0) @binding(3) var<storage, read> labels: array<u32>;
-@group(0) @binding(4) var<storage, read> order: array<u32>;
-@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(6) var<storage, read> warps: array<f32>;
-// The parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), also as uniforms, then the
-// RBF centres (10, 84) from RBF_CENTERS = SMALL_PARAMS.
-@group(0) @binding(7) var<uniform> small: array<vec4<f32>, (SMALL_PARAMS + 840u) / 4u>;
-// Activations, deltas and the parameters' second home are declared, with the helpers that
-// read and write them four floats at a time (act4 / put_act4, delta4 / put_delta4, param4 /
-// put_param4), by one of textures.wgsl (CPU adapters) and buffers.wgsl (all others), which
-// the host puts in front of this file (src/gpu/storage.rs, `Reads`).
-
-const WG: u32 = 64u;
-
-// Regions of `state`.
-const P_OFF: u32 = 0u;
-const G_OFF: u32 = N_PARAMS;
-const E_OFF: u32 = 2u * N_PARAMS;
-const V_OFF: u32 = 3u * N_PARAMS;
-const H_OFF: u32 = 4u * N_PARAMS;
 
 // Dispatches are 2-D when one dimension would exceed 65535 workgroups.
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
-
-const SQUASH_A: f32 = 1.7159;
-const SQUASH_S: f32 = 0.6666667;
 
 // f(a) = A tanh(S a), computed as on the CPU: tanh(u) = sign(u) (1 - e) / (1 + e),
 // e = exp(-2|u|), which never overflows.
@@ -140,11 +110,9 @@ fn delta(b: u32, off: u32, i: u32) -> f32 {
 // so loops stay uniform). The forward and input-gradient kernels run in workgroups of 16
 // (`DENSE_WG`): at small batches there are few tiles, and a CPU adapter runs each
 // workgroup on one core.
-const DENSE_WG: u32 = 16u;
 const TILE: u32 = 8u;
-// Patterns per tile of the forward and input-gradient kernels (TILE_B in src/gpu/mod.rs),
-// units per tile of the weight gradient.
-const TILE_B: u32 = 16u;
+// TILE_B (generated, src/gpu/kernels.rs) patterns per tile of the forward and
+// input-gradient kernels; TILE_O units per tile of the weight gradient.
 const TILE_O: u32 = 16u;
 
 // Invocation t of (ceil(batch/16) * ceil(n_out/8)): x (B, n_in) at xoff -> y (B, n_out).

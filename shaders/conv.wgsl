@@ -18,7 +18,7 @@ var<private> C3_BY_INPUT_LINK: array<u32, 60> = C3_BY_INPUT_LINK_INIT;
 // all six maps: it loads its 8x8 input patch (16 texels) and C1's 156 parameters (39
 // texels, the same for every invocation) once into registers and reuses each input value
 // for up to 6*16 products.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 49u) { return; }
@@ -70,7 +70,7 @@ fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 //   sums d1[o] * x0 over the 4x28 positions for the 25 weights, and d1[o] for the bias.
 // Partial sums go to the pattern's PART region, 168 per row block, 28 (seven texels) per
 // map o: its 25 weights, its bias, then S2's coefficient and bias of map o.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 7u) { return; }
@@ -145,7 +145,7 @@ fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 // Stage 2: one invocation per texel of a map's 28 partial sums (six maps of seven) adds
 // them in order, pattern by pattern, row block by row block, and writes each float to its
 // parameter: C1's weights and bias of the map, S2's coefficient and bias.
-@compute @workgroup_size(8) // SUM_WG
+@compute @workgroup_size(SUM_WG)
 fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_id(gid, nwg);
     if (t >= 42u) { return; }
@@ -174,7 +174,7 @@ fn c1_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 // x2: (B,6,14,14) -> x3: (B,16,10,10). One invocation per (pattern, output map): the 100
 // sums stay in registers while the linked S2 maps stream through, two rows (7 texels) at
 // a time.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 16u) { return; }
@@ -224,7 +224,7 @@ fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // d3: (B,16,10,10) -> d2: (B,6,14,14). One invocation per (pattern, S2 map m): scatters
 // each linked C3 map's deltas, row by row, into 196 sums kept in registers.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 6u) { return; }
@@ -272,7 +272,7 @@ fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 // sums d3[o] * x2[m] for the link's 25 weights, written as seven texels at PART + 28 l
 // (three floats of padding); it also sums the deltas of C3 maps 3m .. 3m+2 for their
 // biases, one texel at PART + C3_PART_BIAS + 4m.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 6u) { return; }
@@ -334,7 +334,7 @@ fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 
 // Stage 2: one invocation per texel of partial sums (60 links of seven, then six of
 // biases) adds the patterns' texels in order and writes each float to its parameter.
-@compute @workgroup_size(8) // SUM_WG
+@compute @workgroup_size(SUM_WG)
 fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_id(gid, nwg);
     if (t >= 426u) { return; }
@@ -360,19 +360,19 @@ fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 
 // x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input is a dense layer of 400
 // inputs (common.wgsl).
-@compute @workgroup_size(16)
+@compute @workgroup_size(DENSE_WG)
 fn c5_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     dense_forward(gid.x, 400u, 120u, X4, X5, C5_W, C5_B);
 }
 
 // d5: (B,120) -> d4: (B,16,5,5)
-@compute @workgroup_size(16)
+@compute @workgroup_size(DENSE_WG)
 fn c5_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     dense_backward_input(gid.x, 400u, 120u, X4, D5, D4, C5_W);
 }
 
 // C5's 48000 weights and 120 biases, summed over the batch.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn c5_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     dense_backward_params(flat_id(gid, nwg), 400u, 120u, X4, D5, C5_W, C5_B);
 }

@@ -37,7 +37,7 @@ fn input_distorted(img: u32, a: array<f32, 6>, r: u32, c: u32) -> f32 {
 
 // x0: (B,1,32,32). One invocation per row of the input plane: the image row is 7 (side
 // 28) or 8 (side 32) whole words, read once; the plane row is 8 stores of four.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn input_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 32u) { return; }
@@ -72,7 +72,7 @@ fn input_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // x0: (B,1,32,32) with each training image warped by its entry in `warps` (train
 // --distort; the host runs this kernel instead of input_forward for such batches). A
 // kernel of its own: a CPU adapter runs both sides of a branch.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn input_forward_distorted(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 32u) { return; }

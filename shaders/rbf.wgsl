@@ -6,7 +6,7 @@ fn centre(c: u32, j: u32) -> f32 {
 }
 
 // x6: (B,84) -> y: (B,10). One invocation per pattern.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn rbf_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_id(gid, nwg);
     if (b >= step.batch) { return; }
@@ -36,7 +36,7 @@ fn rbf_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 }
 
 // Per pattern: the loss, dE/dy: (B,10), and (loss, argmin y) into stats.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn loss_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_id(gid, nwg);
     if (b >= step.batch) { return; }
@@ -87,7 +87,7 @@ fn loss_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
 
 // dy -> d6: (B,84) = f'(a6) * sum_i dy_i * 2 (x6 - c_i); in second-derivative mode
 // (rbf_hessian on the CPU) d2E/dx6^2 = 2, times f'(a6)^2. One invocation per pattern.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn rbf_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_id(gid, nwg);
     if (b >= step.batch) { return; }

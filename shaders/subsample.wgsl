@@ -62,7 +62,7 @@ fn subsample_backward_params_sum(m: u32, c: u32, w: u32) {
 }
 
 // x1: (B,6,28,28) -> x2: (B,6,14,14)
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn s2_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     subsample_forward(flat_id(gid, nwg), 6u, 14u, X1, X2, S2_W, S2_B);
 }
@@ -71,7 +71,7 @@ fn s2_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 // of a row: their 2x2 blocks are four aligned inputs in each of two C1 rows, read and
 // written a texel at a time. Only for inspection (GpuBackend::snapshot): in training,
 // c1_backward_params computes d1 where it needs it.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 588u) { return; }
@@ -92,7 +92,7 @@ fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 }
 
 // x3: (B,16,10,10) -> x4: (B,16,5,5)
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn s4_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     subsample_forward(flat_id(gid, nwg), 16u, 5u, X3, X4, S4_W, S4_B);
 }
@@ -101,7 +101,7 @@ fn s4_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 // f'(x3). One invocation per (pattern, map, row of S4): its five units' 2x2 blocks are
 // the two C3 rows 2y and 2y + 1, twenty floats from a texel boundary, read and written
 // five texels at a time.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn s4_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 80u) { return; }
@@ -124,12 +124,12 @@ fn s4_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn s4_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     subsample_backward_params(flat_id(gid, nwg), 16u, 5u, X3, D4);
 }
 
-@compute @workgroup_size(8) // SUM_WG
+@compute @workgroup_size(SUM_WG)
 fn s4_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     subsample_backward_params_sum(gid.x, 16u, S4_W);
 }

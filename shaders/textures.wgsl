@@ -4,10 +4,9 @@
 // what one float costs from a storage buffer (whose loads llvmpipe runs lane by lane, with
 // a bounds check per float), and a texel store about what a four-float buffer store costs;
 // since one texture serves both, a batch runs in one compute pass with no copies.
-@group(0) @binding(8) var acts_t: texture_storage_2d<rgba32float, read_write>;   // (B, ACT_STRIDE / 4)
-@group(0) @binding(9) var deltas_t: texture_storage_2d<rgba32float, read_write>; // (B, DELTA_STRIDE / 4)
-// The parameters, 256 to a row, for the kernels to read; `state` keeps the master copy.
-@group(0) @binding(10) var params_t: texture_storage_2d<rgba32float, read_write>; // (PARAM_ROWS, 64)
+// Its bindings, acts_t, deltas_t and params_t (the parameters, 256 to a row, for the
+// kernels to read; `state` keeps the master copy), are declared in the generated header
+// (src/gpu/bindings.rs).
 
 // Values i .. i+3 (off + i a multiple of 4) of the region at `off` of pattern b.
 fn act4(b: u32, off: u32, i: u32) -> vec4<f32> {

@@ -1,9 +1,9 @@
 // The SDLM update, element-wise over the flat parameter layout:
-// v = momentum * v + g; w -= eps * v. Twin of the loop in CpuBackend::train_batch.
+// v = momentum * v + g; w -= eps * v. Twin of cpu::update.
 // One invocation per four parameters (N_PARAMS is a multiple of 4), which it writes with
 // put_param4: to `state` and, on a CPU adapter, to the texture the kernels read.
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = 4u * flat_id(gid, nwg);
     if (k >= N_PARAMS) { return; }

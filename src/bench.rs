@@ -7,7 +7,7 @@
 
 use crate::backend::{Backend, Split, TrainStats};
 use crate::cpu::batch::CpuBackend;
-use crate::params;
+use crate::model::params;
 use crate::train::step_sizes;
 use crate::{Error, Result};
 use rand::SeedableRng;

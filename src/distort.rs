@@ -8,7 +8,8 @@
 //! where the input layer runs: `input_forward_distorted` on the CPU, `input_forward` in
 //! shaders/input.wgsl on the GPU (its twin).
 
-use crate::cpu::{INPUT_BACKGROUND, INPUT_SCALE, Real};
+use crate::cpu::Real;
+use crate::model::{INPUT_BACKGROUND, INPUT_SCALE};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -10,12 +10,10 @@ pub mod error;
 pub mod fault;
 pub mod fetch;
 pub mod gpu;
-pub mod params;
+pub mod model;
 pub mod predict;
 pub mod render;
 pub mod select;
 pub mod train;
 
 pub use error::{Error, Result};
-
-include!(concat!(env!("OUT_DIR"), "/rbf_centers.rs"));

@@ -7,7 +7,8 @@
 //! prepared digit or an `Err` that says why not.
 
 use crate::cpu::{Workspace, input_forward, pattern_forward, predict};
-use crate::{Error, RBF_CENTERS, Result};
+use crate::model::RBF_CENTERS;
+use crate::{Error, Result};
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImageView, ImageBuffer, Luma};
 use std::path::Path;
@@ -269,11 +270,11 @@ pub struct Prediction {
 
 /// Runs the CPU reference forward pass on a prepared 28x28 digit.
 ///
-/// Panics if `params` is not a full parameter buffer (`crate::params::N_PARAMS` values).
+/// Panics if `params` is not a full parameter buffer (`crate::model::params::N_PARAMS` values).
 pub fn classify(params: &[f32], img: &[u8; SIDE * SIDE]) -> Prediction {
     assert_eq!(
         params.len(),
-        crate::params::N_PARAMS,
+        crate::model::params::N_PARAMS,
         "classify needs a full parameter buffer"
     );
     let mut ws = Workspace::<f32>::default();

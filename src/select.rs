@@ -4,9 +4,9 @@
 //! Naming an API, an adapter or `--cpu-adapter` runs the GPU kernels wherever asked.
 
 use crate::backend::Backend;
-use crate::cpu::Loss;
 use crate::cpu::batch::{CpuBackend, CpuKernels};
 use crate::data::Dataset;
+use crate::model::Loss;
 use crate::{Error, Result, gpu};
 use std::sync::Arc;
 

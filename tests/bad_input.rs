@@ -256,8 +256,8 @@ fn broken_images_for_predict() {
     };
     lenet_gpu::checkpoint::save(
         &model,
-        &lenet_gpu::params::init(1),
-        &lenet_gpu::RBF_CENTERS,
+        &lenet_gpu::model::params::init(1),
+        &lenet_gpu::model::RBF_CENTERS,
         &meta,
     )
     .unwrap();

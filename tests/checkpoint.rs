@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lenet_gpu::Error;
 use lenet_gpu::checkpoint::{self, Meta};
-use lenet_gpu::params::{self, C3_TABLE, N_PARAMS, TENSORS};
+use lenet_gpu::model::params::{self, C3_TABLE, N_PARAMS, TENSORS};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 

@@ -5,9 +5,10 @@
 
 mod common;
 
-use lenet_gpu::cpu::{INPUT_BACKGROUND, INPUT_SCALE, input_forward};
+use lenet_gpu::cpu::input_forward;
 use lenet_gpu::data::load_mnist;
 use lenet_gpu::distort::{RANGES, input_forward_distorted, pass_distortions};
+use lenet_gpu::model::{INPUT_BACKGROUND, INPUT_SCALE};
 
 /// Ink of a 32x32 input plane, in pixel units (0..255 per pixel).
 fn ink(x0: &[f32]) -> f64 {

@@ -4,23 +4,21 @@
 
 mod common;
 
-use common::compare;
+use common::{compare, parity};
 use lenet_gpu::backend::{Backend, Split};
+use lenet_gpu::cpu;
 use lenet_gpu::cpu::batch::{CpuBackend, CpuKernels};
 use lenet_gpu::cpu::fast::{self, Block, LANES, Weights, Wide};
-use lenet_gpu::cpu::{self, Loss, Workspace};
-use lenet_gpu::params::{N_PARAMS, TENSORS};
-use lenet_gpu::{RBF_CENTERS, train};
+use lenet_gpu::model::RBF_CENTERS;
+use lenet_gpu::model::params::{N_PARAMS, TENSORS};
+use lenet_gpu::model::{Loss, Sweep};
+use lenet_gpu::train;
 
 use common::mnist_subset as mnist;
 
-/// One block of `idx.len()` patterns against the reference, pattern by pattern: the
-/// gradient pass (mse and MAP) and the SDLM pass. Tolerances as for the GPU kernels: sums
-/// of up to 6,272 f32 terms in another order, so 1e-5 of the tensor's largest value plus
-/// 1e-4 relative.
-/// Picks one buffer of a reference workspace.
-type Field = dyn Fn(&Workspace<f32>) -> &Vec<f32>;
-
+/// One block of `idx.len()` patterns against the reference, pattern by pattern, with the
+/// shared harness (`common::parity`): every tensor of the layout table and every gradient,
+/// for the gradient sweep (mse and MAP) and the SDLM sweep.
 fn check_block(idx: &[usize]) {
     let (train_set, _) = mnist().clone();
     let p = common::test_params(7);
@@ -29,81 +27,30 @@ fn check_block(idx: &[usize]) {
     fast::c3_transposed(&p, &mut w3);
     fast::c3_transposed(&p2, &mut w3sq);
     let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
-    for (mode, loss) in [
-        ("mse", Some(Loss::Mse)),
-        ("map", Some(Loss::Map { j: 5.0 })),
-        ("sdlm", None),
+    for (mode, sweep, loss) in [
+        ("mse", Sweep::Backward, Loss::Mse),
+        ("map", Sweep::Backward, Loss::Map { j: 5.0 }),
+        ("sdlm", Sweep::Hessian, Loss::Mse),
     ] {
         println!("{} patterns, {mode}", idx.len());
-        let mut want_g = vec![0f32; N_PARAMS];
-        let mut want = Vec::new();
-        for (&i, &label) in idx.iter().zip(&labels) {
-            let mut ws = Workspace::<f32>::default();
-            cpu::input_forward(train_set.image(i), 28, &mut ws.x0);
-            cpu::pattern_forward(&p, &RBF_CENTERS, &mut ws);
-            match loss {
-                Some(loss) => {
-                    cpu::pattern_backward(
-                        &p,
-                        &RBF_CENTERS,
-                        loss,
-                        label as usize,
-                        &mut ws,
-                        &mut want_g,
-                    );
-                }
-                None => cpu::pattern_hessian(&p2, &mut ws, &mut want_g),
-            }
-            want.push(ws);
-        }
+        let want = parity::reference(&train_set, idx, &p, sweep, loss);
         let mut b = Block::default();
         b.load(idx.len(), |l, x0| {
             cpu::input_forward(train_set.image(idx[l]), 28, x0)
         });
         b.forward(Weights { p: &p, w3t: &w3 }, &RBF_CENTERS);
         let mut got_g = vec![0f32; N_PARAMS];
-        match loss {
-            Some(loss) => {
-                let out = b.backward(
-                    Weights { p: &p, w3t: &w3 },
-                    &RBF_CENTERS,
-                    loss,
-                    &labels,
-                    &mut got_g,
-                );
-                for (l, ws) in want.iter().enumerate() {
+        match sweep {
+            Sweep::Backward => {
+                let w = Weights { p: &p, w3t: &w3 };
+                let out = b.backward(w, &RBF_CENTERS, loss, &labels, &mut got_g);
+                for (l, ws) in want.ws.iter().enumerate() {
                     assert_eq!(out[l].1, cpu::predict(&ws.y), "prediction of lane {l}");
                 }
             }
-            None => b.hessian(Weights { p: &p2, w3t: &w3sq }, &mut got_g),
+            Sweep::Hessian => b.hessian(Weights { p: &p2, w3t: &w3sq }, &mut got_g),
         }
-        let mut fails = Vec::new();
-        let lanes = |buf: &[f32]| -> Vec<f32> {
-            (0..idx.len()).flat_map(|l| Block::lane(buf, l)).collect()
-        };
-        let refs = |f: &Field| -> Vec<f32> { want.iter().flat_map(|ws| f(ws).clone()).collect() };
-        let tensors: [(&str, &[f32], &Field); 14] = [
-            ("x1", &b.x1, &|w| &w.x1),
-            ("x2", &b.x2, &|w| &w.x2),
-            ("x3", &b.x3, &|w| &w.x3),
-            ("x4", &b.x4, &|w| &w.x4),
-            ("x5", &b.x5, &|w| &w.x5),
-            ("x6", &b.x6, &|w| &w.x6),
-            ("y", &b.y, &|w| &w.y),
-            ("d6", &b.d6, &|w| &w.d6),
-            ("d5", &b.d5, &|w| &w.d5),
-            ("d4", &b.d4, &|w| &w.d4),
-            ("d3", &b.d3, &|w| &w.d3),
-            ("d2", &b.d2, &|w| &w.d2),
-            ("d1", &b.d1, &|w| &w.d1),
-            ("x0", &b.x0, &|w| &w.x0),
-        ];
-        for (name, got, f) in tensors {
-            fails.extend(compare(name, &lanes(got), &refs(f), 1e-5, 1e-4));
-        }
-        for t in TENSORS {
-            fails.extend(compare(t.name, t.of(&got_g), t.of(&want_g), 1e-5, 1e-4));
-        }
+        let fails = want.check_all(|a, l| Block::lane(b.tensor(a), l), &got_g);
         assert!(fails.is_empty(), "{mode}:\n{}", fails.join("\n"));
     }
 }
@@ -137,7 +84,7 @@ fn backend(kernels: CpuKernels, loss: Loss) -> CpuBackend {
 /// per-step losses, final weights).
 fn train_steps(b: &mut CpuBackend, batch: usize, distort: bool) -> (Vec<f32>, Vec<f64>, Vec<f32>) {
     let order: Vec<u32> = (0..20 * batch as u32).map(|i| (i * 7) % 2000).collect();
-    b.set_params(&lenet_gpu::params::init(3)).unwrap();
+    b.set_params(&lenet_gpu::model::params::init(3)).unwrap();
     let h = b.hessian(&(0..61).collect::<Vec<u32>>()).unwrap();
     // eta x batch within the stable range measured in docs/experiments.md (section 4).
     b.set_step_sizes(&train::step_sizes(&h, 1.6e-4 / batch as f64, 0.02))
@@ -216,7 +163,11 @@ fn fast_training_is_deterministic_across_thread_counts() {
             "1 and {t} threads differ"
         );
     }
-    assert_ne!(a, lenet_gpu::params::init(3), "training changed nothing");
+    assert_ne!(
+        a,
+        lenet_gpu::model::params::init(3),
+        "training changed nothing"
+    );
 }
 
 /// Evaluation of 500 test images (the last block partial: 500 = 62 x 8 + 4).
@@ -335,7 +286,11 @@ fn portable_build_matches_avx2_bit_for_bit() {
         .filter(|(a, b)| a.to_bits() != b.to_bits())
         .count();
     assert_eq!(differ, 0, "{differ} of {} weights differ", simd.len());
-    assert_ne!(simd, lenet_gpu::params::init(1), "training changed nothing");
+    assert_ne!(
+        simd,
+        lenet_gpu::model::params::init(1),
+        "training changed nothing"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

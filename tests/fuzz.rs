@@ -5,7 +5,8 @@
 //! panic. The number of executions is printed.
 
 use flate2::{Compression, write::GzEncoder};
-use lenet_gpu::{checkpoint, data, params};
+use lenet_gpu::model::params;
+use lenet_gpu::{checkpoint, data};
 use rand::{Rng, RngExt, SeedableRng};
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -116,7 +117,7 @@ fn fuzz_checkpoint_loader() {
     checkpoint::save_training(
         &path,
         &params::init(1),
-        &lenet_gpu::RBF_CENTERS,
+        &lenet_gpu::model::RBF_CENTERS,
         &meta,
         Some(&opt),
     )

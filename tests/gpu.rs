@@ -4,13 +4,15 @@
 
 mod common;
 
+use common::parity;
 use lenet_gpu::backend::Backend;
-use lenet_gpu::cpu::{self, Loss, Workspace, batch::CpuBackend};
+use lenet_gpu::cpu::{self, batch::CpuBackend};
 use lenet_gpu::gpu::{
-    self, ACT_LAYOUT, ACT_STRIDE, AdapterChoice, DELTA_LAYOUT, DELTA_STRIDE, GpuBackend, Reads,
+    self, ACT_OFFSETS, ACT_STRIDE, AdapterChoice, DELTA_OFFSETS, DELTA_STRIDE, GpuBackend, Reads,
 };
-use lenet_gpu::params::{self, N_PARAMS, TENSORS};
-use lenet_gpu::{RBF_CENTERS, train};
+use lenet_gpu::model::params::{self, TENSORS};
+use lenet_gpu::model::{ACTIVATIONS, DELTAS, Loss, Sweep};
+use lenet_gpu::train;
 
 /// The adapters to test, by API (`common::adapter`'s rule: a required one missing fails).
 fn adapters() -> Vec<(String, AdapterChoice)> {
@@ -71,92 +73,65 @@ fn adapters_and_reads() -> Vec<((String, AdapterChoice), Reads)> {
     out
 }
 
-/// Every forward, backward and second-derivative kernel against the CPU passes, on 5
-/// training patterns. Tolerances: f32 sums of up to 20,000 terms in another order, so
-/// 1e-5 of the tensor's largest value plus 1e-4 relative.
+/// Every kernel of a training batch against its CPU twins, on 5 training patterns,
+/// walking the registry: each tensor a kernel writes (`KernelSpec::writes`) is compared
+/// with the reference's (`common::parity`, its tolerances), for the gradient and the SDLM
+/// sweep; and every tensor of the layout and parameter tables is written by some kernel.
 #[test]
 fn kernels_match_cpu_twins() {
     let (train_set, _) = mnist().clone();
     let idx: Vec<u32> = vec![3, 141, 59, 26, 535];
     let p = common::test_params(7);
-    let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
-    for mode in [0u32, 1] {
-        // The CPU twin, pattern by pattern.
-        let mut cpu_ws = Vec::new();
-        let mut cpu_grad = vec![0f32; N_PARAMS];
-        for &i in &idx {
-            let mut ws = Workspace::<f32>::default();
-            cpu::input_forward(train_set.image(i as usize), 28, &mut ws.x0);
-            cpu::pattern_forward(&p, &RBF_CENTERS, &mut ws);
-            if mode == 0 {
-                cpu::pattern_backward(
-                    &p,
-                    &RBF_CENTERS,
-                    Loss::Mse,
-                    train_set.labels[i as usize] as usize,
-                    &mut ws,
-                    &mut cpu_grad,
-                );
-            } else {
-                cpu::pattern_hessian(&p2, &mut ws, &mut cpu_grad);
-            }
-            cpu_ws.push(ws);
+    for sweep in [Sweep::Backward, Sweep::Hessian] {
+        let idx_usize: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
+        let want = parity::reference(&train_set, &idx_usize, &p, sweep, Loss::Mse);
+        let kernels = gpu::snapshot_kernels(sweep);
+        let written: Vec<&str> = kernels
+            .iter()
+            .flat_map(|k| k.spec().writes.to_vec())
+            .collect();
+        for a in want.tensors() {
+            assert!(
+                written.contains(&a.name),
+                "{sweep:?}: no kernel writes {}",
+                a.name
+            );
+        }
+        for t in TENSORS {
+            assert!(
+                written.contains(&t.name),
+                "{sweep:?}: no kernel writes {}",
+                t.name
+            );
         }
         for ((name, choice), reads) in adapters_and_reads() {
-            println!("{name}, mode {mode}, reads {reads:?}");
+            println!("{name}, {sweep:?}, reads {reads:?}");
             let mut g = backend_reading(&choice, Loss::Mse, 0.0, 8, Some(reads));
             g.set_params(&p).unwrap();
-            let snap = g.snapshot(&idx, mode).unwrap();
+            let snap = g.snapshot(&idx, sweep).unwrap();
             let mut failures = Vec::new();
-            let act_of = |ws: &Workspace<f32>, k: usize| -> Vec<f32> {
-                [
-                    &ws.x0, &ws.x1, &ws.x2, &ws.x3, &ws.x4, &ws.x5, &ws.x6, &ws.y,
-                ][k]
-                    .clone()
-            };
-            let delta_of = |ws: &Workspace<f32>, k: usize| -> Vec<f32> {
-                [&ws.d1, &ws.d2, &ws.d3, &ws.d4, &ws.d5, &ws.d6, &ws.dy][k].clone()
-            };
-            let mut off = 0;
-            for (k, (n, len)) in ACT_LAYOUT.iter().enumerate() {
-                let (mut gv, mut cv) = (Vec::new(), Vec::new());
-                for (b, ws) in cpu_ws.iter().enumerate() {
-                    let base = b * ACT_STRIDE as usize + off;
-                    gv.extend_from_slice(&snap.acts[base..base + *len as usize]);
-                    cv.extend(act_of(ws, k));
+            for k in &kernels {
+                let spec = k.spec();
+                let what = format!("{} (twin of {}): ", spec.entry, spec.twins.join(", "));
+                for &out in spec.writes {
+                    let act = ACTIVATIONS.iter().position(|a| a.name == out);
+                    let delta = DELTAS.iter().position(|a| a.name == out);
+                    failures.extend(match (act, delta) {
+                        (Some(i), _) => want.check_tensor(&what, &ACTIVATIONS[i], |b| {
+                            let at = b * ACT_STRIDE as usize + ACT_OFFSETS[i];
+                            snap.acts[at..at + ACTIVATIONS[i].len()].to_vec()
+                        }),
+                        (_, Some(i)) => want.check_tensor(&what, &DELTAS[i], |b| {
+                            let at = b * DELTA_STRIDE as usize + DELTA_OFFSETS[i];
+                            snap.deltas[at..at + DELTAS[i].len()].to_vec()
+                        }),
+                        _ => want.check_grad(&what, out, &snap.grad),
+                    });
                 }
-                failures.extend(common::compare(&format!("act {n}"), &gv, &cv, 1e-5, 1e-4));
-                off += *len as usize;
-            }
-            let mut off = 0;
-            // dy is not computed in second-derivative mode.
-            let deltas = if mode == 0 {
-                DELTA_LAYOUT.len()
-            } else {
-                DELTA_LAYOUT.len() - 1
-            };
-            for (k, (n, len)) in DELTA_LAYOUT.iter().enumerate().take(deltas) {
-                let (mut gv, mut cv) = (Vec::new(), Vec::new());
-                for (b, ws) in cpu_ws.iter().enumerate() {
-                    let base = b * DELTA_STRIDE as usize + off;
-                    gv.extend_from_slice(&snap.deltas[base..base + *len as usize]);
-                    cv.extend(delta_of(ws, k));
-                }
-                failures.extend(common::compare(&format!("delta {n}"), &gv, &cv, 1e-5, 1e-4));
-                off += *len as usize;
-            }
-            for t in TENSORS {
-                failures.extend(common::compare(
-                    t.name,
-                    t.of(&snap.grad),
-                    t.of(&cpu_grad),
-                    1e-5,
-                    1e-4,
-                ));
             }
             assert!(
                 failures.is_empty(),
-                "{name}, mode {mode}:\n{}",
+                "{name}, {sweep:?}:\n{}",
                 failures.join("\n")
             );
         }
@@ -287,7 +262,7 @@ fn distorted_input_matches_cpu() {
         let mut g = backend(&choice, Loss::Mse, 0.0, 8);
         g.set_params(&common::test_params(3)).unwrap();
         g.set_distortions(Some(&warps)).unwrap();
-        let snap = g.snapshot(&idx, 0).unwrap();
+        let snap = g.snapshot(&idx, Sweep::Backward).unwrap();
         let mut max = 0f32;
         let mut changed = 0f32;
         for (b, &i) in idx.iter().enumerate() {
@@ -318,7 +293,7 @@ fn distorted_input_matches_cpu() {
         assert!(changed > 0.5, "the draws should change the images");
         // Off again: the plain input.
         g.set_distortions(None).unwrap();
-        let snap = g.snapshot(&idx, 0).unwrap();
+        let snap = g.snapshot(&idx, Sweep::Backward).unwrap();
         let mut plain = vec![0f32; 1024];
         cpu::input_forward(train_set.image(idx[1] as usize), 28, &mut plain);
         let off = snap.acts[ACT_STRIDE as usize..][..1024]

@@ -421,7 +421,7 @@ fn bad_files_are_errors_naming_the_file() {
 fn forward_by_hand(params: &[f32], img: &[u8]) -> (usize, Vec<f32>) {
     let mut ws = Workspace::<f32>::default();
     input_forward(img, 28, &mut ws.x0);
-    pattern_forward(params, &lenet_gpu::RBF_CENTERS, &mut ws);
+    pattern_forward(params, &lenet_gpu::model::RBF_CENTERS, &mut ws);
     let mut best = 0;
     for i in 1..10 {
         if ws.y[i] < ws.y[best] {
@@ -435,9 +435,12 @@ fn forward_by_hand(params: &[f32], img: &[u8]) -> (usize, Vec<f32>) {
 /// forward pass gives for the same 784 bytes (and close to an f64 pass).
 #[test]
 fn classify_is_the_cpu_forward_pass() {
-    let params = lenet_gpu::params::init(1);
+    let params = lenet_gpu::model::params::init(1);
     let params64: Vec<f64> = params.iter().map(|&p| p as f64).collect();
-    let centers64: Vec<f64> = lenet_gpu::RBF_CENTERS.iter().map(|&c| c as f64).collect();
+    let centers64: Vec<f64> = lenet_gpu::model::RBF_CENTERS
+        .iter()
+        .map(|&c| c as f64)
+        .collect();
     let test = mnist_test();
     let mut inputs: Vec<[u8; 784]> = (0..5)
         .map(|i| predict::preprocess(&DynamicImage::ImageLuma8(render(test.image(i), true))))

@@ -6,9 +6,10 @@
 
 mod common;
 
-use lenet_gpu::RBF_CENTERS;
-use lenet_gpu::cpu::{self, Loss, Workspace};
-use lenet_gpu::params::{self, C3_TABLE, N_PARAMS, TENSORS, Tensor};
+use lenet_gpu::cpu::{self, Workspace};
+use lenet_gpu::model::Loss;
+use lenet_gpu::model::RBF_CENTERS;
+use lenet_gpu::model::params::{self, C3_TABLE, N_PARAMS, TENSORS, Tensor};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -87,7 +87,7 @@ fn digits(n: usize) -> Vec<([u8; 784], u8)> {
             let mut img = [0u8; 784];
             for r in 0..12 {
                 for c in 0..7 {
-                    if lenet_gpu::RBF_CENTERS[d * 84 + r * 7 + c] > 0.0 {
+                    if lenet_gpu::model::RBF_CENTERS[d * 84 + r * 7 + c] > 0.0 {
                         for (dr, dc) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                             img[(2 + 2 * r + dr) * 28 + 7 + 2 * c + dc] = 255;
                         }
@@ -295,7 +295,7 @@ fn crop(img: &image::RgbImage, r: render::Region) -> Vec<[u8; 3]> {
 #[test]
 fn feature_maps_follow_the_digit() {
     let dir = temp_dir("maps");
-    let params = lenet_gpu::params::init(1);
+    let params = lenet_gpu::model::params::init(1);
     let ds = digits(2);
     assert_ne!(ds[0].0, ds[1].0);
     let (a, b) = (dir.join("feature_maps.png"), dir.join("b.png"));
@@ -345,7 +345,7 @@ fn a_missing_folder_is_an_error_naming_the_path() {
     let ds = digits(1);
     check(render::error_grid(&[ds[0].0], &[ds[0].1], &[0], &png));
     check(render::feature_maps(
-        &lenet_gpu::params::init(1),
+        &lenet_gpu::model::params::init(1),
         &ds[0].0,
         &png,
     ));

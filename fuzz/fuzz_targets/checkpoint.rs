@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|bytes: &[u8]| {
     for plain in [false, true] {
         if let Ok(ck) = lenet_gpu::checkpoint::parse(bytes, plain) {
-            assert_eq!(ck.params.len(), lenet_gpu::params::N_PARAMS);
+            assert_eq!(ck.params.len(), lenet_gpu::model::params::N_PARAMS);
             assert!(ck.params.iter().all(|v| v.is_finite()));
             assert_eq!(ck.centers.len(), 840);
         }

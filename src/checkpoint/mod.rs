@@ -11,7 +11,7 @@
 //! | `f6.weight`, `f6.bias` | `[84,120]`, `[84]` |
 //! | `output.centers` | `[10,84]` |
 //!
-//! Every tensor but `c3.weight` has the same order in the flat buffer of [`crate::params`]
+//! Every tensor but `c3.weight` has the same order in the flat buffer of [`crate::model::params`]
 //! as in the file. `c3.weight` is compact in the buffer (only the links of
 //! [`C3_TABLE`]) and dense in the file; see [`c3_to_dense`] and [`c3_from_dense`].
 //!
@@ -29,7 +29,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::Error;
-use crate::params::{C3_LINKS, C3_TABLE, C3_W, N_PARAMS, TENSORS, c3_link_start};
+use crate::model::params::{C3_LINKS, C3_TABLE, C3_W, N_PARAMS, TENSORS, c3_link_start};
 
 /// Version of the checkpoint layout this program writes and reads.
 pub const FORMAT_VERSION: &str = "1";
@@ -102,7 +102,7 @@ pub const EPS_NAME: &str = "optimizer.eps";
 /// A loaded checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
-    /// The [`N_PARAMS`] parameters in the flat layout of [`crate::params`] (C3 compact).
+    /// The [`N_PARAMS`] parameters in the flat layout of [`crate::model::params`] (C3 compact).
     pub params: Vec<f32>,
     /// The output-layer centres, 10 x 84, row-major (class, F6 unit).
     pub centers: Vec<f32>,
@@ -322,7 +322,7 @@ fn write_synced(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Saves a checkpoint to `path` atomically.
 ///
-/// `params` is the flat buffer of [`crate::params`] ([`N_PARAMS`] values, C3 compact),
+/// `params` is the flat buffer of [`crate::model::params`] ([`N_PARAMS`] values, C3 compact),
 /// `centers` the 10x84 output centres. The file is first written to a temporary file
 /// `.<name>.tmp-<pid>-<n>` next to `path`, synced, then renamed over `path`, so an
 /// existing checkpoint is only ever replaced by a complete one; on any error the
@@ -516,7 +516,7 @@ fn from_bytes(bytes: &[u8], plain: bool) -> Result<(Checkpoint, bool), String> {
     }
     let has = |n: &str| st.names().contains(&n);
     let centers = if plain && !has(CENTERS_NAME) {
-        crate::RBF_CENTERS.to_vec()
+        crate::model::RBF_CENTERS.to_vec()
     } else {
         read_tensor(&st, CENTERS_NAME)?
     };

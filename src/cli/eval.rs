@@ -2,9 +2,10 @@
 //! every misclassified digit in one picture.
 
 use super::{DataArgs, DeviceArgs, digit28, load_data, load_model};
+use lenet_gpu::Result;
 use lenet_gpu::backend::Split;
-use lenet_gpu::cpu::Loss;
-use lenet_gpu::{RBF_CENTERS, Result};
+use lenet_gpu::model::Loss;
+use lenet_gpu::model::RBF_CENTERS;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

@@ -4,15 +4,16 @@
 use super::{DataArgs, DeviceArgs, LAST, LossKind, check_output_file, given, load_data};
 use lenet_gpu::backend::Backend;
 use lenet_gpu::checkpoint;
-use lenet_gpu::cpu::Loss;
 use lenet_gpu::data;
-use lenet_gpu::params;
+use lenet_gpu::model::Loss;
+use lenet_gpu::model::RBF_CENTERS;
+use lenet_gpu::model::params;
 use lenet_gpu::train::log::{RunLog, read_log};
 use lenet_gpu::train::meta::{
     SavedRun, changed_settings, loss_name, parse_schedule, resume_point, run_meta,
 };
 use lenet_gpu::train::{self, EpochReport, Outcome, Progress, TrainConfig};
-use lenet_gpu::{Error, RBF_CENTERS, Result};
+use lenet_gpu::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -10,11 +10,12 @@ use super::fast::{self, Block, Weights, Wide};
 use super::{
     Loss, Workspace, input_forward, pattern_backward, pattern_forward, pattern_hessian, predict,
 };
+use crate::Result;
 use crate::backend::{Backend, Evaluation, Split, TrainStats};
 use crate::data::Dataset;
 use crate::distort::{Affine, input_forward_distorted};
-use crate::params::N_PARAMS;
-use crate::{RBF_CENTERS, Result};
+use crate::model::RBF_CENTERS;
+use crate::model::params::N_PARAMS;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -274,11 +275,13 @@ impl CpuBackend {
         });
         self.params = p;
         self.w3t = w3t;
-        let m = self.momentum;
-        for k in 0..N_PARAMS {
-            self.velocity[k] = m * self.velocity[k] + self.grad[k];
-            self.params[k] -= self.eps[k] * self.velocity[k];
-        }
+        super::update(
+            &mut self.params,
+            &mut self.velocity,
+            &self.grad,
+            &self.eps,
+            self.momentum,
+        );
         fast::c3_transposed(&self.params, &mut self.w3t);
         stats
     }

@@ -13,7 +13,7 @@
 //!   that, called with squared arguments.
 
 use super::{Real, dense_backward, dense_forward, dot, squash};
-use crate::params::{self, C3_TABLE};
+use crate::model::params::{self, C3_TABLE};
 
 const K: usize = 5;
 
@@ -137,8 +137,9 @@ pub fn c3_forward<T: Real>(p: &[T], x2: &[T], x3: &mut [T]) {
         x3,
     );
 }
-/// da3: (16,10,10) -> dx2: (6,14,14) (added), gradients into g.
+/// da3: (16,10,10) -> dx2: (6,14,14) (written), gradients added into g.
 pub fn c3_backward<T: Real>(p: &[T], x2: &[T], da3: &[T], g: &mut [T], dx2: &mut [T]) {
+    dx2.fill(T::zero());
     let (gw, gb) = split2(g, params::C3_W, params::C3_B);
     conv_backward(
         x2,
@@ -161,8 +162,9 @@ pub fn c3_hessian<T: Real>(p2: &[T], x2sq: &[T], d2a3: &[T], h: &mut [T], d2x2: 
 pub fn c5_forward<T: Real>(p: &[T], x4: &[T], x5: &mut [T]) {
     dense_forward(params::C5_W.of(p), params::C5_B.of(p), x4, x5);
 }
-/// da5: (120) -> dx4: (16,5,5) (added), gradients into g.
+/// da5: (120) -> dx4: (16,5,5) (written), gradients added into g.
 pub fn c5_backward<T: Real>(p: &[T], x4: &[T], da5: &[T], g: &mut [T], dx4: &mut [T]) {
+    dx4.fill(T::zero());
     let (gw, gb) = split2(g, params::C5_W, params::C5_B);
     dense_backward(params::C5_W.of(p), x4, da5, gw, gb, dx4);
 }

@@ -4,7 +4,7 @@
 //! this equals the exact Gauss-Newton diagonal: each weight has one connection).
 
 use super::{Real, conv::split2, dot, squash};
-use crate::params;
+use crate::model::params;
 
 /// y = f(W x + b), W: (n_out, n_in) row-major, x: (n_in), y: (n_out).
 pub fn dense_forward<T: Real>(w: &[T], b: &[T], x: &[T], y: &mut [T]) {
@@ -43,8 +43,9 @@ pub fn f6_forward<T: Real>(p: &[T], x5: &[T], x6: &mut [T]) {
     dense_forward(params::F6_W.of(p), params::F6_B.of(p), x5, x6);
 }
 
-/// da6: (84) -> dx5: (120) (added), gradients into g.
+/// da6: (84) -> dx5: (120) (written), gradients added into g.
 pub fn f6_backward<T: Real>(p: &[T], x5: &[T], da6: &[T], g: &mut [T], dx5: &mut [T]) {
+    dx5.fill(T::zero());
     let (gw, gb) = split2(g, params::F6_W, params::F6_B);
     dense_backward(params::F6_W.of(p), x5, da6, gw, gb, dx5);
 }

@@ -1,9 +1,10 @@
 //! The CPU reference: LeNet-5 as plain loops, one function per layer and pass
 //! (`<layer>_forward`, `<layer>_backward`, `<layer>_hessian`), generic over f32 (training)
 //! and f64 (the tests' independent checks). This code is the spec every GPU kernel is tested
-//! against.
+//! against. Every `<layer>_backward` (and `_hessian`) writes its input's derivative and
+//! adds the layer's parameter gradients into `g`, as the fast path's do.
 //!
-//! Per pattern, the buffers are (shapes as (maps, rows, cols)):
+//! Per pattern, the buffers are (shapes as (maps, rows, cols); sizes in `model::layout`):
 //! x0 (1,32,32) -C1-> x1 (6,28,28) -S2-> x2 (6,14,14) -C3-> x3 (16,10,10) -S4-> x4 (16,5,5)
 //! -C5-> x5 (120) -F6-> x6 (84) -RBF-> y (10). Every x is already squashed; the squashing
 //! derivative is computed from it: f'(a) = A S (1 - (x/A)^2).
@@ -20,6 +21,7 @@ pub use full::*;
 pub use rbf::*;
 pub use subsample::*;
 
+use crate::model::{INPUT_BACKGROUND, INPUT_SCALE, Loss, SQUASH_A, SQUASH_S};
 use std::ops::{AddAssign, MulAssign, SubAssign};
 
 /// The float type a pass runs in: f32 for training, f64 for the reference checks.
@@ -69,10 +71,6 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     s
 }
 
-/// Squashing function constants: f(a) = A tanh(S a).
-pub const SQUASH_A: f64 = 1.7159;
-pub const SQUASH_S: f64 = 2.0 / 3.0;
-
 /// f(a) = A tanh(S a), with tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): exact to
 /// rounding, and several times faster than the C library's tanhf, which dominated the
 /// forward pass.
@@ -117,10 +115,6 @@ pub fn squash_hessian<T: Real>(x: &[T], d2: &mut [T]) {
     }
 }
 
-/// Background and ink levels of the input: x = p/255 * 1.275 - 0.1.
-pub const INPUT_BACKGROUND: f64 = -0.1;
-pub const INPUT_SCALE: f64 = 1.275 / 255.0;
-
 /// A u8 image of side 28 (padded by 2 with background) or 32 -> x0: (1,32,32).
 pub fn input_forward<T: Real>(img: &[u8], side: usize, x0: &mut [T]) {
     let pad = (32 - side) / 2;
@@ -133,7 +127,8 @@ pub fn input_forward<T: Real>(img: &[u8], side: usize, x0: &mut [T]) {
     }
 }
 
-/// All per-pattern buffers of one forward/backward/second-derivative pass.
+/// All per-pattern buffers of one forward/backward/second-derivative pass, sized from
+/// the model's layout table (`model::layout`).
 #[derive(Clone)]
 pub struct Workspace<T> {
     pub x0: Vec<T>, // (1,32,32)
@@ -152,31 +147,48 @@ pub struct Workspace<T> {
     pub d5: Vec<T>, // (120)
     pub d6: Vec<T>, // (84)
     pub dy: Vec<T>, // (10)
-    /// Squared activations x0..x5 for the second-derivative pass.
+    /// Squared activations x0..x5 (`layout::SQUARED`) for the second-derivative pass.
     pub sq: [Vec<T>; 6],
 }
 
 impl<T: Real> Default for Workspace<T> {
     fn default() -> Self {
-        let z = |n| vec![T::zero(); n];
+        use crate::model::layout::*;
+        let z = |a: Activation| vec![T::zero(); a.len()];
         Workspace {
-            x0: z(1024),
-            x1: z(4704),
-            x2: z(1176),
-            x3: z(1600),
-            x4: z(400),
-            x5: z(120),
-            x6: z(84),
-            y: z(10),
-            d1: z(4704),
-            d2: z(1176),
-            d3: z(1600),
-            d4: z(400),
-            d5: z(120),
-            d6: z(84),
-            dy: z(10),
-            sq: [z(1024), z(4704), z(1176), z(1600), z(400), z(120)],
+            x0: z(X0),
+            x1: z(X1),
+            x2: z(X2),
+            x3: z(X3),
+            x4: z(X4),
+            x5: z(X5),
+            x6: z(X6),
+            y: z(Y),
+            d1: z(D1),
+            d2: z(D2),
+            d3: z(D3),
+            d4: z(D4),
+            d5: z(D5),
+            d6: z(D6),
+            dy: z(DY),
+            sq: SQUARED.map(z),
         }
+    }
+}
+
+impl<T> Workspace<T> {
+    /// The buffer of tensor `a` of the layout table (`model::ACTIVATIONS`, `DELTAS`).
+    pub fn tensor(&self, a: &crate::model::Activation) -> &[T] {
+        crate::model::layout::field_of!(self, a)
+    }
+}
+
+/// The SDLM step with momentum, element-wise over the flat parameter layout (all buffers
+/// (N_PARAMS)): v = momentum v + g, then p -= eps v.
+pub fn update(p: &mut [f32], v: &mut [f32], g: &[f32], eps: &[f32], momentum: f32) {
+    for k in 0..p.len() {
+        v[k] = momentum * v[k] + g[k];
+        p[k] -= eps[k] * v[k];
     }
 }
 
@@ -203,19 +215,14 @@ pub fn pattern_backward<T: Real>(
     let e = loss_forward_backward(loss, &ws.y, label, &mut ws.dy);
     rbf_backward(centers, &ws.x6, &ws.dy, &mut ws.d6);
     squash_backward(&ws.x6, &mut ws.d6);
-    ws.d5.fill(T::zero());
     f6_backward(p, &ws.x5, &ws.d6, g, &mut ws.d5);
     squash_backward(&ws.x5, &mut ws.d5);
-    ws.d4.fill(T::zero());
     c5_backward(p, &ws.x4, &ws.d5, g, &mut ws.d4);
     squash_backward(&ws.x4, &mut ws.d4);
-    ws.d3.fill(T::zero());
     s4_backward(p, &ws.x3, &ws.d4, g, &mut ws.d3);
     squash_backward(&ws.x3, &mut ws.d3);
-    ws.d2.fill(T::zero());
     c3_backward(p, &ws.x2, &ws.d3, g, &mut ws.d2);
     squash_backward(&ws.x2, &mut ws.d2);
-    ws.d1.fill(T::zero());
     s2_backward(p, &ws.x1, &ws.d2, g, &mut ws.d1);
     squash_backward(&ws.x1, &mut ws.d1);
     c1_backward(p, &ws.x0, &ws.d1, g);
@@ -234,19 +241,14 @@ pub fn pattern_hessian<T: Real>(p2: &[T], ws: &mut Workspace<T>, h: &mut [T]) {
     let [sq0, sq1, sq2, sq3, sq4, sq5] = &ws.sq;
     rbf_hessian(&mut ws.d6);
     squash_hessian(&ws.x6, &mut ws.d6);
-    ws.d5.fill(T::zero());
     f6_hessian(p2, sq5, &ws.d6, h, &mut ws.d5);
     squash_hessian(&ws.x5, &mut ws.d5);
-    ws.d4.fill(T::zero());
     c5_hessian(p2, sq4, &ws.d5, h, &mut ws.d4);
     squash_hessian(&ws.x4, &mut ws.d4);
-    ws.d3.fill(T::zero());
     s4_hessian(p2, sq3, &ws.d4, h, &mut ws.d3);
     squash_hessian(&ws.x3, &mut ws.d3);
-    ws.d2.fill(T::zero());
     c3_hessian(p2, sq2, &ws.d3, h, &mut ws.d2);
     squash_hessian(&ws.x2, &mut ws.d2);
-    ws.d1.fill(T::zero());
     s2_hessian(p2, sq1, &ws.d2, h, &mut ws.d1);
     squash_hessian(&ws.x1, &mut ws.d1);
     c1_hessian(p2, sq0, &ws.d1, h);

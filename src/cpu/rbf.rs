@@ -10,12 +10,7 @@
 //! can be negative and SDLM needs non-negative estimates.
 
 use super::Real;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Loss {
-    Mse,
-    Map { j: f64 },
-}
+use crate::model::Loss;
 
 /// x6: (84), centers: (10,84) -> y: (10)
 pub fn rbf_forward<T: Real>(centers: &[T], x6: &[T], y: &mut [T]) {

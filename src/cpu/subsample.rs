@@ -8,7 +8,7 @@
 //! and squared parameters.
 
 use super::{Real, conv::split2, squash};
-use crate::params;
+use crate::model::params;
 
 /// x: (c, 2h, 2h) -> y: (c, h, h)
 pub fn subsample_forward<T: Real>(
@@ -78,8 +78,9 @@ pub fn subsample_backward<T: Real>(
 pub fn s2_forward<T: Real>(p: &[T], x1: &[T], x2: &mut [T]) {
     subsample_forward(x1, 6, 14, params::S2_W.of(p), params::S2_B.of(p), x2);
 }
-/// da2: (6,14,14) -> dx1: (6,28,28) (added)
+/// da2: (6,14,14) -> dx1: (6,28,28) (written), gradients added into g.
 pub fn s2_backward<T: Real>(p: &[T], x1: &[T], da2: &[T], g: &mut [T], dx1: &mut [T]) {
+    dx1.fill(T::zero());
     let (gc, gb) = split2(g, params::S2_W, params::S2_B);
     subsample_backward(x1, 6, 14, params::S2_W.of(p), da2, gc, gb, dx1);
 }
@@ -91,8 +92,9 @@ pub fn s2_hessian<T: Real>(p2: &[T], x1sq: &[T], d2a2: &[T], h: &mut [T], d2x1: 
 pub fn s4_forward<T: Real>(p: &[T], x3: &[T], x4: &mut [T]) {
     subsample_forward(x3, 16, 5, params::S4_W.of(p), params::S4_B.of(p), x4);
 }
-/// da4: (16,5,5) -> dx3: (16,10,10) (added)
+/// da4: (16,5,5) -> dx3: (16,10,10) (written), gradients added into g.
 pub fn s4_backward<T: Real>(p: &[T], x3: &[T], da4: &[T], g: &mut [T], dx3: &mut [T]) {
+    dx3.fill(T::zero());
     let (gc, gb) = split2(g, params::S4_W, params::S4_B);
     subsample_backward(x3, 16, 5, params::S4_W.of(p), da4, gc, gb, dx3);
 }

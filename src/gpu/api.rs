@@ -44,26 +44,29 @@ impl Backend for GpuBackend {
     }
 
     fn set_params(&mut self, p: &[f32]) -> Result<()> {
-        self.queue
-            .write_buffer(&self.state, 0, bytemuck::cast_slice(p));
+        self.queue.write_buffer(
+            &self.state,
+            Region::Params.byte_offset(),
+            bytemuck::cast_slice(p),
+        );
         Ok(())
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
-        self.read(&self.state, 0, N_PARAMS)
+        self.read(&self.state, Region::Params.offset(), N_PARAMS)
     }
 
     fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>> {
         self.upload_order(Split::Train, idx);
         let b = self.capacity;
         let steps: Vec<Step> = Self::batches(idx.len(), b)
-            .map(|(s, n)| self.step(Split::Train, s, n, 1))
+            .map(|(s, n)| self.step(Split::Train, s, n, Sweep::Hessian))
             .collect();
         self.prepare_steps(&steps);
         self.clear_hessian();
-        let kernels: Vec<usize> = FORWARD.chain(BACKWARD).collect();
+        let kernels = sequence(&[&FORWARD, &BACKWARD]);
         self.run(Split::Train, &steps, &kernels);
-        let h = self.read(&self.state, 4 * N_PARAMS as u64, N_PARAMS)?;
+        let h = self.read(&self.state, Region::Hacc.offset(), N_PARAMS)?;
         let n = idx.len().max(1) as f32;
         Ok(h.into_iter().map(|v| v / n).collect())
     }
@@ -71,7 +74,7 @@ impl Backend for GpuBackend {
     fn set_step_sizes(&mut self, eps: &[f32]) -> Result<()> {
         self.queue.write_buffer(
             &self.state,
-            2 * N_PARAMS as u64 * 4,
+            Region::Eps.byte_offset(),
             bytemuck::cast_slice(eps),
         );
         Ok(())
@@ -82,13 +85,13 @@ impl Backend for GpuBackend {
     }
 
     fn velocity(&mut self) -> Result<Vec<f32>> {
-        self.read(&self.state, 3 * N_PARAMS as u64, N_PARAMS)
+        self.read(&self.state, Region::Velocity.offset(), N_PARAMS)
     }
 
     fn set_velocity(&mut self, v: &[f32]) -> Result<()> {
         self.queue.write_buffer(
             &self.state,
-            3 * N_PARAMS as u64 * 4,
+            Region::Velocity.byte_offset(),
             bytemuck::cast_slice(v),
         );
         Ok(())
@@ -103,14 +106,10 @@ impl Backend for GpuBackend {
         }
         self.upload_order(Split::Train, order);
         let steps: Vec<Step> = Self::batches(order.len(), batch)
-            .map(|(s, n)| self.step(Split::Train, s, n, 0))
+            .map(|(s, n)| self.step(Split::Train, s, n, Sweep::Backward))
             .collect();
         self.prepare_steps(&steps);
-        let kernels: Vec<usize> = FORWARD
-            .chain([LOSS])
-            .chain(BACKWARD)
-            .chain([UPDATE])
-            .collect();
+        let kernels = sequence(&[&FORWARD, &LOSS, &BACKWARD, &UPDATE]);
         self.run(Split::Train, &steps, &kernels);
         let (loss_sum, errors, _, first_non_finite) =
             self.stats_to(Split::Train, Some(order), order.len())?;
@@ -143,10 +142,10 @@ impl Backend for GpuBackend {
         let identity: Vec<u32> = (0..n as u32).collect();
         self.upload_order(split, &identity);
         let steps: Vec<Step> = Self::batches(n, self.capacity)
-            .map(|(s, b)| self.step(split, s, b, 0))
+            .map(|(s, b)| self.step(split, s, b, Sweep::Backward))
             .collect();
         self.prepare_steps(&steps);
-        let kernels: Vec<usize> = FORWARD.chain([LOSS]).collect();
+        let kernels = sequence(&[&FORWARD, &LOSS]);
         self.run(split, &steps, &kernels);
         let (loss_sum, errors, predictions, _) = self.stats_to(split, None, n)?;
         Ok(Evaluation {

@@ -3,15 +3,12 @@
 use super::*;
 
 impl GpuBackend {
-    /// Workgroups (x, y) for kernel `k` on a batch of `b` patterns.
-    pub(super) fn groups(&self, size: Size, b: u32) -> (u32, u32, u32) {
-        let n = match size {
-            Size::PerPattern(u) => (b * u).div_ceil(WG),
-            Size::Threads(t) => t.div_ceil(WG),
-            Size::Sum(t) => t.div_ceil(SUM_WG),
-            Size::Tiles(blocks) => return ((b.div_ceil(TILE_B) * blocks).div_ceil(DENSE_WG), 1, 1),
-        };
-        if n <= self.max_groups {
+    /// Workgroups (x, y, z) for kernel `k` on a batch of `b` patterns: 2-D where one
+    /// dimension would exceed the device's limit (`flat_id` in common.wgsl).
+    pub(super) fn groups(&self, k: Kernel, b: u32) -> (u32, u32, u32) {
+        let size = k.spec().size;
+        let n = size.groups(b);
+        if matches!(size, Size::Tiles(_)) || n <= self.max_groups {
             (n, 1, 1)
         } else {
             (self.max_groups, n.div_ceil(self.max_groups), 1)
@@ -25,50 +22,38 @@ impl GpuBackend {
         if n > self.steps_capacity {
             self.steps_capacity = n.next_power_of_two();
             self.steps = Self::steps_buffer(&self.device, self.steps_capacity);
-            for (split, name) in [(Split::Train, "train"), (Split::Test, "test")] {
-                let s = self.split(split);
-                let bg = Self::bind_group(
-                    &self.device,
-                    &self.layout,
-                    &self.steps,
-                    &self.state,
-                    &self.store,
-                    &self.small,
-                    &s.images,
-                    &s.labels_buf,
-                    &s.order,
-                    &s.stats,
-                    &self.warps,
-                    name,
-                );
-                match split {
-                    Split::Train => self.train.bind_group = bg,
-                    Split::Test => self.test.bind_group = bg,
-                }
-            }
+            // The bind groups point at the old buffer: make them again.
+            let shared = Shared {
+                steps: &self.steps,
+                state: &self.state,
+                store: &self.store,
+                small: &self.small,
+                warps: &self.warps,
+            };
+            self.train.bind(&self.device, &self.layout, &shared);
+            self.test.bind(&self.device, &self.layout, &shared);
         }
         let mut bytes = vec![0u8; steps.len() * STEP_STRIDE as usize];
-        for (i, s) in steps.iter().enumerate() {
-            bytes[i * STEP_STRIDE as usize..i * STEP_STRIDE as usize + 32]
-                .copy_from_slice(bytemuck::bytes_of(s));
+        for (record, s) in bytes.chunks_exact_mut(STEP_STRIDE as usize).zip(steps) {
+            record[..STEP_BYTES as usize].copy_from_slice(bytemuck::bytes_of(s));
         }
         self.queue.write_buffer(&self.steps, 0, &bytes);
     }
 
-    pub(super) fn step(&self, split: Split, start: usize, batch: usize, mode: u32) -> Step {
-        let (loss, map_j) = match self.loss {
-            Loss::Mse => (0, 0.0),
-            Loss::Map { j } => (1, j as f32),
-        };
+    /// The record of one batch of `split`: `batch` patterns from position `start` of its
+    /// order, through the backward or the SDLM sweep.
+    pub(super) fn step(&self, split: Split, start: usize, batch: usize, sweep: Sweep) -> Step {
+        let (loss, map_j) = Step::loss(self.loss);
+        let training = split == Split::Train && sweep == Sweep::Backward;
         Step {
             start: start as u32,
             batch: batch as u32,
-            mode,
+            mode: Step::mode(sweep),
             loss,
             map_j,
             momentum: self.momentum,
             side: self.split(split).side,
-            distort: (split == Split::Train && mode == 0 && self.distorting) as u32,
+            distort: (training && self.distorting) as u32,
         }
     }
 
@@ -98,8 +83,8 @@ impl GpuBackend {
     /// copy of the new parameters into the uniform buffer. The kernels' own copy of the
     /// parameters is refreshed at the start of every command buffer, since the host may
     /// have written new ones.
-    pub(super) fn run(&self, split: Split, steps: &[Step], kernels: &[usize]) {
-        let bg = &self.split(split).bind_group;
+    pub(super) fn run(&self, split: Split, steps: &[Step], kernels: &[Kernel]) {
+        let bg = self.split(split).bind_group();
         let mut in_flight = std::collections::VecDeque::new();
         for (c, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
             let mut enc = self
@@ -117,17 +102,17 @@ impl GpuBackend {
                     });
                     pass.set_bind_group(0, bg, &[offset]);
                     for &k in kernels {
-                        let k = if k == INPUT && s.distort == 1 {
-                            INPUT_DISTORTED
+                        let k = if k == Kernel::InputForward && s.distort == 1 {
+                            Kernel::InputForwardDistorted
                         } else {
                             k
                         };
-                        let (x, y, z) = self.groups(KERNELS[k].2, s.batch);
-                        pass.set_pipeline(&self.pipelines[k]);
+                        let (x, y, z) = self.groups(k, s.batch);
+                        pass.set_pipeline(&self.pipelines[k as usize]);
                         pass.dispatch_workgroups(x, y, z);
                     }
                 }
-                if kernels.contains(&UPDATE) {
+                if kernels.contains(&Kernel::Update) {
                     self.copy_params(&mut enc, false);
                 }
             }

@@ -4,19 +4,29 @@ use super::*;
 
 /// Every intermediate of one batch, read back for the kernel tests.
 pub struct Snapshot {
-    /// (B, ACT_STRIDE): x0 .. x6, y per pattern (see `ACT_LAYOUT`).
+    /// (B, ACT_STRIDE): x0 .. x6, y per pattern, at `ACT_OFFSETS`.
     pub acts: Vec<f32>,
-    /// (B, DELTA_STRIDE): d1 .. d6, dy per pattern (see `DELTA_LAYOUT`).
+    /// (B, DELTA_STRIDE): d1 .. d6, dy per pattern, at `DELTA_OFFSETS`.
     pub deltas: Vec<f32>,
     /// (N_PARAMS): the batch gradient (mode 0) or the summed second derivatives (mode 1).
     pub grad: Vec<f32>,
 }
 
+/// The kernels `GpuBackend::snapshot` runs for a sweep, in order: a training batch without
+/// the update (and, for the SDLM sweep, without the loss), then the kernel that writes d1.
+pub fn snapshot_kernels(sweep: Sweep) -> Vec<Kernel> {
+    let loss: &[Kernel] = match sweep {
+        Sweep::Backward => &LOSS,
+        Sweep::Hessian => &[],
+    };
+    sequence(&[&FORWARD, loss, &BACKWARD, &[Kernel::S2BackwardInput]])
+}
+
 impl GpuBackend {
-    /// Runs the forward pass, then the backward (mode 0) or second-derivative (mode 1)
-    /// pass on the training patterns `idx` as one batch, without updating, and reads back
-    /// every intermediate.
-    pub fn snapshot(&mut self, idx: &[u32], mode: u32) -> Result<Snapshot> {
+    /// Runs the forward pass, then the backward or second-derivative sweep, on the
+    /// training patterns `idx` as one batch, without updating, and reads back every
+    /// intermediate.
+    pub fn snapshot(&mut self, idx: &[u32], sweep: Sweep) -> Result<Snapshot> {
         if idx.len() > self.capacity {
             return Err(Error::Config(format!(
                 "snapshot of {} patterns exceeds the batch capacity {}",
@@ -25,15 +35,10 @@ impl GpuBackend {
             )));
         }
         self.upload_order(Split::Train, idx);
-        let steps = vec![self.step(Split::Train, 0, idx.len(), mode)];
+        let steps = vec![self.step(Split::Train, 0, idx.len(), sweep)];
         self.prepare_steps(&steps);
         self.clear_hessian();
-        let loss = if mode == 0 { vec![LOSS] } else { vec![] };
-        let kernels: Vec<usize> = FORWARD
-            .chain(loss)
-            .chain(BACKWARD)
-            .chain([S2_BACKWARD_INPUT])
-            .collect();
+        let kernels = snapshot_kernels(sweep);
         self.run(Split::Train, &steps, &kernels);
         let b = idx.len();
         Ok(Snapshot {
@@ -41,11 +46,11 @@ impl GpuBackend {
             deltas: self.read_store(true, b)?,
             grad: self.read(
                 &self.state,
-                if mode == 0 {
-                    N_PARAMS as u64
-                } else {
-                    4 * N_PARAMS as u64
-                },
+                match sweep {
+                    Sweep::Backward => Region::Grad,
+                    Sweep::Hessian => Region::Hacc,
+                }
+                .offset(),
                 N_PARAMS,
             )?,
         })
@@ -66,13 +71,9 @@ impl GpuBackend {
         let reps = reps.max(1);
         let order: Vec<u32> = (0..batch as u32).collect();
         self.train(&order, batch)?;
-        let steps = vec![self.step(Split::Train, 0, batch, 0)];
+        let steps = vec![self.step(Split::Train, 0, batch, Sweep::Backward)];
         self.prepare_steps(&steps);
-        let kernels: Vec<usize> = FORWARD
-            .chain([LOSS])
-            .chain(BACKWARD)
-            .chain([UPDATE])
-            .collect();
+        let kernels = sequence(&[&FORWARD, &LOSS, &BACKWARD, &UPDATE]);
         if self.timestamps {
             return Ok((self.profile_timestamps(&kernels, batch as u32, reps)?, true));
         }
@@ -85,7 +86,7 @@ impl GpuBackend {
                 self.run(Split::Train, &steps, &[k]);
             }
             self.wait()?;
-            out.push((KERNELS[k].1, t.elapsed().as_secs_f64() / reps as f64));
+            out.push((k.entry(), t.elapsed().as_secs_f64() / reps as f64));
         }
         Ok((out, false))
     }
@@ -94,7 +95,7 @@ impl GpuBackend {
     /// the pass's start and end.
     pub(super) fn profile_timestamps(
         &self,
-        kernels: &[usize],
+        kernels: &[Kernel],
         batch: u32,
         reps: usize,
     ) -> Result<Vec<(&'static str, f64)>> {
@@ -116,10 +117,10 @@ impl GpuBackend {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("profile"),
             });
-        let bg = &self.split(Split::Train).bind_group;
+        let bg = self.split(Split::Train).bind_group();
         for (i, &k) in kernels.iter().enumerate() {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(KERNELS[k].1),
+                label: Some(k.entry()),
                 timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
                     query_set: &queries,
                     beginning_of_pass_write_index: Some(2 * i as u32),
@@ -127,8 +128,8 @@ impl GpuBackend {
                 }),
             });
             pass.set_bind_group(0, bg, &[0]);
-            pass.set_pipeline(&self.pipelines[k]);
-            let (x, y, z) = self.groups(KERNELS[k].2, batch);
+            pass.set_pipeline(&self.pipelines[k as usize]);
+            let (x, y, z) = self.groups(k, batch);
             for _ in 0..reps {
                 pass.dispatch_workgroups(x, y, z);
             }
@@ -143,7 +144,7 @@ impl GpuBackend {
             .enumerate()
             .map(|(i, &k)| {
                 let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
-                (KERNELS[k].1, dt / reps as f64)
+                (k.entry(), dt / reps as f64)
             })
             .collect())
     }
@@ -157,7 +158,7 @@ impl GpuBackend {
             });
         enc.clear_buffer(
             &self.state,
-            4 * N_PARAMS as u64 * 4,
+            Region::Hacc.byte_offset(),
             Some(N_PARAMS as u64 * 4),
         );
         self.queue.submit([enc.finish()]);

@@ -1,64 +1,210 @@
-//! The kernel table: entry point, WGSL file and dispatch size of every kernel, and the
-//! positions of the passes in it.
+//! The kernel registry: for every kernel its WGSL entry point (also its pipeline's label),
+//! file, dispatch size and workgroup size, the CPU passes it is the twin of and the tensors
+//! it writes; and the order kernels run in for each kind of batch. Each kernel is a
+//! `Kernel`, never a number: inserting one shifts nothing.
 
 use super::*;
 
-/// How many workgroups a kernel needs.
-#[derive(Clone, Copy)]
-pub(super) enum Size {
-    /// One thread per (pattern, unit): units per pattern.
+/// How many invocations a kernel needs for a batch, which also decides its workgroup size
+/// (`workgroup`): the WGSL entry points declare theirs with the constants the header
+/// generates from these (`shader::header`), and a test checks every entry point.
+#[derive(Clone, Copy, Debug)]
+pub enum Size {
+    /// One invocation per (pattern, unit): units per pattern.
     PerPattern(u32),
-    /// One thread each for this many items.
+    /// One invocation each for this many items.
     Threads(u32),
-    /// One thread per tile of TILE_B patterns, times this many blocks of 8 units, in workgroups of
-    /// `DENSE_WG` (dense layers; under 65535 groups for any batch below 80 million).
+    /// One invocation per tile of `TILE_B` patterns, times this many blocks of 8 units, in
+    /// workgroups of `DENSE_WG` (dense layers; under 65535 groups for any batch below 80
+    /// million).
     Tiles(u32),
-    /// One thread each for this many parameters (or groups of four) of a gradient's
+    /// One invocation each for this many parameters (or groups of four) of a gradient's
     /// second stage, in workgroups of `SUM_WG`: there are few, and a CPU adapter runs each
     /// workgroup on one core, so small groups keep every core busy.
     Sum(u32),
 }
 
-/// Every kernel: (shader file, entry point, size). All files go into one module; the file
-/// column says where to find the kernel (`every_kernel_is_in_its_file`).
-pub(super) const KERNELS: [(&str, &str, Size); 25] = [
-    ("input", "input_forward", Size::PerPattern(32)),
-    ("conv", "c1_forward", Size::PerPattern(49)),
-    ("subsample", "s2_forward", Size::PerPattern(1176 / 4)),
-    ("conv", "c3_forward", Size::PerPattern(16)),
-    ("subsample", "s4_forward", Size::PerPattern(400 / 4)),
-    ("conv", "c5_forward", Size::Tiles(15)),
-    ("full", "f6_forward", Size::Tiles(11)),
-    ("rbf", "rbf_forward", Size::PerPattern(1)),
-    ("rbf", "loss_forward_backward", Size::PerPattern(1)),
-    ("rbf", "rbf_backward", Size::PerPattern(1)),
-    ("full", "f6_backward_input", Size::Tiles(15)),
-    ("conv", "c5_backward_input", Size::Tiles(50)),
-    ("subsample", "s4_backward_input", Size::PerPattern(80)),
-    ("conv", "c3_backward_input", Size::PerPattern(6)),
-    ("full", "f6_backward_params", Size::Threads(6 * 15)),
-    ("conv", "c5_backward_params", Size::Threads(8 * 50)),
-    ("subsample", "s4_backward_params", Size::PerPattern(16)),
-    ("subsample", "s4_backward_params_sum", Size::Sum(16)),
-    ("conv", "c3_backward_params", Size::PerPattern(6)),
-    ("conv", "c3_backward_params_sum", Size::Sum(60 * 7 + 6)),
-    // Also computes d1 (from d2) and S2's parameter gradients (conv.wgsl), whose sums
-    // c1_backward_params_sum adds with C1's.
-    ("conv", "c1_backward_params", Size::PerPattern(7)),
-    ("conv", "c1_backward_params_sum", Size::Sum(6 * 7)),
-    ("update", "update", Size::Threads(N_PARAMS as u32 / 4)),
-    ("input", "input_forward_distorted", Size::PerPattern(32)),
-    // d1 for inspection (snapshot): training computes it inside c1_backward_params.
-    ("subsample", "s2_backward_input", Size::PerPattern(588)),
+/// Invocations per workgroup of most kernels (`Size::PerPattern`, `Size::Threads`).
+pub const WG: u32 = 64;
+/// Workgroup size of the dense-layer forward and input-gradient kernels (`Size::Tiles`).
+pub const DENSE_WG: u32 = 16;
+/// Patterns per tile of those kernels.
+pub const TILE_B: u32 = 16;
+/// Workgroup size of the gradients' second-stage sums (`Size::Sum`).
+pub const SUM_WG: u32 = 8;
+
+impl Size {
+    /// Invocations per workgroup.
+    pub const fn workgroup(self) -> u32 {
+        match self {
+            Size::PerPattern(_) | Size::Threads(_) => WG,
+            Size::Tiles(_) => DENSE_WG,
+            Size::Sum(_) => SUM_WG,
+        }
+    }
+
+    /// Workgroups for a batch of `b` patterns, in one dimension.
+    pub const fn groups(self, b: u32) -> u32 {
+        match self {
+            Size::PerPattern(u) => (b * u).div_ceil(WG),
+            Size::Threads(t) => t.div_ceil(WG),
+            Size::Sum(t) => t.div_ceil(SUM_WG),
+            Size::Tiles(blocks) => (b.div_ceil(TILE_B) * blocks).div_ceil(DENSE_WG),
+        }
+    }
+}
+
+/// One kernel of the registry.
+#[derive(Debug)]
+pub struct KernelSpec {
+    pub kernel: Kernel,
+    /// The WGSL entry point and the pipeline's label.
+    pub entry: &'static str,
+    /// The file under shaders/ that holds it (without `.wgsl`).
+    pub file: &'static str,
+    pub size: Size,
+    /// The CPU functions (`cpu::*`) whose work this kernel does, in part or fused.
+    pub twins: &'static [&'static str],
+    /// What it leaves for later kernels and the read-backs: layout tensors
+    /// (`model::ACTIVATIONS`, `DELTAS`, by name) and parameter gradients (`params::TENSORS`,
+    /// by name). Empty for a first stage whose partial sums only its second stage reads.
+    pub writes: &'static [&'static str],
+}
+
+macro_rules! registry {
+    ($( $kernel:ident = $file:literal, $entry:literal, $size:expr, twins $twins:expr, writes $writes:expr; )*) => {
+        /// Every kernel, one pipeline each (`KERNELS` in the same order).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Kernel { $($kernel),* }
+
+        /// The registry, indexed by `Kernel`.
+        pub const KERNELS: &[KernelSpec] = &[$(
+            KernelSpec {
+                kernel: Kernel::$kernel,
+                entry: $entry,
+                file: $file,
+                size: $size,
+                twins: &$twins,
+                writes: &$writes,
+            }
+        ),*];
+    };
+}
+
+registry! {
+    InputForward = "input", "input_forward", Size::PerPattern(32),
+        twins ["input_forward"], writes ["x0"];
+    C1Forward = "conv", "c1_forward", Size::PerPattern(49),
+        twins ["c1_forward"], writes ["x1"];
+    S2Forward = "subsample", "s2_forward", Size::PerPattern(1176 / 4),
+        twins ["s2_forward"], writes ["x2"];
+    C3Forward = "conv", "c3_forward", Size::PerPattern(16),
+        twins ["c3_forward"], writes ["x3"];
+    S4Forward = "subsample", "s4_forward", Size::PerPattern(400 / 4),
+        twins ["s4_forward"], writes ["x4"];
+    C5Forward = "conv", "c5_forward", Size::Tiles(15),
+        twins ["c5_forward"], writes ["x5"];
+    F6Forward = "full", "f6_forward", Size::Tiles(11),
+        twins ["f6_forward"], writes ["x6"];
+    RbfForward = "rbf", "rbf_forward", Size::PerPattern(1),
+        twins ["rbf_forward"], writes ["y"];
+    LossForwardBackward = "rbf", "loss_forward_backward", Size::PerPattern(1),
+        twins ["loss_forward_backward"], writes ["dy"];
+    RbfBackward = "rbf", "rbf_backward", Size::PerPattern(1),
+        twins ["rbf_backward", "rbf_hessian"], writes ["d6"];
+    F6BackwardInput = "full", "f6_backward_input", Size::Tiles(15),
+        twins ["f6_backward", "f6_hessian"], writes ["d5"];
+    C5BackwardInput = "conv", "c5_backward_input", Size::Tiles(50),
+        twins ["c5_backward", "c5_hessian"], writes ["d4"];
+    S4BackwardInput = "subsample", "s4_backward_input", Size::PerPattern(80),
+        twins ["s4_backward", "s4_hessian"], writes ["d3"];
+    C3BackwardInput = "conv", "c3_backward_input", Size::PerPattern(6),
+        twins ["c3_backward", "c3_hessian"], writes ["d2"];
+    F6BackwardParams = "full", "f6_backward_params", Size::Threads(6 * 15),
+        twins ["f6_backward", "f6_hessian"], writes ["f6.weight", "f6.bias"];
+    C5BackwardParams = "conv", "c5_backward_params", Size::Threads(8 * 50),
+        twins ["c5_backward", "c5_hessian"], writes ["c5.weight", "c5.bias"];
+    S4BackwardParams = "subsample", "s4_backward_params", Size::PerPattern(16),
+        twins ["s4_backward", "s4_hessian"], writes [];
+    S4BackwardParamsSum = "subsample", "s4_backward_params_sum", Size::Sum(16),
+        twins ["s4_backward", "s4_hessian"], writes ["s4.weight", "s4.bias"];
+    C3BackwardParams = "conv", "c3_backward_params", Size::PerPattern(6),
+        twins ["c3_backward", "c3_hessian"], writes [];
+    C3BackwardParamsSum = "conv", "c3_backward_params_sum", Size::Sum(60 * 7 + 6),
+        twins ["c3_backward", "c3_hessian"], writes ["c3.weight", "c3.bias"];
+    // Also computes d1 from d2 (S2's input gradient) into registers and the first stage of
+    // S2's parameter gradients (conv.wgsl); d1 itself is written only by S2BackwardInput.
+    C1BackwardParams = "conv", "c1_backward_params", Size::PerPattern(7),
+        twins ["s2_backward", "c1_backward", "s2_hessian", "c1_hessian"], writes [];
+    C1BackwardParamsSum = "conv", "c1_backward_params_sum", Size::Sum(6 * 7),
+        twins ["s2_backward", "c1_backward", "s2_hessian", "c1_hessian"],
+        writes ["s2.weight", "s2.bias", "c1.weight", "c1.bias"];
+    Update = "update", "update", Size::Threads(N_PARAMS as u32 / 4),
+        twins ["update"], writes [];
+    // Replaces InputForward in batches whose step record says distort.
+    InputForwardDistorted = "input", "input_forward_distorted", Size::PerPattern(32),
+        twins ["input_forward_distorted"], writes ["x0"];
+    // d1 for inspection (`snapshot`): training computes it inside c1_backward_params.
+    S2BackwardInput = "subsample", "s2_backward_input", Size::PerPattern(588),
+        twins ["s2_backward", "s2_hessian"], writes ["d1"];
+}
+
+impl Kernel {
+    pub fn spec(self) -> &'static KernelSpec {
+        &KERNELS[self as usize]
+    }
+
+    pub fn entry(self) -> &'static str {
+        self.spec().entry
+    }
+}
+
+// `Kernel::spec` indexes the table by the enum: the macro keeps them in one order.
+const _: () = {
+    let mut k = 0;
+    while k < KERNELS.len() {
+        assert!(KERNELS[k].kernel as usize == k);
+        k += 1;
+    }
+};
+
+use Kernel::*;
+
+/// The forward pass, input to RBF outputs.
+pub const FORWARD: [Kernel; 8] = [
+    InputForward,
+    C1Forward,
+    S2Forward,
+    C3Forward,
+    S4Forward,
+    C5Forward,
+    F6Forward,
+    RbfForward,
 ];
-/// Kernel index ranges: the forward pass, the loss, the backward pass, the update.
-pub(super) const FORWARD: std::ops::Range<usize> = 0..8;
-/// input_forward, the first kernel of the forward pass.
-pub(super) const INPUT: usize = 0;
-pub(super) const LOSS: usize = 8;
-pub(super) const BACKWARD: std::ops::Range<usize> = 9..22;
-pub(super) const UPDATE: usize = 22;
-/// Replaces input_forward (INPUT) in batches whose step record says distort.
-pub(super) const INPUT_DISTORTED: usize = 23;
-/// Writes d1, which no training kernel reads.
-pub(super) const S2_BACKWARD_INPUT: usize = 24;
+/// The loss and dE/dy (training batches only: the SDLM sweep starts from a constant).
+pub const LOSS: [Kernel; 1] = [LossForwardBackward];
+/// The backward sweep (first or second derivatives, by the step record's `mode`), from
+/// dy (or its constant) to every parameter's gradient. Input gradients first, then the
+/// parameter gradients, which read them.
+pub const BACKWARD: [Kernel; 13] = [
+    RbfBackward,
+    F6BackwardInput,
+    C5BackwardInput,
+    S4BackwardInput,
+    C3BackwardInput,
+    F6BackwardParams,
+    C5BackwardParams,
+    S4BackwardParams,
+    S4BackwardParamsSum,
+    C3BackwardParams,
+    C3BackwardParamsSum,
+    C1BackwardParams,
+    C1BackwardParamsSum,
+];
+/// The step from the batch gradient.
+pub const UPDATE: [Kernel; 1] = [Update];
+
+/// The kernels of one kind of batch, in order.
+pub fn sequence(parts: &[&[Kernel]]) -> Vec<Kernel> {
+    parts.concat()
+}

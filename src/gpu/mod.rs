@@ -6,6 +6,7 @@
 //! fixed order (no float atomics), so a seed gives the same weights on the same adapter.
 
 mod api;
+mod bindings;
 pub mod device;
 mod encode;
 mod inspect;
@@ -16,19 +17,23 @@ mod shader;
 mod storage;
 
 pub use api::describe_adapter;
-pub use inspect::Snapshot;
+use bindings::*;
+pub use inspect::{Snapshot, snapshot_kernels};
 use kernels::*;
+pub use kernels::{KERNELS, Kernel, KernelSpec, Size};
+use setup::Shared;
 pub use shader::unroll;
 use shader::*;
 pub use storage::Reads;
 use storage::*;
 
 use crate::backend::{Backend, Evaluation, KernelTimes, Split, TrainStats};
-use crate::cpu::Loss;
 use crate::data::Dataset;
 use crate::distort::Affine;
-use crate::params::{self, C3_TABLE, N_PARAMS};
-use crate::{Error, RBF_CENTERS, Result};
+use crate::model::RBF_CENTERS;
+use crate::model::params::{self, C3_TABLE, N_PARAMS};
+use crate::model::{ACTIVATIONS, DELTAS, Loss, N_CENTRES, Sweep, packed};
+use crate::{Error, Result};
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -36,38 +41,24 @@ pub use device::{
     AdapterChoice, Probed, describe_all, parse_api, pick, probe_in_child, probe_lines,
 };
 
-/// Per-pattern layout of the activation buffer: x0 .. x6, y.
-pub const ACT_LAYOUT: [(&str, u32); 8] = [
-    ("X0", 1024),
-    ("X1", 4704),
-    ("X2", 1176),
-    ("X3", 1600),
-    ("X4", 400),
-    ("X5", 120),
-    ("X6", 84),
-    ("Y", 10),
-];
-/// Per-pattern layout of the delta buffer: d1 .. d6, dy.
-pub const DELTA_LAYOUT: [(&str, u32); 7] = [
-    ("D1", 4704),
-    ("D2", 1176),
-    ("D3", 1600),
-    ("D4", 400),
-    ("D5", 120),
-    ("D6", 84),
-    ("DY", 10),
-];
-/// Floats per pattern in the activation buffer: the layout, padded to a multiple of 64
+/// Where each tensor of `model::ACTIVATIONS` starts in a pattern's activation record, each
+/// on a texel (4 floats): kernels read and write whole texels.
+pub const ACT_OFFSETS: [usize; 8] = ACT_RECORD.0;
+const ACT_RECORD: ([usize; 8], usize) = packed(&ACTIVATIONS, 4);
+/// Floats per pattern in the activation buffer: the record, padded to a multiple of 64
 /// floats (256 bytes, the row alignment of a texture-to-buffer copy, for read-backs).
-pub const ACT_STRIDE: u32 = 9152;
+pub const ACT_STRIDE: u32 = (ACT_RECORD.1 as u32).next_multiple_of(64);
+/// Where each tensor of `model::DELTAS` starts in a pattern's delta record.
+pub const DELTA_OFFSETS: [usize; 7] = DELTA_RECORD.0;
+const DELTA_RECORD: ([usize; 7], usize) = packed(&DELTAS, 4);
 /// After the deltas, each pattern has room for its partial parameter sums (`PART`): the
 /// first stage of the two-stage C1, S2, C3 and S4 gradient reductions, in whole texels.
 /// C3's is the largest: 60 links of 28 floats (25 weights and padding), then 6 texels of
 /// bias sums at `C3_PART_BIAS`.
 pub const PART_LEN: u32 = 60 * 28 + 6 * 4;
 const C3_PART_BIAS: u32 = 60 * 28;
-/// Where `PART` starts: after the deltas (8094 floats), at a whole texel.
-const PART: u32 = 8096;
+/// Where `PART` starts: after the deltas, at a whole texel.
+const PART: u32 = (DELTA_RECORD.1 as u32).next_multiple_of(4);
 /// Floats per pattern in the delta buffer, padded as `ACT_STRIDE`.
 pub const DELTA_STRIDE: u32 = (PART + PART_LEN).next_multiple_of(64);
 /// The parameters of C1, S2, C3 and S4 (those before C5's), which kernels also read from a
@@ -75,15 +66,6 @@ pub const DELTA_STRIDE: u32 = (PART + PART_LEN).next_multiple_of(64);
 const SMALL_PARAMS: u32 = params::C5_W.offset as u32;
 /// Rows of 256 parameters (64 texels) in the parameter texture (textures.wgsl).
 const PARAM_ROWS: u32 = (N_PARAMS as u32).div_ceil(256);
-/// Floats in the state buffer: five parameter regions.
-const STATE_LEN: u64 = 5 * N_PARAMS as u64;
-const WG: u32 = 64;
-/// Workgroup size of the dense-layer forward and input-gradient kernels (common.wgsl).
-const DENSE_WG: u32 = 16;
-/// Patterns per tile of the dense layers' forward and input-gradient kernels (common.wgsl).
-const TILE_B: u32 = 16;
-/// Workgroup size of the gradients' second-stage sums (`Size::Sum`).
-const SUM_WG: u32 = 8;
 /// Batches recorded into one command buffer, and how many such buffers may wait for the
 /// device at once. Recorded work holds host memory (in wgpu and, on a CPU adapter, in the
 /// driver) until it has run, so a pass of thousands of small batches must not all be queued
@@ -96,21 +78,6 @@ const STEP_STRIDE: u64 = 256;
 /// the buffers (the training batch, if larger). Each pattern of capacity costs 150 KB of
 /// activations and deltas, host memory on a CPU adapter.
 const EVAL_BATCH: usize = 64;
-
-/// The uniform record of one batch (shaders/common.wgsl, `Step`).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Step {
-    start: u32,
-    batch: u32,
-    mode: u32,
-    loss: u32,
-    map_j: f32,
-    momentum: f32,
-    side: u32,
-    /// 1: warp each training image by its entry in `warps` (train --distort).
-    distort: u32,
-}
 
 pub struct GpuBackend {
     device: wgpu::Device,
@@ -200,15 +167,67 @@ mod tests {
 
     #[test]
     fn every_kernel_is_in_its_file() {
-        for (file, entry, _) in super::KERNELS {
+        for k in super::KERNELS {
             let (_, src) = super::SHADERS
                 .iter()
-                .find(|(name, _)| *name == file)
-                .unwrap_or_else(|| panic!("{entry}: no shader file {file}"));
+                .find(|(name, _)| *name == k.file)
+                .unwrap_or_else(|| panic!("{}: no shader file {}", k.entry, k.file));
             assert!(
-                src.contains(&format!("fn {entry}(")),
-                "{entry} is not in {file}.wgsl"
+                src.contains(&format!("fn {}(", k.entry)),
+                "{} is not in {}.wgsl",
+                k.entry,
+                k.file
             );
+        }
+    }
+
+    /// Every entry point declares the workgroup size its registry entry's dispatch
+    /// arithmetic assumes, and every entry point in the files is in the registry.
+    #[test]
+    fn workgroup_sizes_agree_with_the_registry() {
+        for reads in [super::Reads::Textures, super::Reads::Storage] {
+            let code = super::module_source(reads);
+            let module = naga::front::wgsl::parse_str(&code).unwrap();
+            for k in super::KERNELS {
+                let e = module
+                    .entry_points
+                    .iter()
+                    .find(|e| e.name == k.entry)
+                    .unwrap_or_else(|| panic!("no entry point {}", k.entry));
+                assert_eq!(e.workgroup_size, [k.size.workgroup(), 1, 1], "{}", k.entry);
+            }
+            for e in &module.entry_points {
+                assert!(
+                    super::KERNELS.iter().any(|k| k.entry == e.name),
+                    "{} is in no registry entry",
+                    e.name
+                );
+            }
+        }
+    }
+
+    /// The generated `Step` is the Rust record, field for field (naga's layout of the
+    /// WGSL struct against the Rust struct's size).
+    #[test]
+    fn step_record_matches_its_wgsl_twin() {
+        let code = format!(
+            "{}\n@compute @workgroup_size(1) fn main() {{ _ = step.start; }}",
+            super::header(super::Reads::Storage)
+        );
+        let module = naga::front::wgsl::parse_str(&code).unwrap();
+        let ty = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Step"))
+            .unwrap()
+            .1;
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("Step is not a struct")
+        };
+        assert_eq!(*span as u64, super::STEP_BYTES);
+        assert_eq!(members.len(), super::STEP_BYTES as usize / 4);
+        for (i, m) in members.iter().enumerate() {
+            assert_eq!(m.offset as usize, 4 * i, "{:?}", m.name);
         }
     }
 

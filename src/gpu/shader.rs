@@ -3,56 +3,91 @@
 
 use super::*;
 
-/// The constants every shader sees, generated from the Rust layout so the two never differ.
-pub(super) fn header() -> String {
+/// The constants, records and bindings every shader sees, generated from the Rust
+/// definitions (the model, the registry's sizes, `bindings`) so the two never differ.
+pub(super) fn header(reads: Reads) -> String {
     let mut h = String::new();
-    h += &format!("const N_PARAMS: u32 = {N_PARAMS}u;\n");
+    h += &parameter_constants();
+    h += &layout_constants();
+    h += &model_constants();
+    h += &kernel_constants();
+    h += STEP_WGSL;
+    h += &wgsl_bindings(reads);
+    h += &c3_tables();
+    h
+}
+
+fn constant(name: &str, v: u32) -> String {
+    format!("const {name}: u32 = {v}u;\n")
+}
+
+/// N_PARAMS, each tensor's offset (C1_W, C1_B, ...) and the regions of `state`.
+fn parameter_constants() -> String {
     assert!(
         N_PARAMS.is_multiple_of(4),
         "update.wgsl updates four parameters at a time"
     );
+    let mut h = constant("N_PARAMS", N_PARAMS as u32);
     for t in params::TENSORS {
-        h += &format!(
-            "const {}: u32 = {}u;\n",
-            t.name
-                .replace('.', "_")
-                .to_uppercase()
-                .replace("WEIGHT", "W")
-                .replace("BIAS", "B"),
-            t.offset
-        );
+        let name = t.name.replace('.', "_").to_uppercase();
+        let name = name.replace("WEIGHT", "W").replace("BIAS", "B");
+        h += &constant(&name, t.offset as u32);
     }
-    // Every region starts on a texel (4 floats): kernels read and write whole texels.
-    let mut off = 0;
-    for (n, len) in ACT_LAYOUT {
-        assert_eq!(off % 4, 0, "{n}");
-        h += &format!("const {n}: u32 = {off}u;\n");
-        off += len;
+    for r in Region::ALL {
+        h += &constant(r.wgsl(), r.offset() as u32);
     }
-    assert!(off <= ACT_STRIDE && ACT_STRIDE.is_multiple_of(64));
-    h += &format!("const ACT_STRIDE: u32 = {ACT_STRIDE}u;\n");
-    let mut off = 0;
-    for (n, len) in DELTA_LAYOUT {
-        assert_eq!(off % 4, 0, "{n}");
-        h += &format!("const {n}: u32 = {off}u;\n");
-        off += len;
-    }
-    assert!(off <= PART && PART.is_multiple_of(4));
-    h += &format!("const PART: u32 = {PART}u;\n");
-    h += &format!("const C3_PART_BIAS: u32 = {C3_PART_BIAS}u;\n");
-    const { assert!(PART + PART_LEN <= DELTA_STRIDE && DELTA_STRIDE.is_multiple_of(64)) };
-    h += &format!("const DELTA_STRIDE: u32 = {DELTA_STRIDE}u;\n");
-    h += &format!("const RBF_CENTERS: u32 = {SMALL_PARAMS}u;\n");
     assert_eq!(SMALL_PARAMS % 4, 0);
-    h += &format!("const SMALL_PARAMS: u32 = {SMALL_PARAMS}u;\n");
-    h += &format!(
-        "const INPUT_BACKGROUND: f32 = {:?};\n",
-        crate::cpu::INPUT_BACKGROUND as f32
-    );
-    h += &format!(
-        "const INPUT_SCALE: f32 = {:?};\n",
-        crate::cpu::INPUT_SCALE as f32
-    );
+    h += &constant("SMALL_PARAMS", SMALL_PARAMS);
+    h += &constant("RBF_CENTERS", SMALL_PARAMS);
+    h += &constant("SMALL_LEN", SMALL_LEN);
+    h += &constant("PARAM_ROWS", PARAM_ROWS);
+    h
+}
+
+/// The offset of each activation (X0 .. Y) and delta (D1 .. DY) in its per-pattern
+/// record, the records' strides and the partial sums' place.
+fn layout_constants() -> String {
+    let mut h = String::new();
+    for (a, off) in ACTIVATIONS.iter().zip(ACT_OFFSETS) {
+        h += &constant(&a.name.to_uppercase(), off as u32);
+    }
+    h += &constant("ACT_STRIDE", ACT_STRIDE);
+    for (a, off) in DELTAS.iter().zip(DELTA_OFFSETS) {
+        h += &constant(&a.name.to_uppercase(), off as u32);
+    }
+    const { assert!(PART + PART_LEN <= DELTA_STRIDE && DELTA_STRIDE.is_multiple_of(64)) };
+    h += &constant("PART", PART);
+    h += &constant("C3_PART_BIAS", C3_PART_BIAS);
+    h += &constant("DELTA_STRIDE", DELTA_STRIDE);
+    h
+}
+
+/// The squashing function's and the input's constants, and the RBF layer's sizes.
+fn model_constants() -> String {
+    use crate::model::*;
+    let float = |name: &str, v: f64| format!("const {name}: f32 = {:?};\n", v as f32);
+    let mut h = float("SQUASH_A", SQUASH_A);
+    h += &float("SQUASH_S", SQUASH_S);
+    h += &float("INPUT_BACKGROUND", INPUT_BACKGROUND);
+    h += &float("INPUT_SCALE", INPUT_SCALE);
+    h += &constant("CLASSES", CLASSES as u32);
+    h += &constant("CENTRE_LEN", CENTRE_LEN as u32);
+    h += &constant("N_CENTRES", N_CENTRES as u32);
+    h
+}
+
+/// The workgroup sizes and tile sizes the registry's dispatch arithmetic assumes.
+fn kernel_constants() -> String {
+    let mut h = constant("WG", WG);
+    h += &constant("DENSE_WG", DENSE_WG);
+    h += &constant("TILE_B", TILE_B);
+    h += &constant("SUM_WG", SUM_WG);
+    h
+}
+
+/// C3's connection table, by output map and by input map.
+fn c3_tables() -> String {
+    let mut h = String::new();
     let (mut start, mut ins, mut maps) = (vec![0u32], Vec::new(), Vec::new());
     for (o, table) in C3_TABLE.iter().enumerate() {
         for &m in table.iter() {
@@ -164,13 +199,26 @@ pub(super) fn prelude(reads: Reads) -> String {
         Reads::Textures => TEXTURES,
         Reads::Storage => BUFFERS,
     };
-    format!("{}\n{store}\n{COMMON}\n", header())
+    format!("{}\n{store}\n{COMMON}\n", header(reads))
+}
+
+/// Every kernel file behind the prelude of `reads`, as one module, with the marked loops
+/// unrolled.
+pub(super) fn module_source(reads: Reads) -> String {
+    let head = prelude(reads);
+    let files = SHADERS.iter().map(|(_, src)| *src);
+    unroll(
+        &std::iter::once(head.as_str())
+            .chain(files)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// One kernel's SPIR-V words and workgroup size.
 pub(super) type SpirvKernel = (Vec<u32>, [u32; 3]);
 
-/// Translates the kernels' WGSL to SPIR-V, one module per entry of `KERNELS`, with wgpu's
+/// Translates the kernels' WGSL to SPIR-V, one module per kernel of `KERNELS`, with wgpu's
 /// translator and the settings `ShaderRuntimeChecks::unchecked()` gives the WGSL path; with
 /// each, the kernel's workgroup size.
 pub(super) fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>, String> {
@@ -201,7 +249,8 @@ pub(super) fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>,
     };
     KERNELS
         .iter()
-        .map(|(_, entry, _)| {
+        .map(|k| {
+            let entry = k.entry;
             let pipeline = spv::PipelineOptions {
                 shader_stage: naga::ShaderStage::Compute,
                 entry_point: entry.to_string(),
@@ -209,7 +258,7 @@ pub(super) fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>,
             let size = module
                 .entry_points
                 .iter()
-                .find(|e| e.name == *entry)
+                .find(|e| e.name == entry)
                 .ok_or_else(|| format!("no entry point {entry}"))?
                 .workgroup_size;
             let words = spv::write_vec(&module, &info, &options, Some(&pipeline))

@@ -1,9 +1,12 @@
 //! Where activations and deltas live: storage buffers (hardware GPUs, GL) or read-write
 //! storage textures (CPU adapters), and the buffers of each split.
 
+use super::*;
+
 /// Buffers of one split.
 pub(super) struct SplitBuffers {
-    pub(super) bind_group: wgpu::BindGroup,
+    /// Made once the buffers exist (`SplitBuffers::bind`).
+    pub(super) bind_group: Option<wgpu::BindGroup>,
     pub(super) images: wgpu::Buffer,
     pub(super) labels_buf: wgpu::Buffer,
     pub(super) order: wgpu::Buffer,
@@ -11,6 +14,16 @@ pub(super) struct SplitBuffers {
     pub(super) labels: Vec<u8>,
     pub(super) side: u32,
     pub(super) len: usize,
+    /// "train" or "test", for labels.
+    pub(super) name: String,
+}
+
+impl SplitBuffers {
+    pub(super) fn bind_group(&self) -> &wgpu::BindGroup {
+        self.bind_group
+            .as_ref()
+            .expect("a split is bound when it is uploaded")
+    }
 }
 
 /// Where activations and deltas live on the device (`Reads`). One per backend, so the
@@ -45,25 +58,83 @@ impl Store {
         }
     }
 
-    /// The bind-group entries for the bindings the store's file declares.
-    pub(super) fn entries(&self) -> Vec<wgpu::BindGroupEntry<'_>> {
+    /// Activations and deltas (and, for textures, the parameters) for `capacity` patterns.
+    pub(super) fn new(device: &wgpu::Device, reads: Reads, capacity: usize) -> Store {
+        match reads {
+            Reads::Textures => {
+                let texture = |label: &str, width: u32, height: u32| {
+                    device.create_texture(&wgpu::TextureDescriptor {
+                        label: Some(label),
+                        size: wgpu::Extent3d {
+                            width,
+                            height,
+                            depth_or_array_layers: 1,
+                        },
+                        mip_level_count: 1,
+                        sample_count: 1,
+                        dimension: wgpu::TextureDimension::D2,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        usage: wgpu::TextureUsages::STORAGE_BINDING
+                            | wgpu::TextureUsages::COPY_DST
+                            | wgpu::TextureUsages::COPY_SRC,
+                        view_formats: &[],
+                    })
+                };
+                let rows = capacity as u32;
+                let acts = texture("acts_t (B, ACT_STRIDE / 4) rgba32f", ACT_STRIDE / 4, rows);
+                let deltas = texture(
+                    "deltas_t (B, DELTA_STRIDE / 4) rgba32f",
+                    DELTA_STRIDE / 4,
+                    rows,
+                );
+                let params = texture("params_t (PARAM_ROWS, 64) rgba32f", 64, PARAM_ROWS);
+                let views = [&acts, &deltas, &params].map(|t| t.create_view(&Default::default()));
+                Store::Textures {
+                    acts,
+                    deltas,
+                    params,
+                    views,
+                }
+            }
+            Reads::Storage => {
+                let buffer = |label: &str, stride: u32| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(label),
+                        size: capacity as u64 * stride as u64 * 4,
+                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    })
+                };
+                Store::Buffers {
+                    acts: buffer("acts (B, ACT_STRIDE)", ACT_STRIDE),
+                    deltas: buffer("deltas (B, DELTA_STRIDE)", DELTA_STRIDE),
+                }
+            }
+        }
+    }
+
+    pub(super) fn reads(&self) -> Reads {
         match self {
-            Store::Textures { views, .. } => (0..3)
-                .map(|i| wgpu::BindGroupEntry {
-                    binding: 8 + i as u32,
-                    resource: wgpu::BindingResource::TextureView(&views[i]),
-                })
-                .collect(),
-            Store::Buffers { acts, deltas } => vec![
-                wgpu::BindGroupEntry {
-                    binding: 8,
-                    resource: acts.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 9,
-                    resource: deltas.as_entire_binding(),
-                },
-            ],
+            Store::Textures { .. } => Reads::Textures,
+            Store::Buffers { .. } => Reads::Storage,
+        }
+    }
+
+    /// The resource of the store's binding `name` (`bindings::store_bindings`).
+    pub(super) fn resource(&self, name: &str) -> wgpu::BindingResource<'_> {
+        match (self, name) {
+            (Store::Textures { views, .. }, "acts_t") => {
+                wgpu::BindingResource::TextureView(&views[0])
+            }
+            (Store::Textures { views, .. }, "deltas_t") => {
+                wgpu::BindingResource::TextureView(&views[1])
+            }
+            (Store::Textures { views, .. }, "params_t") => {
+                wgpu::BindingResource::TextureView(&views[2])
+            }
+            (Store::Buffers { acts, .. }, "acts_v") => acts.as_entire_binding(),
+            (Store::Buffers { deltas, .. }, "deltas_v") => deltas.as_entire_binding(),
+            _ => panic!("no binding {name} in the {:?} store", self.reads()),
         }
     }
 }

@@ -9,9 +9,11 @@
 //!
 //! Every file is written atomically: into a temporary file in the same folder, then renamed.
 
-use crate::cpu::{self, SQUASH_A, Workspace};
-use crate::params::{C1_W, N_PARAMS};
-use crate::{Error, RBF_CENTERS, Result};
+use crate::cpu::{self, Workspace};
+use crate::model::RBF_CENTERS;
+use crate::model::SQUASH_A;
+use crate::model::params::{C1_W, N_PARAMS};
+use crate::{Error, Result};
 use image::{ImageEncoder, RgbImage};
 use plotters::element::DashedPathElement;
 use plotters::prelude::{

@@ -5,7 +5,7 @@
 use super::{Progress, TrainConfig};
 use crate::backend::TrainStats;
 use crate::checkpoint::{self, Meta};
-use crate::cpu::Loss;
+use crate::model::Loss;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 

@@ -19,10 +19,10 @@ pub mod log;
 pub mod meta;
 
 use crate::backend::{Backend, Split, TrainStats};
-use crate::cpu::Loss;
 use crate::distort;
 use crate::fault::{Fault, FaultKind};
-use crate::params::{LAYERS, N_PARAMS};
+use crate::model::Loss;
+use crate::model::params::{LAYERS, N_PARAMS};
 use crate::{Error, Result};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;

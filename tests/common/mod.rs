@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod parity;
+
 use lenet_gpu::data::Dataset;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -121,7 +123,7 @@ pub fn fails(args: &[&str], want: &[&str]) -> String {
 
 /// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial.
 pub fn test_params(seed: u64) -> Vec<f32> {
-    use lenet_gpu::params;
+    use lenet_gpu::model::params;
     use rand::{RngExt, SeedableRng};
     let mut p = params::init(seed);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 100);

@@ -14,7 +14,7 @@
 //! multiply-adds, which round once per term, so they agree to rounding.
 
 use super::{L, add_row_sums, reduce_lanes};
-use crate::params::{self, C3_TABLE};
+use crate::model::params::{self, C3_TABLE};
 
 const K: usize = 5;
 
@@ -296,9 +296,16 @@ pub fn conv_backward_params<const HO: usize>(
     }
 }
 
-/// x0: (1024 L) -> a1: (6, 784 L), pre-activations (squashed by the caller).
+/// x0: (1024 L) -> x1: (6, 784 L), squashed, as the reference's `c1_forward`.
 #[inline(always)]
-pub fn c1_forward(p: &[f32], x0: &[f32], a1: &mut [f32]) {
+pub fn c1_forward(p: &[f32], x0: &[f32], x1: &mut [f32]) {
+    c1_sums(p, x0, x1);
+    super::squash_in_place(x1);
+}
+
+/// x0: (1024 L) -> a1: (6, 784 L), the pre-activations.
+#[inline(always)]
+fn c1_sums(p: &[f32], x0: &[f32], a1: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::simd() == super::Simd::Avx512 {
         let (w, b) = (params::C1_W.of(p), params::C1_B.of(p));
@@ -315,9 +322,16 @@ pub fn c1_backward(x0: &[f32], da1: &[f32], g: &mut [f32]) {
     add_row_sums(da1, 6, params::C1_B.of_mut(g));
 }
 
-/// x2: (6, 196 L) -> a3: (16, 100 L), pre-activations, over the links of the table.
+/// x2: (6, 196 L) -> x3: (16, 100 L), squashed, over the links of the table.
 #[inline(always)]
-pub fn c3_forward(p: &[f32], x2: &[f32], a3: &mut [f32]) {
+pub fn c3_forward(p: &[f32], x2: &[f32], x3: &mut [f32]) {
+    c3_sums(p, x2, x3);
+    super::squash_in_place(x3);
+}
+
+/// x2: (6, 196 L) -> a3: (16, 100 L), the pre-activations.
+#[inline(always)]
+fn c3_sums(p: &[f32], x2: &[f32], a3: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::simd() == super::Simd::Avx512 {
         let (w, b) = (params::C3_W.of(p), params::C3_B.of(p));

@@ -3,7 +3,7 @@
 //! row-major as in the flat parameter buffer.
 
 use super::{L, add_row_sums, gemm, squash_fast};
-use crate::params;
+use crate::model::params;
 
 /// y = f(W x + b)
 #[inline(always)]
@@ -190,7 +190,7 @@ pub fn dense_backward(
 pub fn c5_forward(p: &[f32], x4: &[f32], x5: &mut [f32]) {
     dense_forward(params::C5_W.of(p), params::C5_B.of(p), x4, x5);
 }
-/// da5: (120, L) -> dx4: (400, L), gradients added into g.
+/// da5: (120, L) -> dx4: (400, L) (written), gradients added into g.
 #[inline(always)]
 pub fn c5_backward(p: &[f32], x4: &[f32], da5: &[f32], g: &mut [f32], dx4: &mut [f32]) {
     let (gw, gb) = crate::cpu::conv::split2(g, params::C5_W, params::C5_B);
@@ -202,7 +202,7 @@ pub fn c5_backward(p: &[f32], x4: &[f32], da5: &[f32], g: &mut [f32], dx4: &mut 
 pub fn f6_forward(p: &[f32], x5: &[f32], x6: &mut [f32]) {
     dense_forward(params::F6_W.of(p), params::F6_B.of(p), x5, x6);
 }
-/// da6: (84, L) -> dx5: (120, L), gradients added into g.
+/// da6: (84, L) -> dx5: (120, L) (written), gradients added into g.
 #[inline(always)]
 pub fn f6_backward(p: &[f32], x5: &[f32], da6: &[f32], g: &mut [f32], dx5: &mut [f32]) {
     let (gw, gb) = crate::cpu::conv::split2(g, params::F6_W, params::F6_B);

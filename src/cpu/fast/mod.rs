@@ -19,6 +19,11 @@
 //! checks every tensor against it, in every build.
 //! A block's result depends only on its patterns, so the batch sum, taken block by block
 //! in order, is bit-identical for any number of threads.
+//!
+//! Names and contracts are the reference's: `<layer>_forward` writes the layer's squashed
+//! output, `<layer>_backward` writes the derivative for the layer's input and adds the
+//! layer's parameter gradients into `g` (called with squared inputs and parameters, it is
+//! the SDLM pass, as the reference's `<layer>_hessian` is).
 
 #[macro_use]
 mod simd;
@@ -28,14 +33,20 @@ pub mod full;
 pub mod rbf;
 pub mod subsample;
 
-use super::{Loss, SQUASH_A, SQUASH_S, loss_forward_backward, predict, squash_derivative};
-use crate::params::N_PARAMS;
+use super::{loss_forward_backward, predict, squash_derivative};
+use crate::model::layout::*;
+use crate::model::params::N_PARAMS;
+use crate::model::{Loss, SQUASH_A, SQUASH_S, Sweep};
 
-pub use conv::*;
-pub use full::*;
-pub use rbf::*;
+// The layer passes under the reference's names (each a block's version of the reference
+// function of that name; none is re-exported, so the two sets never meet in one scope).
+use conv::{c1_backward, c1_forward, c3_backward, c3_forward};
+use full::{c5_backward, c5_forward, dense_forward_wide, f6_backward, f6_forward};
+use rbf::{rbf_backward, rbf_forward, rbf_hessian};
+use subsample::{s2_backward, s2_forward, s4_backward, s4_forward};
+
+pub use conv::c3_transposed;
 pub use simd::{Simd, simd, with_simd};
-pub use subsample::*;
 
 /// Patterns per block: one 256-bit vector of f32.
 pub const LANES: usize = 8;
@@ -181,15 +192,6 @@ pub fn add_row_sums(d: &[f32], rows: usize, out: &mut [f32]) {
     }
 }
 
-/// Which pass a backward sweep computes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// First derivatives, with the parameters and activations as they are.
-    Gradient,
-    /// SDLM second derivatives: squared parameters, squared activations, f'^2.
-    Hessian,
-}
-
 /// The parameters a block pass reads: the flat buffer (or its square, for the SDLM pass)
 /// and C3's kernels rearranged by `c3_transposed` for the input gradient.
 #[derive(Clone, Copy)]
@@ -216,13 +218,13 @@ impl Wide {
     /// Room for `cap` patterns (a multiple of LANES).
     pub fn new(cap: usize) -> Self {
         assert!(cap.is_multiple_of(L), "Wide holds whole blocks");
-        let z = |n: usize| vec![0f32; n * cap];
+        let z = |a: Activation| vec![0f32; a.len() * cap];
         Wide {
             cap,
-            x4: z(400),
-            x5: z(120),
-            x6: z(84),
-            y: z(10),
+            x4: z(X4),
+            x5: z(X5),
+            x6: z(X6),
+            y: z(Y),
         }
     }
 
@@ -253,7 +255,7 @@ impl Wide {
 
     #[inline(always)]
     fn forward_any(&mut self, w: Weights, centers: &[f32], n: usize) {
-        use crate::params::{C5_B, C5_W, F6_B, F6_W};
+        use crate::model::params::{C5_B, C5_W, F6_B, F6_W};
         let cap = self.cap;
         dense_forward_wide(C5_W.of(w.p), C5_B.of(w.p), &self.x4, &mut self.x5, (n, cap));
         dense_forward_wide(F6_W.of(w.p), F6_B.of(w.p), &self.x5, &mut self.x6, (n, cap));
@@ -304,38 +306,37 @@ pub struct Block {
 
 impl Default for Block {
     fn default() -> Self {
-        let z = |n: usize| vec![0f32; n];
+        let z = |a: Activation| vec![0f32; a.len() * L];
         Block {
             n: 0,
-            x0: z(1024 * L),
-            x1: z(6 * 784 * L),
-            x2: z(6 * 196 * L),
-            x3: z(16 * 100 * L),
-            x4: z(400 * L),
-            x5: z(120 * L),
-            x6: z(84 * L),
-            y: z(10 * L),
-            dy: z(10 * L),
-            d6: z(84 * L),
-            d5: z(120 * L),
-            d4: z(400 * L),
-            d3: z(16 * 100 * L),
-            d2: z(6 * 196 * L),
-            d1: z(6 * 784 * L),
-            sq: [
-                z(1024 * L),
-                z(6 * 784 * L),
-                z(6 * 196 * L),
-                z(16 * 100 * L),
-                z(400 * L),
-                z(120 * L),
-            ],
-            img: z(1024),
+            x0: z(X0),
+            x1: z(X1),
+            x2: z(X2),
+            x3: z(X3),
+            x4: z(X4),
+            x5: z(X5),
+            x6: z(X6),
+            y: z(Y),
+            dy: z(DY),
+            d6: z(D6),
+            d5: z(D5),
+            d4: z(D4),
+            d3: z(D3),
+            d2: z(D2),
+            d1: z(D1),
+            sq: SQUARED.map(z),
+            img: vec![0f32; X0.len()],
         }
     }
 }
 
 impl Block {
+    /// The lane-major buffer of tensor `a` of the layout table (`model::ACTIVATIONS`,
+    /// `DELTAS`): (a.len(), LANES).
+    pub fn tensor(&self, a: &Activation) -> &[f32] {
+        crate::model::layout::field_of!(self, a)
+    }
+
     /// Loads the inputs: `fill(l, x0)` writes pattern l's (1,32,32) input for l < n.
     pub fn load(&mut self, n: usize, mut fill: impl FnMut(usize, &mut [f32])) {
         assert!(
@@ -406,10 +407,8 @@ impl Block {
     #[inline(always)]
     fn forward_conv_any(&mut self, w: Weights) {
         c1_forward(w.p, &self.x0, &mut self.x1);
-        squash_in_place(&mut self.x1);
         s2_forward(w.p, &self.x1, &mut self.x2);
         c3_forward(w.p, &self.x2, &mut self.x3);
-        squash_in_place(&mut self.x3);
         s4_forward(w.p, &self.x3, &mut self.x4);
     }
 
@@ -440,7 +439,7 @@ impl Block {
             *o = (e, predict(&y));
         }
         rbf_backward(centers, &self.x6, &self.dy, &mut self.d6);
-        self.sweep(w, Pass::Gradient, g);
+        self.sweep(w, Sweep::Backward, g);
         out
     }
 
@@ -457,40 +456,40 @@ impl Block {
                 *s = v * v;
             }
         }
-        self.sweep(w2, Pass::Hessian, h);
+        self.sweep(w2, Sweep::Hessian, h);
     }
 
     /// From d6 = dE/dx6 (or its second derivative) down to C1's parameters.
-    fn sweep(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
-        dispatch!(self.sweep_any / sweep_avx2 / sweep_avx512(w, pass, g))
+    fn sweep(&mut self, w: Weights, sweep: Sweep, g: &mut [f32]) {
+        dispatch!(self.sweep_any / sweep_avx2 / sweep_avx512(w, sweep, g))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sweep_avx2(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
-        self.sweep_any(w, pass, g)
+    unsafe fn sweep_avx2(&mut self, w: Weights, sweep: Sweep, g: &mut [f32]) {
+        self.sweep_any(w, sweep, g)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn sweep_avx512(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
-        self.sweep_any(w, pass, g)
+    unsafe fn sweep_avx512(&mut self, w: Weights, sweep: Sweep, g: &mut [f32]) {
+        self.sweep_any(w, sweep, g)
     }
 
     #[inline(always)]
-    fn sweep_any(&mut self, w: Weights, pass: Pass, g: &mut [f32]) {
+    fn sweep_any(&mut self, w: Weights, sweep: Sweep, g: &mut [f32]) {
         debug_assert_eq!(g.len(), N_PARAMS);
         // A closure over `pass`, not a function pointer, so that it inlines into this
         // (AVX2) function.
-        let squash_back = |x: &[f32], d: &mut [f32]| match pass {
-            Pass::Gradient => squash_backward(x, d),
-            Pass::Hessian => squash_hessian(x, d),
+        let squash_back = |x: &[f32], d: &mut [f32]| match sweep {
+            Sweep::Backward => squash_backward(x, d),
+            Sweep::Hessian => squash_hessian(x, d),
         };
         let b = self;
         let [sq0, sq1, sq2, sq3, sq4, sq5] = &b.sq;
-        let (x0, x1, x2, x3, x4, x5) = match pass {
-            Pass::Gradient => (&b.x0, &b.x1, &b.x2, &b.x3, &b.x4, &b.x5),
-            Pass::Hessian => (sq0, sq1, sq2, sq3, sq4, sq5),
+        let (x0, x1, x2, x3, x4, x5) = match sweep {
+            Sweep::Backward => (&b.x0, &b.x1, &b.x2, &b.x3, &b.x4, &b.x5),
+            Sweep::Hessian => (sq0, sq1, sq2, sq3, sq4, sq5),
         };
         squash_back(&b.x6, &mut b.d6);
         f6_backward(w.p, x5, &b.d6, g, &mut b.d5);

@@ -2,7 +2,7 @@
 //! reference's arithmetic per lane (same order of the four additions).
 
 use super::{L, reduce_lanes, squash_in_place};
-use crate::params;
+use crate::model::params;
 
 /// x: (c, 2h*2h L) -> y: (c, h*h L)
 #[inline(always)]
@@ -75,7 +75,7 @@ pub fn subsample_backward<const H: usize>(
 pub fn s2_forward(p: &[f32], x1: &[f32], x2: &mut [f32]) {
     subsample_forward(x1, 6, 14, params::S2_W.of(p), params::S2_B.of(p), x2);
 }
-/// da2: (6, 196 L) -> dx1: (6, 784 L), gradients added into g.
+/// da2: (6, 196 L) -> dx1: (6, 784 L) (written), gradients added into g.
 #[inline(always)]
 pub fn s2_backward(p: &[f32], x1: &[f32], da2: &[f32], g: &mut [f32], dx1: &mut [f32]) {
     let (gc, gb) = crate::cpu::conv::split2(g, params::S2_W, params::S2_B);
@@ -87,7 +87,7 @@ pub fn s2_backward(p: &[f32], x1: &[f32], da2: &[f32], g: &mut [f32], dx1: &mut 
 pub fn s4_forward(p: &[f32], x3: &[f32], x4: &mut [f32]) {
     subsample_forward(x3, 16, 5, params::S4_W.of(p), params::S4_B.of(p), x4);
 }
-/// da4: (400, L) -> dx3: (16, 100 L), gradients added into g.
+/// da4: (400, L) -> dx3: (16, 100 L) (written), gradients added into g.
 #[inline(always)]
 pub fn s4_backward(p: &[f32], x3: &[f32], da4: &[f32], g: &mut [f32], dx3: &mut [f32]) {
     let (gc, gb) = crate::cpu::conv::split2(g, params::S4_W, params::S4_B);
