@@ -2,11 +2,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::tmp;
 
-fn tmp(name: &str) -> PathBuf {
-    common::tmp(&format!("bad-{name}"))
-}
+use std::path::{Path, PathBuf};
 
 use common::fails;
 

@@ -2,11 +2,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-fn tmp(name: &str) -> PathBuf {
-    common::tmp(&format!("cli-{name}"))
-}
+use common::tmp;
 
 /// "test error X.XX%" from the last line that has it.
 fn test_error(out: &str) -> f64 {

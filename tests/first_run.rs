@@ -5,12 +5,10 @@
 
 mod common;
 
+use common::tmp;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn tmp(name: &str) -> PathBuf {
-    common::tmp(&format!("first-{name}"))
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()

@@ -146,7 +146,7 @@ fn twenty_training_steps_agree() {
     let (train_set, test_set) = mnist().clone();
     let p0 = params::init(3);
     let order: Vec<u32> = (0..160).map(|i| (i * 7) % 2000).collect();
-    let mut cpu_b = CpuBackend::new(train_set.clone(), test_set.clone(), Loss::Mse, 0.5);
+    let mut cpu_b = CpuBackend::reference(train_set.clone(), test_set.clone(), Loss::Mse, 0.5);
     cpu_b.set_params(&p0).unwrap();
     let h = cpu_b.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
     let eps = train::step_sizes(&h, 2e-5, 0.02);
@@ -221,7 +221,7 @@ fn gpu_training_is_deterministic() {
 fn evaluation_matches_cpu() {
     let (train_set, test_set) = mnist().clone();
     let p = params::init(9);
-    let mut c = CpuBackend::new(
+    let mut c = CpuBackend::reference(
         train_set.clone(),
         test_set.clone(),
         Loss::Map { j: 2.0 },

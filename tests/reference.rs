@@ -416,8 +416,12 @@ fn cpu_training_is_independent_of_thread_count() {
             .build()
             .unwrap();
         pool.install(|| {
-            let mut b =
-                lenet_gpu::cpu::batch::CpuBackend::new(set.clone(), set.clone(), Loss::Mse, 0.5);
+            let mut b = lenet_gpu::cpu::batch::CpuBackend::reference(
+                set.clone(),
+                set.clone(),
+                Loss::Mse,
+                0.5,
+            );
             b.set_params(&params::init(4)).unwrap();
             let h = b.hessian(&(0..32).collect::<Vec<u32>>()).unwrap();
             b.set_step_sizes(&lenet_gpu::train::step_sizes(&h, 2e-5, 0.02))

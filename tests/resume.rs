@@ -11,17 +11,15 @@
 
 mod common;
 
+use common::tmp;
+
 use lenet_gpu::checkpoint;
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-fn tmp(name: &str) -> PathBuf {
-    common::tmp(&format!("resume-{name}"))
-}
 
 fn train(args: &[&str], dir: &Path) -> Command {
     let mut c = common::bin();

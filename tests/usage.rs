@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::tmp;
 
-fn tmp(name: &str) -> PathBuf {
-    common::tmp(&format!("usage-{name}"))
-}
+use std::path::Path;
 
 use common::run;
 

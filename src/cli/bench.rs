@@ -83,7 +83,7 @@ fn measure_all(a: &BenchArgs) -> Result<Measured> {
     };
     let loss = train::DEFAULT_LOSS;
     let max_batch = a.batch.iter().copied().max().unwrap_or(1);
-    let mut reference = CpuBackend::new(train_set.clone(), test_set.clone(), loss, 0.0);
+    let mut reference = CpuBackend::reference(train_set.clone(), test_set.clone(), loss, 0.0);
     let refs: Vec<f64> = a
         .batch
         .iter()

@@ -134,8 +134,13 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// A backend running the reference kernels.
+    /// A backend running the fast kernels (`CpuKernels::default()`), as `--backend cpu`.
     pub fn new(train: Arc<Dataset>, test: Arc<Dataset>, loss: Loss, momentum: f32) -> Self {
+        Self::with_kernels(train, test, loss, momentum, CpuKernels::default())
+    }
+
+    /// A backend running the reference kernels, the spec (`--backend cpu-ref`).
+    pub fn reference(train: Arc<Dataset>, test: Arc<Dataset>, loss: Loss, momentum: f32) -> Self {
         Self::with_kernels(train, test, loss, momentum, CpuKernels::Reference)
     }
 

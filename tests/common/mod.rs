@@ -28,9 +28,10 @@ pub fn mnist_dir() -> PathBuf {
     dir
 }
 
-/// A fresh, empty temporary folder for one test: `lenet-<name>-<pid>`.
+/// A fresh, empty temporary folder for one test: `lenet-<test file>-<name>-<pid>`.
 pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lenet-{name}-{}", std::process::id()));
+    let file = env!("CARGO_CRATE_NAME");
+    let d = std::env::temp_dir().join(format!("lenet-{file}-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
