@@ -113,9 +113,36 @@ pub fn measure(
     cfg: &BenchConfig,
 ) -> Result<BenchResult> {
     reset_peak_memory();
-    // Validate: the same step from the same parameters must give the reference's loss.
-    let idx = order(train_len, batch, cfg.seed);
-    let check = first_step_loss(b, &idx, cfg.seed)?;
+    let check = validate(b, train_len, batch, reference, cfg.seed)?;
+    let hessian_seconds = time_hessian(b, train_len, cfg)?;
+    let train_samples_per_s = time_training(b, train_len, batch, cfg)?;
+    let (eval_seconds, ev) = time_evaluation(b)?;
+    Ok(BenchResult {
+        backend: b.describe(),
+        batch,
+        train_samples_per_s,
+        epoch_seconds: 60_000.0 / train_samples_per_s,
+        hessian_seconds,
+        eval_samples_per_s: test_len as f64 / eval_seconds,
+        eval_error: ev.error_rate(),
+        check_loss: check,
+        reference_loss: reference,
+        peak_host_bytes: peak_memory(),
+        device_bytes: b.device_memory(),
+    })
+}
+
+/// Validates: the same step from the same parameters must give the reference's loss.
+/// Returns the backend's loss.
+fn validate(
+    b: &mut dyn Backend,
+    train_len: usize,
+    batch: usize,
+    reference: f64,
+    seed: u64,
+) -> Result<f64> {
+    let idx = order(train_len, batch, seed);
+    let check = first_step_loss(b, &idx, seed)?;
     let rel = (check - reference).abs() / reference.abs().max(1e-30);
     if !rel.is_finite() || rel > 1e-4 {
         return Err(Error::Gpu(format!(
@@ -125,15 +152,28 @@ pub fn measure(
             b.describe()
         )));
     }
+    Ok(check)
+}
 
-    // Step sizes from a real SDLM estimate (timed), as a training pass would use.
+/// Step sizes from a real SDLM estimate, as a training pass would use; returns the
+/// estimate's seconds.
+fn time_hessian(b: &mut dyn Backend, train_len: usize, cfg: &BenchConfig) -> Result<f64> {
     b.set_params(&params::init(cfg.seed))?;
     let hidx = order(train_len, cfg.hessian_samples, cfg.seed ^ 0x5eed);
     let t = Instant::now();
     let h = b.hessian(&hidx)?;
     let hessian_seconds = t.elapsed().as_secs_f64();
     b.set_step_sizes(&step_sizes(&h, 1.25e-5, 0.02))?;
+    Ok(hessian_seconds)
+}
 
+/// The warm-up steps, then the timed ones; returns the timed steps' patterns per second.
+fn time_training(
+    b: &mut dyn Backend,
+    train_len: usize,
+    batch: usize,
+    cfg: &BenchConfig,
+) -> Result<f64> {
     let all = order(train_len, (cfg.warmup + cfg.steps) * batch, cfg.seed + 1);
     let (warm, timed) = all.split_at(cfg.warmup * batch);
     // A backend takes at most one training set's worth of patterns per call.
@@ -155,8 +195,12 @@ pub fn measure(
             b.describe()
         )));
     }
-    let train_samples_per_s = timed.len() as f64 / train_seconds;
+    Ok(timed.len() as f64 / train_seconds)
+}
 
+/// The median seconds of `EVAL_REPEATS` passes over the test set (after an untimed one),
+/// and the last pass's result.
+fn time_evaluation(b: &mut dyn Backend) -> Result<(f64, crate::backend::Evaluation)> {
     b.evaluate(Split::Test)?; // warm-up: the first pass may compile or allocate
     // One pass over the test set can take a tenth of a second, where a busy machine's noise
     // shows: time EVAL_REPEATS passes and keep the median.
@@ -170,20 +214,7 @@ pub fn measure(
     times.sort_by(f64::total_cmp);
     let eval_seconds = times[EVAL_REPEATS / 2];
     let ev = ev.expect("EVAL_REPEATS > 0");
-
-    Ok(BenchResult {
-        backend: b.describe(),
-        batch,
-        train_samples_per_s,
-        epoch_seconds: 60_000.0 / train_samples_per_s,
-        hessian_seconds,
-        eval_samples_per_s: test_len as f64 / eval_seconds,
-        eval_error: ev.error_rate(),
-        check_loss: check,
-        reference_loss: reference,
-        peak_host_bytes: peak_memory(),
-        device_bytes: b.device_memory(),
-    })
+    Ok((eval_seconds, ev))
 }
 
 /// Peak resident set size of this process (VmHWM), on Linux.

@@ -70,28 +70,46 @@ pub fn prepare(img: &DynamicImage) -> std::result::Result<Prepared, String> {
     if w == 0 || h == 0 {
         return Err(format!("the image has no pixels ({w}x{h})"));
     }
+    let mut grey = grey_levels(img);
+    make_ink_bright(&mut grey, w, h);
+    stretch_ink(&mut grey, w, h)?;
+    let (x0, y0, cw, ch) = ink_box(&grey, w)?;
+    let warning = low_ink_warning(&grey, cw, ch);
+    let crop = crop(&grey, w, (x0, y0, cw, ch));
+    drop(grey);
+    let small = scale_to_box(crop, cw, ch)?;
+    let pixels = centre_by_mass(&small)?;
+    Ok(Prepared { pixels, warning })
+}
 
-    // 1. Grey levels in 0..1 (Rec. 601 luma), alpha composited over white: a transparent
-    //    pixel is paper, not ink, whatever colour it happens to store. Read pixel by pixel
-    //    so a large image is not copied whole into another pixel format first.
-    let mut grey = vec![0f32; w * h];
+/// Whether pixel `i` of a `w` x `h` image lies on its outermost ring.
+fn on_border(i: usize, w: usize, h: usize) -> bool {
+    let (x, y) = (i % w, i / w);
+    x == 0 || y == 0 || x == w - 1 || y == h - 1
+}
+
+/// Step 1: grey levels in 0..1 (Rec. 601 luma), row-major, alpha composited over white: a
+/// transparent pixel is paper, not ink, whatever colour it happens to store. Read pixel by
+/// pixel so a large image is not copied whole into another pixel format first.
+fn grey_levels(img: &DynamicImage) -> Vec<f32> {
+    let w = img.width() as usize;
+    let mut grey = vec![0f32; w * img.height() as usize];
     for (x, y, p) in img.pixels() {
         let [r, g, b, a] = p.0.map(|c| c as f32 / 255.0);
         let luma = 0.299 * r + 0.587 * g + 0.114 * b;
         grey[y as usize * w + x as usize] = a * luma + (1.0 - a);
     }
+    grey
+}
 
-    // 2. Polarity: the outermost ring of pixels is almost all background. MNIST has bright
-    //    ink on black, so an image whose border is light on average (dark ink on paper, the
-    //    usual case) is inverted.
-    let on_border = |i: usize| {
-        let (x, y) = (i % w, i / w);
-        x == 0 || y == 0 || x == w - 1 || y == h - 1
-    };
+/// Step 2, polarity: the outermost ring of pixels is almost all background. MNIST has bright
+/// ink on black, so an image whose border is light on average (dark ink on paper, the usual
+/// case) is inverted.
+fn make_ink_bright(grey: &mut [f32], w: usize, h: usize) {
     let border_mean = {
         let (mut s, mut n) = (0f64, 0usize);
         for (i, &v) in grey.iter().enumerate() {
-            if on_border(i) {
+            if on_border(i, w, h) {
                 s += v as f64;
                 n += 1;
             }
@@ -99,22 +117,24 @@ pub fn prepare(img: &DynamicImage) -> std::result::Result<Prepared, String> {
         s / n.max(1) as f64
     };
     if border_mean > 127.0 / 255.0 {
-        for v in &mut grey {
+        for v in grey {
             *v = 1.0 - *v;
         }
     }
+}
 
-    // 3. Background to 0, ink to full range: the border's median is the background level
-    //    (the median, so ink touching the edge does not move it); levels within a small
-    //    margin above it become 0, so paper texture and JPEG noise stay black as MNIST's
-    //    background is. The ink level, which becomes 255, is the 90th percentile of the
-    //    strong pixels (those past halfway to the brightest), not the single brightest one,
-    //    so one dark speck cannot leave the real strokes faint; a pencil digit on grey
-    //    paper ends up with MNIST's contrast.
+/// Step 3, background to 0 and ink to full range: the border's median is the background
+/// level (the median, so ink touching the edge does not move it); levels within a small
+/// margin above it become 0, so paper texture and JPEG noise stay black as MNIST's
+/// background is. The ink level, which becomes 255, is the 90th percentile of the strong
+/// pixels (those past halfway to the brightest), not the single brightest one, so one dark
+/// speck cannot leave the real strokes faint; a pencil digit on grey paper ends up with
+/// MNIST's contrast.
+fn stretch_ink(grey: &mut [f32], w: usize, h: usize) -> std::result::Result<(), String> {
     let mut border: Vec<f32> = grey
         .iter()
         .enumerate()
-        .filter(|&(i, _)| on_border(i))
+        .filter(|&(i, _)| on_border(i, w, h))
         .map(|(_, &v)| v)
         .collect();
     let mid = border.len() / 2;
@@ -139,12 +159,15 @@ pub fn prepare(img: &DynamicImage) -> std::result::Result<Prepared, String> {
     };
     drop(strong);
     let span = (ink - floor).max(f32::MIN_POSITIVE);
-    for v in &mut grey {
+    for v in grey {
         *v = ((*v - floor) / span).clamp(0.0, 1.0);
     }
+    Ok(())
+}
 
-    // 4. Crop to the bounding box of the ink: MNIST normalised the digit's own extent, not
-    //    the page's, so margins of any size must not matter.
+/// Step 4, the bounding box of the ink as (x0, y0, width, height): MNIST normalised the
+/// digit's own extent, not the page's, so margins of any size must not matter.
+fn ink_box(grey: &[f32], w: usize) -> std::result::Result<(usize, usize, usize, usize), String> {
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0usize, 0usize);
     for (i, &v) in grey.iter().enumerate() {
         if v > INK {
@@ -158,39 +181,56 @@ pub fn prepare(img: &DynamicImage) -> std::result::Result<Prepared, String> {
     if x0 > x1 || y0 > y1 {
         return Err(BLANK.into());
     }
-    let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
+    Ok((x0, y0, x1 - x0 + 1, y1 - y0 + 1))
+}
+
+/// The warning for a digit of too little ink: a box of `cw` x `ch` pixels, or few ink pixels.
+fn low_ink_warning(grey: &[f32], cw: usize, ch: usize) -> Option<String> {
     let ink_pixels = grey.iter().filter(|&&v| v > INK).count();
-    let warning = (cw.max(ch) < MIN_INK_SIDE || ink_pixels < MIN_INK_PIXELS).then(|| {
+    (cw.max(ch) < MIN_INK_SIDE || ink_pixels < MIN_INK_PIXELS).then(|| {
         format!(
             "very little ink: the digit spans {cw}x{ch} pixels ({ink_pixels} of them ink) and was \
              enlarged to MNIST's 20 pixels, so this answer may mean little; a digit written \
              larger, or a picture of higher resolution, reads better"
         )
-    });
-    let mut crop = Vec::with_capacity(cw * ch);
-    for y in y0..=y1 {
-        crop.extend_from_slice(&grey[y * w + x0..=y * w + x1]);
-    }
-    drop(grey);
+    })
+}
 
-    // 5. Scale so the larger side is 20 pixels, keeping the aspect ratio (a "1" stays
-    //    thin). Lanczos3 weighs every source pixel an output pixel covers (no aliasing when
-    //    shrinking a photo) and keeps strokes sharp, which gives the anti-aliased but crisp
-    //    edges MNIST's digits have; its slight ringing below black is clipped to 0. (It
-    //    reproduced rendered MNIST digits more closely than Triangle or CatmullRom.)
+/// The (x0, y0, width, height) box of the `w`-wide image `grey`, row-major.
+fn crop(grey: &[f32], w: usize, (x0, y0, cw, ch): (usize, usize, usize, usize)) -> Vec<f32> {
+    let mut crop = Vec::with_capacity(cw * ch);
+    for y in y0..y0 + ch {
+        crop.extend_from_slice(&grey[y * w + x0..y * w + x0 + cw]);
+    }
+    crop
+}
+
+/// Step 5: the `cw` x `ch` crop scaled so its larger side is 20 pixels, keeping the aspect
+/// ratio (a "1" stays thin). Lanczos3 weighs every source pixel an output pixel covers (no
+/// aliasing when shrinking a photo) and keeps strokes sharp, which gives the anti-aliased
+/// but crisp edges MNIST's digits have; its slight ringing below black is clipped to 0
+/// later. (It reproduced rendered MNIST digits more closely than Triangle or CatmullRom.)
+fn scale_to_box(
+    crop: Vec<f32>,
+    cw: usize,
+    ch: usize,
+) -> std::result::Result<ImageBuffer<Luma<f32>, Vec<f32>>, String> {
     let scale = BOX / cw.max(ch) as f32;
     let side = |n: usize| ((n as f32 * scale).round() as u32).clamp(1, BOX as u32);
     let (sw, sh) = (side(cw), side(ch));
     let crop: ImageBuffer<Luma<f32>, Vec<f32>> =
         ImageBuffer::from_raw(cw as u32, ch as u32, crop).ok_or("internal: crop size")?;
-    let small = image::imageops::resize(&crop, sw, sh, FilterType::Lanczos3);
-    drop(crop);
+    Ok(image::imageops::resize(&crop, sw, sh, FilterType::Lanczos3))
+}
 
-    // 6. Place it in a black 28x28 field with its intensity-weighted centre of mass on
-    //    pixel (14, 14), as MNIST did (its test digits' centres of mass average 14.0 in
-    //    both axes): the network was trained on digits centred that way, not by their
-    //    bounding box. The shift is rounded to whole pixels (no resampling blur); what
-    //    falls outside the field is clipped.
+/// Step 6: the scaled digit in a black 28x28 field with its intensity-weighted centre of
+/// mass on pixel (14, 14), as MNIST did (its test digits' centres of mass average 14.0 in
+/// both axes): the network was trained on digits centred that way, not by their bounding
+/// box. The shift is rounded to whole pixels (no resampling blur); what falls outside the
+/// field is clipped.
+fn centre_by_mass(
+    small: &ImageBuffer<Luma<f32>, Vec<f32>>,
+) -> std::result::Result<[u8; SIDE * SIDE], String> {
     let (mut m, mut mx, mut my) = (0f64, 0f64, 0f64);
     for (x, y, p) in small.enumerate_pixels() {
         let v = p.0[0] as f64;
@@ -214,10 +254,7 @@ pub fn prepare(img: &DynamicImage) -> std::result::Result<Prepared, String> {
     if out.iter().all(|&v| v == 0) {
         return Err(BLANK.into());
     }
-    Ok(Prepared {
-        pixels: out,
-        warning,
-    })
+    Ok(out)
 }
 
 /// Opens and decodes an image file (PNG or JPEG, any size; the format is read from the

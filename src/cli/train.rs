@@ -19,6 +19,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod progress;
+
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
@@ -99,14 +101,45 @@ pub struct TrainArgs {
 pub fn run(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
     set_threads(a.threads)?;
     let mut cfg = config(&a)?;
-    // Fail now, not after a pass of training, when --save or --log cannot be written.
+    check_outputs(&a)?;
+    let checkpoint_dir = checkpoint_dir(&a)?;
+    let start = match &a.resume {
+        Some(path) => resume(&a, m, &mut cfg, path)?,
+        None => Start::fresh(&a, &cfg),
+    };
+    let (train_set, test_set) = load_data(&start.data)?;
+    let n_train = train_set.len();
+    start.check_train_size(n_train)?;
+    let n_test = test_set.len();
+    let data_dir = std::path::absolute(data::data_dir(start.data.data.as_deref())).ok();
+    let (mut backend, on) = open_backend(&start, &cfg, train_set, test_set)?;
+    if !a.quiet {
+        progress::banner(backend.as_ref(), &cfg, n_train, n_test);
+    }
+    let run = SavedRun {
+        epochs: Some(cfg.epochs),
+        test_patterns: Some(n_test),
+        data: data_dir,
+        device: Some(on),
+    };
+    let out = Outputs::open(&a, &cfg, n_train, run, checkpoint_dir, &start.from)?;
+    passes(backend.as_mut(), &cfg, n_train, start.from, out)
+}
+
+/// Fails now, not after a pass of training, when --save or --log cannot be written.
+fn check_outputs(a: &TrainArgs) -> Result<()> {
     if let Some(path) = &a.save {
         check_output_file("--save", path, "lenet.safetensors")?;
     }
     if let Some(path) = &a.log {
         check_output_file("--log", path, "run.csv")?;
     }
-    // Resuming from a directory keeps writing there.
+    Ok(())
+}
+
+/// The folder of per-pass checkpoints, created: --checkpoint-dir, else the folder resumed
+/// from (resuming from a directory keeps writing there).
+fn checkpoint_dir(a: &TrainArgs) -> Result<Option<PathBuf>> {
     let checkpoint_dir = a
         .checkpoint_dir
         .clone()
@@ -114,25 +147,18 @@ pub fn run(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
     if let Some(dir) = &checkpoint_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let start = match &a.resume {
-        Some(path) => resume(&a, m, &mut cfg, path)?,
-        None => Start::fresh(&a, &cfg),
-    };
-    let (train_set, test_set) = load_data(&start.data)?;
-    let n_train = train_set.len();
-    if let (Some(file), Some(n)) = (&start.file, start.trained_on)
-        && n != n_train
-    {
-        return Err(Error::Config(format!(
-            "{} was trained on {n} patterns, but {} has only {n_train}; give --data the folder it was trained on",
-            file.display(),
-            data::data_dir(start.data.data.as_deref()).display()
-        )));
-    }
-    // The backend takes the only references to the data: a GPU backend frees the host
-    // copies once they are on the device.
-    let n_test = test_set.len();
-    let data_dir = std::path::absolute(data::data_dir(start.data.data.as_deref())).ok();
+    Ok(checkpoint_dir)
+}
+
+/// The backend on the run's device, holding the data and the run's weights and momentum,
+/// and the device's name. The backend takes the only references to the data: a GPU
+/// backend frees the host copies once they are on the device.
+fn open_backend(
+    start: &Start,
+    cfg: &TrainConfig,
+    train_set: Arc<data::Dataset>,
+    test_set: Arc<data::Dataset>,
+) -> Result<(Box<dyn Backend>, String)> {
     let (mut backend, on) =
         start
             .device
@@ -147,40 +173,30 @@ pub fn run(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
     if let Some(v) = &start.velocity {
         backend.set_velocity(v)?;
     }
-    if !a.quiet {
-        banner(backend.as_ref(), &cfg, n_train, n_test);
-    }
-    let mut out = Outputs {
-        a: &a,
-        cfg: &cfg,
-        n_train,
-        run: SavedRun {
-            epochs: Some(cfg.epochs),
-            test_patterns: Some(n_test),
-            data: data_dir,
-            device: Some(on),
-        },
-        checkpoint_dir,
-        log: match &a.log {
-            Some(path) => Some(RunLog::open(
-                path,
-                start.from.epoch > 1 || start.from.position > 0,
-            )?),
-            None => None,
-        },
-        last: None,
-    };
+    Ok((backend, on))
+}
+
+/// The passes from `from` on, with the progress bar and the signal handlers, and the
+/// ending: the summary when they finish; when a signal stops them, the run's position
+/// saved and exit code 130 (SIGINT) or 143 (SIGTERM).
+fn passes(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    n_train: usize,
+    from: Progress,
+    mut out: Outputs,
+) -> Result<ExitCode> {
     let (int, term) = stop_flags();
     let stop = stop_on_signal(&int, &term);
     let clock = std::time::Instant::now();
-    let bar = progress_bar(a.quiet, n_train);
+    let bar = progress::progress_bar(out.a.quiet, n_train);
     let outcome = train::train(
-        backend.as_mut(),
-        &cfg,
+        backend,
+        cfg,
         n_train,
-        start.from,
+        from,
         &stop,
-        tick(&bar),
+        progress::tick(&bar),
         |r, b| {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
@@ -195,7 +211,7 @@ pub fn run(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            out.stopped(backend.as_mut(), &progress)?;
+            out.stopped(backend, &progress)?;
             Ok(ExitCode::from(if term.load(Ordering::SeqCst) {
                 143
             } else {
@@ -273,6 +289,57 @@ impl Start {
             trained_on: None,
         }
     }
+
+    /// A resumed run must find as many training patterns as it was trained on.
+    fn check_train_size(&self, n_train: usize) -> Result<()> {
+        if let (Some(file), Some(n)) = (&self.file, self.trained_on)
+            && n != n_train
+        {
+            return Err(Error::Config(format!(
+                "{} was trained on {n} patterns, but {} has only {n_train}; give --data the folder it was trained on",
+                file.display(),
+                data::data_dir(self.data.data.as_deref()).display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The test subset and data folder of the run saved in `file`, unless the flags name
+    /// them; a saved folder that is gone is noted and the default used.
+    fn use_saved_data(&mut self, run: &SavedRun, file: &Path) {
+        if self.data.test_limit.is_none() {
+            self.data.test_limit = run.test_patterns;
+        }
+        if self.data.data.is_none() {
+            match run.data.clone().filter(|d| d.is_dir()) {
+                Some(d) => self.data.data = Some(d),
+                None => {
+                    if let Some(gone) = &run.data {
+                        eprintln!(
+                            "note: {} was trained on the data in {}, which is not there any more; \
+                             using {} (--data names another folder)",
+                            file.display(),
+                            gone.display(),
+                            data::data_dir(None).display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The saved run's device, unless a device flag was given (then it is remembered in
+    /// `was_on`).
+    fn use_saved_device(&mut self, run: &SavedRun, m: &clap::ArgMatches) {
+        let device_given = ["backend", "adapter", "cpu_adapter"]
+            .iter()
+            .any(|id| given(m, id));
+        match (&run.device, device_given) {
+            (Some(d), false) => self.device = lenet_gpu::select::DeviceChoice::resolved(d),
+            (Some(d), true) => self.was_on = Some(d.clone()),
+            (None, _) => {}
+        }
+    }
 }
 
 /// Resuming: the checkpoint's weights, optimiser state, settings, data subset, device and
@@ -293,14 +360,7 @@ fn resume(
     let mut start = Start::fresh(a, cfg);
     match resume_point(&ck, &file)? {
         Some((saved, n, progress)) => {
-            let changed = changed_settings(cfg, &saved, a.data.train_limit, n);
-            if let Some((_, flag, was)) = changed.iter().find(|c| given(m, c.0)) {
-                return Err(Error::Config(format!(
-                    "{flag} would change the run saved in {} (it has {was}); --resume continues a run \
-                     with its own settings: drop {flag}, or start a new run without --resume",
-                    file.display()
-                )));
-            }
+            refuse_changes(a, m, cfg, &saved, n, &file)?;
             *cfg = TrainConfig {
                 epochs: cfg.epochs,
                 fault: cfg.fault,
@@ -315,33 +375,8 @@ fn resume(
     if !given(m, "epochs") {
         cfg.epochs = run.epochs.unwrap_or(cfg.epochs);
     }
-    if start.data.test_limit.is_none() {
-        start.data.test_limit = run.test_patterns;
-    }
-    if start.data.data.is_none() {
-        match run.data.clone().filter(|d| d.is_dir()) {
-            Some(d) => start.data.data = Some(d),
-            None => {
-                if let Some(gone) = &run.data {
-                    eprintln!(
-                        "note: {} was trained on the data in {}, which is not there any more; \
-                         using {} (--data names another folder)",
-                        file.display(),
-                        gone.display(),
-                        data::data_dir(None).display()
-                    );
-                }
-            }
-        }
-    }
-    let device_given = ["backend", "adapter", "cpu_adapter"]
-        .iter()
-        .any(|id| given(m, id));
-    match (&run.device, device_given) {
-        (Some(d), false) => start.device = lenet_gpu::select::DeviceChoice::resolved(d),
-        (Some(d), true) => start.was_on = Some(d.clone()),
-        (None, _) => {}
-    }
+    start.use_saved_data(&run, &file);
+    start.use_saved_device(&run, m);
     if start.from.epoch > cfg.epochs {
         return Err(Error::Config(format!(
             "{} already holds {} passes; ask for more with --epochs",
@@ -368,21 +403,25 @@ fn resume(
     Ok(start)
 }
 
-fn banner(backend: &dyn Backend, cfg: &TrainConfig, n_train: usize, n_test: usize) {
-    println!(
-        "LeNet-5, {} parameters | backend {} | {} training, {} test images | batch {} | loss {} | seed {}",
-        params::N_PARAMS,
-        backend.describe(),
-        n_train,
-        n_test,
-        cfg.batch,
-        loss_name(cfg.loss),
-        cfg.seed
-    );
-    println!(
-        "{:>5} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}  mean step size C1 S2 C3 S4 C5 F6",
-        "pass", "eta", "train loss", "train err", "test err", "seconds", "samples/s"
-    );
+/// Refuses a flag the user gave that would change the run saved in `file` (`saved`, trained
+/// on `n` patterns).
+fn refuse_changes(
+    a: &TrainArgs,
+    m: &clap::ArgMatches,
+    cfg: &TrainConfig,
+    saved: &TrainConfig,
+    n: usize,
+    file: &Path,
+) -> Result<()> {
+    let changed = changed_settings(cfg, saved, a.data.train_limit, n);
+    if let Some((_, flag, was)) = changed.iter().find(|c| given(m, c.0)) {
+        return Err(Error::Config(format!(
+            "{flag} would change the run saved in {} (it has {was}); --resume continues a run \
+             with its own settings: drop {flag}, or start a new run without --resume",
+            file.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Everything a run writes as it goes: the per-pass lines, the log, the checkpoints.
@@ -396,14 +435,37 @@ struct Outputs<'a> {
     last: Option<EpochReport>,
 }
 
-impl Outputs<'_> {
+impl<'a> Outputs<'a> {
+    /// The outputs of a run that starts at `from`: a resumed run appends to its log.
+    fn open(
+        a: &'a TrainArgs,
+        cfg: &'a TrainConfig,
+        n_train: usize,
+        run: SavedRun,
+        checkpoint_dir: Option<PathBuf>,
+        from: &Progress,
+    ) -> Result<Self> {
+        Ok(Outputs {
+            a,
+            cfg,
+            n_train,
+            run,
+            checkpoint_dir,
+            log: match &a.log {
+                Some(path) => Some(RunLog::open(path, from.epoch > 1 || from.position > 0)?),
+                None => None,
+            },
+            last: None,
+        })
+    }
+
     /// After each pass: its line (and SDLM statistics), its log record, its checkpoints.
     fn pass_done(&mut self, r: &EpochReport, b: &mut dyn Backend) -> Result<()> {
         if let Some(l) = self.log.as_mut() {
             l.write(r)?;
         }
         if !self.a.quiet {
-            print_pass(r, self.a.sdlm_stats);
+            progress::print_pass(r, self.a.sdlm_stats);
         }
         let mut meta = run_meta(self.cfg, self.n_train, &self.run, r.epoch, None);
         meta.extra
@@ -504,35 +566,6 @@ impl Outputs<'_> {
     }
 }
 
-/// One pass's line of the table, and with --sdlm-stats the per-layer h_kk and eps_k.
-fn print_pass(r: &EpochReport, sdlm_stats: bool) {
-    let steps: Vec<String> = r
-        .eps_layers
-        .iter()
-        .map(|s| format!("{:.2e}", s[2]))
-        .collect();
-    println!(
-        "{:>5} {:>9.2e} {:>10.4} {:>8.2}% {:>8.2}% {:>8.1} {:>9.0}  {}",
-        r.epoch,
-        r.eta,
-        r.train_loss,
-        100.0 * r.train_error,
-        100.0 * r.test_error,
-        r.seconds,
-        r.samples_per_s,
-        steps.join(" ")
-    );
-    if sdlm_stats {
-        println!("      SDLM   h_kk min / median / max               eps_k min / median / max");
-        for (((name, _), h), e) in params::LAYERS.iter().zip(&r.h_layers).zip(&r.eps_layers) {
-            println!(
-                "      {name}   {:.2e} / {:.2e} / {:.2e}   {:.2e} / {:.2e} / {:.2e}",
-                h[0], h[1], h[3], e[0], e[1], e[3]
-            );
-        }
-    }
-}
-
 /// SIGINT and SIGTERM raise these flags; a second signal of the same kind exits at once
 /// (130 or 143) without touching the checkpoints, which are only ever replaced whole.
 fn stop_flags() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
@@ -559,43 +592,4 @@ fn stop_on_signal(int: &Arc<AtomicBool>, term: &Arc<AtomicBool>) -> Arc<AtomicBo
         s.store(true, Ordering::SeqCst);
     });
     stop
-}
-
-/// The progress bar's update after each group of batches.
-fn tick(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(u32, usize) + '_ {
-    let mut bar_epoch = 0;
-    move |epoch, done| {
-        if let Some(b) = bar {
-            if epoch != bar_epoch {
-                bar_epoch = epoch;
-                b.reset();
-                b.set_prefix(format!("pass {epoch}"));
-            }
-            b.set_position(done as u64);
-        }
-    }
-}
-
-/// A bar over the patterns of a pass on a terminal; None when output is not a terminal (CI, a
-/// pipe), where the per-pass lines are the progress, or with --quiet.
-fn progress_bar(quiet: bool, n: usize) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if quiet || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(n as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix:>8} [{bar:40}] {pos}/{len} {rate} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .with_key(
-            "rate",
-            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0} samples/s", s.per_sec());
-            },
-        )
-        .progress_chars("=> "),
-    );
-    Some(bar)
 }

@@ -79,15 +79,74 @@ pub(super) fn overlaps(a: (i32, i32, i32, i32), b: (i32, i32, i32, i32)) -> bool
     a.0 < b.0 + b.2 && b.0 < a.0 + a.2 && a.1 < b.1 + b.3 && b.1 < a.1 + a.3
 }
 
+/// The chart plotters draws the grid, the lines and the markers on: passes on x, error
+/// (%) on a log y axis.
+type CurveChart<'a, 'b> = plotters::chart::ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    plotters::coord::cartesian::Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::combinators::LogCoord<f64>,
+    >,
+>;
+
+/// The whole picture as plotters sees it, in pixels.
+type CurveRoot<'b> = plotters::drawing::DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>;
+
+/// A text to draw at scale 2 once plotters is done: (x, y, text, colour).
+type CurveText = (i32, i32, String, Rgb);
+
+/// The labelled ticks, in pixels: (y, label) on the y axis and (x, label) on the x axis.
+struct CurveTicks {
+    y: Vec<(i32, String)>,
+    x: Vec<(i32, String)>,
+}
+
+/// The learning curve's axes and the value of its reference line.
+struct CurveAxes {
+    /// x range (passes, padded) and the passes that get a tick.
+    x0: f64,
+    x1: f64,
+    x_ticks: Vec<f64>,
+    /// y range (%): whole decades 10^k0 to 10^k1.
+    ylo: f64,
+    yhi: f64,
+    k0: i32,
+    k1: i32,
+    /// The mantissas of the labelled y grid lines.
+    major: &'static [f64],
+    /// The paper's test error (%).
+    paper: f64,
+}
+
+/// Height of one legend row, in pixels.
+const LEGEND_ROW_H: i32 = 28;
+
 pub(super) fn draw_curve(points: &[CurvePoint], out: &Path) -> Result<RgbImage> {
     let (w, h) = CURVE_SIZE;
-    let (left, top, right, bottom) = curve_plot_area();
+    let pts = curve_series(points);
+    let axes = curve_axes(&pts);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let (ticks, texts) = draw_chart(&mut buf, points, &pts, &axes, out)?;
+    let mut img = RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| draw_error(out, "the chart buffer has the wrong size"))?;
+    draw_curve_text(&mut img, &ticks, texts);
+    Ok(img)
+}
+
+/// (pass, train error %, test error %) per point, floored for the log axis, by pass.
+fn curve_series(points: &[CurvePoint]) -> Vec<(f64, f64, f64)> {
     let pct = |v: f64| (v * 100.0).max(CURVE_FLOOR_PCT);
     let mut pts: Vec<(f64, f64, f64)> = points
         .iter()
         .map(|p| (p.epoch as f64, pct(p.train_error), pct(p.test_error)))
         .collect();
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pts
+}
+
+/// The axes around `pts` (not empty, sorted by pass) and the paper's line.
+fn curve_axes(pts: &[(f64, f64, f64)]) -> CurveAxes {
     let paper = PAPER_TEST_ERROR * 100.0;
 
     // y: whole decades around the data and the reference line.
@@ -120,211 +179,299 @@ pub(super) fn draw_curve(points: &[CurvePoint], out: &Path) -> Result<RgbImage> 
         let last = (e1 / step).floor() as u64;
         (first..=last).map(|i| i as f64 * step).collect()
     };
+    CurveAxes {
+        x0,
+        x1,
+        x_ticks,
+        ylo,
+        yhi,
+        k0,
+        k1,
+        major,
+        paper,
+    }
+}
 
-    let rgb = |c: Rgb| RGBColor(c[0], c[1], c[2]);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    let mut y_labels = Vec::new();
-    let mut x_labels = Vec::new();
-    let mut texts: Vec<(i32, i32, String, Rgb)> = Vec::new();
-    {
-        let e = |e| draw_error(out, e);
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let area = root.margin(top, h as i32 - bottom, left, w as i32 - right);
-        let mut chart = ChartBuilder::on(&area)
-            .build_cartesian_2d(x0..x1, (ylo..yhi).log_scale())
-            .map_err(e)?;
-        let plot = chart.plotting_area();
+/// Everything plotters draws into `buf` (RGB, `CURVE_SIZE`): the grid, the paper's line,
+/// the curves, the frame with its ticks and the legend box. Returns the ticks and the
+/// texts to draw afterwards.
+fn draw_chart(
+    buf: &mut [u8],
+    points: &[CurvePoint],
+    pts: &[(f64, f64, f64)],
+    axes: &CurveAxes,
+    out: &Path,
+) -> Result<(CurveTicks, Vec<CurveText>)> {
+    let (w, h) = CURVE_SIZE;
+    let (left, top, right, bottom) = curve_plot_area();
+    let e = |e| draw_error(out, e);
+    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+    let area = root.margin(top, h as i32 - bottom, left, w as i32 - right);
+    let mut chart = ChartBuilder::on(&area)
+        .build_cartesian_2d(axes.x0..axes.x1, (axes.ylo..axes.yhi).log_scale())
+        .map_err(e)?;
+    let ticks = draw_grid(&chart, axes, out)?;
+    let curve_px = draw_lines(&mut chart, pts, axes, out)?;
+    draw_frame(&root, &ticks, out)?;
+    let (_, paper_py) = chart.backend_coord(&(axes.x0, axes.paper));
+    let (label, label_rect) = paper_label(axes.paper, paper_py, &curve_px);
+    let mut texts = vec![(label_rect.0, label_rect.1, label, PAPER_COLOR)];
+    let entries = legend_entries(points);
+    let legend = legend_rect(&entries, paper_py, label_rect, &curve_px);
+    draw_legend(&root, legend, entries, &mut texts, out)?;
+    root.present().map_err(e)?;
+    Ok((ticks, texts))
+}
 
-        // Grid: every 1..9 x 10^k, darker where labelled; a vertical line per x tick.
-        for k in k0..=k1 {
-            for m in 1..=9 {
-                let v = m as f64 * 10f64.powi(k);
-                if v < ylo * 0.999 || v > yhi * 1.001 {
-                    continue;
-                }
-                let labelled = major.contains(&(m as f64));
-                let g = if labelled { 205 } else { 232 };
-                plot.draw(&PathElement::new(vec![(x0, v), (x1, v)], RGBColor(g, g, g)))
-                    .map_err(e)?;
-                if labelled {
-                    let (_, py) = chart.backend_coord(&(x0, v));
-                    y_labels.push((py, tick_label(v)));
-                }
+/// Grid: every 1..9 x 10^k, darker where labelled; a vertical line per x tick.
+fn draw_grid(chart: &CurveChart, axes: &CurveAxes, out: &Path) -> Result<CurveTicks> {
+    let e = |e| draw_error(out, e);
+    let plot = chart.plotting_area();
+    let (x0, x1, ylo, yhi) = (axes.x0, axes.x1, axes.ylo, axes.yhi);
+    let mut ticks = CurveTicks {
+        y: Vec::new(),
+        x: Vec::new(),
+    };
+    for k in axes.k0..=axes.k1 {
+        for m in 1..=9 {
+            let v = m as f64 * 10f64.powi(k);
+            if v < ylo * 0.999 || v > yhi * 1.001 {
+                continue;
+            }
+            let labelled = axes.major.contains(&(m as f64));
+            let g = if labelled { 205 } else { 232 };
+            plot.draw(&PathElement::new(vec![(x0, v), (x1, v)], RGBColor(g, g, g)))
+                .map_err(e)?;
+            if labelled {
+                let (_, py) = chart.backend_coord(&(x0, v));
+                ticks.y.push((py, tick_label(v)));
             }
         }
-        for &t in &x_ticks {
-            plot.draw(&PathElement::new(
-                vec![(t, ylo), (t, yhi)],
-                RGBColor(232, 232, 232),
-            ))
-            .map_err(e)?;
-            let (px, _) = chart.backend_coord(&(t, ylo));
-            x_labels.push((px, format!("{}", t as u64)));
-        }
+    }
+    for &t in &axes.x_ticks {
+        plot.draw(&PathElement::new(
+            vec![(t, ylo), (t, yhi)],
+            RGBColor(232, 232, 232),
+        ))
+        .map_err(e)?;
+        let (px, _) = chart.backend_coord(&(t, ylo));
+        ticks.x.push((px, format!("{}", t as u64)));
+    }
+    Ok(ticks)
+}
 
-        // The paper's reference, then the curves, test on top.
-        let paper_style = ShapeStyle::from(&rgb(PAPER_COLOR)).stroke_width(2);
-        plot.draw(&DashedPathElement::new(
-            vec![(x0, paper), (x1, paper)],
+/// The plotters colour of `c`.
+fn rgb(c: Rgb) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
+}
+
+/// The paper's reference, then the curves, test on top. Returns points along the curves
+/// in pixels, for placing the label and the legend.
+fn draw_lines(
+    chart: &mut CurveChart,
+    pts: &[(f64, f64, f64)],
+    axes: &CurveAxes,
+    out: &Path,
+) -> Result<Vec<(i32, i32)>> {
+    let e = |e| draw_error(out, e);
+    let paper_style = ShapeStyle::from(&rgb(PAPER_COLOR)).stroke_width(2);
+    chart
+        .plotting_area()
+        .draw(&DashedPathElement::new(
+            vec![(axes.x0, axes.paper), (axes.x1, axes.paper)],
             10,
             7,
             paper_style,
         ))
         .map_err(e)?;
-        let mut curve_px = Vec::new();
-        for (color, get) in [
-            (
-                TRAIN_COLOR,
-                (|p: &(f64, f64, f64)| p.1) as fn(&(f64, f64, f64)) -> f64,
-            ),
-            (TEST_COLOR, |p| p.2),
-        ] {
-            let c = rgb(color);
-            let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, get(p))).collect();
+    let mut curve_px = Vec::new();
+    for (color, get) in [
+        (
+            TRAIN_COLOR,
+            (|p: &(f64, f64, f64)| p.1) as fn(&(f64, f64, f64)) -> f64,
+        ),
+        (TEST_COLOR, |p| p.2),
+    ] {
+        let c = rgb(color);
+        let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, get(p))).collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
+            .map_err(e)?;
+        if pts.len() <= 60 {
             chart
-                .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
+                .draw_series(line.iter().map(|&q| Circle::new(q, 3, c.filled())))
                 .map_err(e)?;
-            if pts.len() <= 60 {
-                chart
-                    .draw_series(line.iter().map(|&q| Circle::new(q, 3, c.filled())))
-                    .map_err(e)?;
-            }
-            let line_px: Vec<(i32, i32)> = line.iter().map(|q| chart.backend_coord(q)).collect();
-            sample_polyline(&line_px, &mut curve_px);
         }
-        root.draw(&Rectangle::new(
-            [(left - 1, top - 1), (right, bottom)],
+        let line_px: Vec<(i32, i32)> = line.iter().map(|q| chart.backend_coord(q)).collect();
+        sample_polyline(&line_px, &mut curve_px);
+    }
+    Ok(curve_px)
+}
+
+/// The plot area's frame and a tick mark at each labelled value.
+fn draw_frame(root: &CurveRoot, ticks: &CurveTicks, out: &Path) -> Result<()> {
+    let e = |e| draw_error(out, e);
+    let (left, top, right, bottom) = curve_plot_area();
+    root.draw(&Rectangle::new(
+        [(left - 1, top - 1), (right, bottom)],
+        RGBColor(80, 80, 80),
+    ))
+    .map_err(e)?;
+    for (py, _) in &ticks.y {
+        root.draw(&PathElement::new(
+            vec![(left - 6, *py), (left - 1, *py)],
             RGBColor(80, 80, 80),
         ))
         .map_err(e)?;
-        for (py, _) in &y_labels {
-            root.draw(&PathElement::new(
-                vec![(left - 6, *py), (left - 1, *py)],
-                RGBColor(80, 80, 80),
-            ))
-            .map_err(e)?;
-        }
-        for (px, _) in &x_labels {
-            root.draw(&PathElement::new(
-                vec![(*px, bottom), (*px, bottom + 5)],
-                RGBColor(80, 80, 80),
-            ))
-            .map_err(e)?;
-        }
-
-        // The reference line's label, where it covers the least of the curves.
-        let (_, paper_py) = chart.backend_coord(&(x0, paper));
-        let label = format!("paper {:.2}%", paper);
-        let (lw, lh) = (text_width(&label, 2), LINE_H * 2);
-        let inside = |r: &(i32, i32, i32, i32)| r.1 >= top + 2 && r.1 + r.3 <= bottom - 2;
-        let label_rect = [right - 10 - lw, left + 10, (left + right - lw) / 2]
-            .iter()
-            .flat_map(|&x| [(x, paper_py - lh - 3, lw, lh), (x, paper_py + 4, lw, lh)])
-            .filter(inside)
-            .min_by_key(|r| hits(&curve_px, *r, 3))
-            .unwrap_or((right - 10 - lw, paper_py + 4, lw, lh));
-        texts.push((label_rect.0, label_rect.1, label, PAPER_COLOR));
-
-        // The legend, in the corner where it hides the least.
-        // The last pass's errors as logged, not as floored for the log axis.
-        let last = points
-            .iter()
-            .max_by_key(|p| p.epoch)
-            .copied()
-            .unwrap_or(points[0]);
-        let entries = [
-            (
-                format!("train (last {:.2}%)", last.train_error * 100.0),
-                TRAIN_COLOR,
-                false,
-            ),
-            (
-                format!("test (last {:.2}%)", last.test_error * 100.0),
-                TEST_COLOR,
-                false,
-            ),
-            ("paper (LeCun 1998)".to_string(), PAPER_COLOR, true),
-        ];
-        let row_h = 28;
-        let tw = entries
-            .iter()
-            .map(|en| text_width(&en.0, 2))
-            .max()
-            .unwrap_or(0);
-        let (bw, bh) = (8 + 32 + 10 + tw + 10, 8 + row_h * entries.len() as i32 + 2);
-        let mut line_px = Vec::new();
-        sample_polyline(&[(left, paper_py), (right, paper_py)], &mut line_px);
-        let legend = [
-            (right - 10 - bw, top + 10),
-            (left + 10, top + 10),
-            (right - 10 - bw, bottom - 10 - bh),
-            (left + 10, bottom - 10 - bh),
-        ]
-        .into_iter()
-        .map(|(x, y)| (x, y, bw, bh))
-        .min_by_key(|r| {
-            10 * hits(&curve_px, *r, 2)
-                + hits(&line_px, *r, 2)
-                + if overlaps(*r, label_rect) { 100_000 } else { 0 }
-        })
-        .unwrap_or((right - 10 - bw, top + 10, bw, bh));
-        let (bx, by) = (legend.0, legend.1);
-        root.draw(&Rectangle::new(
-            [(bx, by), (bx + bw, by + bh)],
-            RGBColor(255, 255, 255).filled(),
+    }
+    for (px, _) in &ticks.x {
+        root.draw(&PathElement::new(
+            vec![(*px, bottom), (*px, bottom + 5)],
+            RGBColor(80, 80, 80),
         ))
         .map_err(e)?;
-        root.draw(&Rectangle::new(
-            [(bx, by), (bx + bw, by + bh)],
-            RGBColor(170, 170, 170),
-        ))
-        .map_err(e)?;
-        for (i, (text, color, dashed)) in entries.into_iter().enumerate() {
-            let ey = by + 6 + i as i32 * row_h;
-            let (sy, sx0, sx1) = (ey + digit_mid(2), bx + 8, bx + 40);
-            let style = ShapeStyle::from(&rgb(color)).stroke_width(2);
-            if dashed {
-                root.draw(&DashedPathElement::new(
-                    vec![(sx0, sy), (sx1, sy)],
-                    10,
-                    7,
-                    style,
-                ))
+    }
+    Ok(())
+}
+
+/// The reference line's label and its rectangle (x, y, w, h) by the line (at pixel row
+/// `paper_py`), where it covers the least of the curves.
+fn paper_label(
+    paper: f64,
+    paper_py: i32,
+    curve_px: &[(i32, i32)],
+) -> (String, (i32, i32, i32, i32)) {
+    let (left, top, right, bottom) = curve_plot_area();
+    let label = format!("paper {:.2}%", paper);
+    let (lw, lh) = (text_width(&label, 2), LINE_H * 2);
+    let inside = |r: &(i32, i32, i32, i32)| r.1 >= top + 2 && r.1 + r.3 <= bottom - 2;
+    let label_rect = [right - 10 - lw, left + 10, (left + right - lw) / 2]
+        .iter()
+        .flat_map(|&x| [(x, paper_py - lh - 3, lw, lh), (x, paper_py + 4, lw, lh)])
+        .filter(inside)
+        .min_by_key(|r| hits(curve_px, *r, 3))
+        .unwrap_or((right - 10 - lw, paper_py + 4, lw, lh));
+    (label, label_rect)
+}
+
+/// The legend's rows: (text, colour, dashed). The last pass's errors as logged, not as
+/// floored for the log axis.
+fn legend_entries(points: &[CurvePoint]) -> [(String, Rgb, bool); 3] {
+    let last = points
+        .iter()
+        .max_by_key(|p| p.epoch)
+        .copied()
+        .unwrap_or(points[0]);
+    [
+        (
+            format!("train (last {:.2}%)", last.train_error * 100.0),
+            TRAIN_COLOR,
+            false,
+        ),
+        (
+            format!("test (last {:.2}%)", last.test_error * 100.0),
+            TEST_COLOR,
+            false,
+        ),
+        ("paper (LeCun 1998)".to_string(), PAPER_COLOR, true),
+    ]
+}
+
+/// The legend's rectangle (x, y, w, h): the corner where it hides the least of the
+/// curves and of the paper's line, and not the paper's label.
+fn legend_rect(
+    entries: &[(String, Rgb, bool)],
+    paper_py: i32,
+    label_rect: (i32, i32, i32, i32),
+    curve_px: &[(i32, i32)],
+) -> (i32, i32, i32, i32) {
+    let (left, top, right, bottom) = curve_plot_area();
+    let tw = entries
+        .iter()
+        .map(|en| text_width(&en.0, 2))
+        .max()
+        .unwrap_or(0);
+    let (bw, bh) = (
+        8 + 32 + 10 + tw + 10,
+        8 + LEGEND_ROW_H * entries.len() as i32 + 2,
+    );
+    let mut line_px = Vec::new();
+    sample_polyline(&[(left, paper_py), (right, paper_py)], &mut line_px);
+    [
+        (right - 10 - bw, top + 10),
+        (left + 10, top + 10),
+        (right - 10 - bw, bottom - 10 - bh),
+        (left + 10, bottom - 10 - bh),
+    ]
+    .into_iter()
+    .map(|(x, y)| (x, y, bw, bh))
+    .min_by_key(|r| {
+        10 * hits(curve_px, *r, 2)
+            + hits(&line_px, *r, 2)
+            + if overlaps(*r, label_rect) { 100_000 } else { 0 }
+    })
+    .unwrap_or((right - 10 - bw, top + 10, bw, bh))
+}
+
+/// The legend box at `rect` with a line sample per entry; its texts go into `texts`.
+fn draw_legend(
+    root: &CurveRoot,
+    (bx, by, bw, bh): (i32, i32, i32, i32),
+    entries: [(String, Rgb, bool); 3],
+    texts: &mut Vec<CurveText>,
+    out: &Path,
+) -> Result<()> {
+    let e = |e| draw_error(out, e);
+    root.draw(&Rectangle::new(
+        [(bx, by), (bx + bw, by + bh)],
+        RGBColor(255, 255, 255).filled(),
+    ))
+    .map_err(e)?;
+    root.draw(&Rectangle::new(
+        [(bx, by), (bx + bw, by + bh)],
+        RGBColor(170, 170, 170),
+    ))
+    .map_err(e)?;
+    for (i, (text, color, dashed)) in entries.into_iter().enumerate() {
+        let ey = by + 6 + i as i32 * LEGEND_ROW_H;
+        let (sy, sx0, sx1) = (ey + digit_mid(2), bx + 8, bx + 40);
+        let style = ShapeStyle::from(&rgb(color)).stroke_width(2);
+        if dashed {
+            root.draw(&DashedPathElement::new(
+                vec![(sx0, sy), (sx1, sy)],
+                10,
+                7,
+                style,
+            ))
+            .map_err(e)?;
+        } else {
+            root.draw(&PathElement::new(vec![(sx0, sy), (sx1, sy)], style))
                 .map_err(e)?;
-            } else {
-                root.draw(&PathElement::new(vec![(sx0, sy), (sx1, sy)], style))
-                    .map_err(e)?;
-                root.draw(&Circle::new(((sx0 + sx1) / 2, sy), 3, rgb(color).filled()))
-                    .map_err(e)?;
-            }
-            texts.push((bx + 50, ey, text, INK));
+            root.draw(&Circle::new(((sx0 + sx1) / 2, sy), 3, rgb(color).filled()))
+                .map_err(e)?;
         }
-        root.present().map_err(e)?;
+        texts.push((bx + 50, ey, text, INK));
     }
+    Ok(())
+}
 
-    let mut img = RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| draw_error(out, "the chart buffer has the wrong size"))?;
-    draw_text(&mut img, left, 14, 2, CURVE_TITLE, INK);
-    draw_text(&mut img, 14, top - 34, 2, "error (%, log scale)", INK);
-    for (py, label) in &y_labels {
+/// The text plotters cannot draw: the title, the axis names, the tick labels, the
+/// paper's label and the legend's texts.
+fn draw_curve_text(img: &mut RgbImage, ticks: &CurveTicks, texts: Vec<CurveText>) {
+    let (left, top, right, bottom) = curve_plot_area();
+    draw_text(img, left, 14, 2, CURVE_TITLE, INK);
+    draw_text(img, 14, top - 34, 2, "error (%, log scale)", INK);
+    for (py, label) in &ticks.y {
         let tw = text_width(label, 2);
-        draw_text(&mut img, left - 10 - tw, py - digit_mid(2), 2, label, INK);
+        draw_text(img, left - 10 - tw, py - digit_mid(2), 2, label, INK);
     }
-    for (px, label) in &x_labels {
+    for (px, label) in &ticks.x {
         let tw = text_width(label, 2);
-        draw_text(&mut img, px - tw / 2, bottom + 8, 2, label, INK);
+        draw_text(img, px - tw / 2, bottom + 8, 2, label, INK);
     }
     let tw = text_width("pass", 2);
-    draw_text(
-        &mut img,
-        (left + right - tw) / 2,
-        bottom + 44,
-        2,
-        "pass",
-        INK,
-    );
+    draw_text(img, (left + right - tw) / 2, bottom + 44, 2, "pass", INK);
     for (x, y, text, color) in texts {
-        draw_text(&mut img, x, y, 2, &text, color);
+        draw_text(img, x, y, 2, &text, color);
     }
-    Ok(img)
 }

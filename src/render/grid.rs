@@ -59,6 +59,33 @@ pub fn error_grid_indexed(
     indices: Option<&[usize]>,
     out: &Path,
 ) -> Result<()> {
+    check_grid_input(images, truth, predicted, indices)?;
+    let n = images.len();
+    let (w, h) = error_grid_size(n);
+    let mut img = RgbImage::from_pixel(w, h, image::Rgb([236, 236, 236]));
+    draw_text(
+        &mut img,
+        GRID_MARGIN as i32,
+        GRID_MARGIN as i32 + 4,
+        2,
+        &grid_header(n),
+        INK,
+    );
+    for i in 0..n.min(GRID_MAX_CELLS) {
+        let (x, y) = error_grid_cell(i, n);
+        let label = (truth[i], predicted[i], indices.map(|ix| ix[i]));
+        draw_error_cell(&mut img, (x as i32, y as i32), &images[i], label);
+    }
+    save_png(&img, out)
+}
+
+/// The lists must be equally long and the digits 0 to 9.
+fn check_grid_input(
+    images: &[[u8; 784]],
+    truth: &[u8],
+    predicted: &[u8],
+    indices: Option<&[usize]>,
+) -> Result<()> {
     if indices.is_some_and(|ix| ix.len() != images.len()) {
         return Err(Error::Config(format!(
             "error grid: {} images but {} test indices; they must match",
@@ -80,59 +107,54 @@ pub fn error_grid_indexed(
             truth[i], predicted[i]
         )));
     }
-    let n = images.len();
-    let (w, h) = error_grid_size(n);
-    let mut img = RgbImage::from_pixel(w, h, image::Rgb([236, 236, 236]));
-    draw_text(
-        &mut img,
-        GRID_MARGIN as i32,
-        GRID_MARGIN as i32 + 4,
-        2,
-        &grid_header(n),
-        INK,
+    Ok(())
+}
+
+/// One cell, its 56x56 digit at (x, y): the frame, the digit (dark ink on white) and its
+/// label "T->P" with, when given, its test-set index under it.
+fn draw_error_cell(
+    img: &mut RgbImage,
+    (x, y): (i32, i32),
+    digit: &[u8; 784],
+    (truth, predicted, index): (u8, u8, Option<usize>),
+) {
+    fill_rect(
+        img,
+        x - 4,
+        y - 4,
+        GRID_CELL_W as i32 - 4,
+        GRID_CELL_H as i32 - 4,
+        WHITE,
     );
-    for i in 0..n.min(GRID_MAX_CELLS) {
-        let (x, y) = error_grid_cell(i, n);
-        let (x, y) = (x as i32, y as i32);
+    outline(
+        img,
+        x - 4,
+        y - 4,
+        GRID_CELL_W as i32 - 4,
+        GRID_CELL_H as i32 - 4,
+        [200, 200, 200],
+    );
+    for (k, &v) in digit.iter().enumerate() {
+        let g = 255 - v;
         fill_rect(
-            &mut img,
-            x - 4,
-            y - 4,
-            GRID_CELL_W as i32 - 4,
-            GRID_CELL_H as i32 - 4,
-            WHITE,
+            img,
+            x + (k % 28) as i32 * 2,
+            y + (k / 28) as i32 * 2,
+            2,
+            2,
+            [g, g, g],
         );
-        outline(
-            &mut img,
-            x - 4,
-            y - 4,
-            GRID_CELL_W as i32 - 4,
-            GRID_CELL_H as i32 - 4,
-            [200, 200, 200],
-        );
-        for (k, &v) in images[i].iter().enumerate() {
-            let g = 255 - v;
-            fill_rect(
-                &mut img,
-                x + (k % 28) as i32 * 2,
-                y + (k / 28) as i32 * 2,
-                2,
-                2,
-                [g, g, g],
-            );
-        }
-        let (t, p) = (truth[i].to_string(), predicted[i].to_string());
-        let lw = text_width(&format!("{t}->{p}"), 2);
-        let mut lx = x + (56 - lw) / 2;
-        let ly = y + 56 + 4;
-        lx += draw_text(&mut img, lx, ly, 2, &t, INK);
-        lx += draw_text(&mut img, lx, ly, 2, "->", MUTED);
-        draw_text(&mut img, lx, ly, 2, &p, TEST_COLOR);
-        if let Some(ix) = indices {
-            let label = ix[i].to_string();
-            let lx = x + (56 - text_width(&label, 1)) / 2;
-            draw_text(&mut img, lx, ly + 28, 1, &label, MUTED);
-        }
     }
-    save_png(&img, out)
+    let (t, p) = (truth.to_string(), predicted.to_string());
+    let lw = text_width(&format!("{t}->{p}"), 2);
+    let mut lx = x + (56 - lw) / 2;
+    let ly = y + 56 + 4;
+    lx += draw_text(img, lx, ly, 2, &t, INK);
+    lx += draw_text(img, lx, ly, 2, "->", MUTED);
+    draw_text(img, lx, ly, 2, &p, TEST_COLOR);
+    if let Some(ix) = index {
+        let label = ix.to_string();
+        let lx = x + (56 - text_width(&label, 1)) / 2;
+        draw_text(img, lx, ly + 28, 1, &label, MUTED);
+    }
 }

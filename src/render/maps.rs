@@ -52,88 +52,101 @@ pub(super) struct FmRow {
     maps: Vec<(i32, i32)>,
 }
 
+/// The rows of the feature-map picture, top to bottom.
+const FM_ROWS: [&str; 6] = ["input", "C1 kernels", "C1", "S2", "C3", "S4"];
+
 pub(super) fn fm_layout() -> FmLayout {
-    let c1_side = 28 * FM_C1_SCALE;
-    let c1_pitch = c1_side + FM_GAP;
-    let c1_w = 6 * c1_side + 5 * FM_GAP;
+    let c1_w = 6 * 28 * FM_C1_SCALE + 5 * FM_GAP;
     let mut y = FM_MARGIN;
     let mut rows = Vec::new();
-    let mut push = |name, title_y: i32, maps: Vec<(i32, i32)>, size: i32| {
-        let x0 = maps.iter().map(|m| m.0).min().unwrap_or(0);
-        let y0 = maps.iter().map(|m| m.1).min().unwrap_or(0);
-        let x1 = maps.iter().map(|m| m.0 + size).max().unwrap_or(0);
-        let y1 = maps.iter().map(|m| m.1 + size).max().unwrap_or(0);
-        let region = Region {
-            name,
-            x: x0 as u32,
-            y: y0 as u32,
-            w: (x1 - x0) as u32,
-            h: (y1 - y0) as u32,
-        };
-        rows.push(FmRow {
-            region,
-            title: (FM_MARGIN, title_y),
-            maps,
-        });
-        y1
-    };
-    // input
-    let side = 32 * FM_INPUT_SCALE;
-    y = push("input", y, vec![(FM_MARGIN, y + FM_TITLE_H)], side) + FM_ROW_GAP;
-    // the C1 kernels, each centred over the map it makes
-    let side = 5 * FM_KERNEL_SCALE;
-    let maps = (0..6)
-        .map(|i| {
-            (
-                FM_MARGIN + i * c1_pitch + (c1_side - side) / 2,
-                y + FM_TITLE_H,
-            )
-        })
-        .collect();
-    y = push("C1 kernels", y, maps, side) + FM_ROW_GAP;
-    // C1
-    let maps = (0..6)
-        .map(|i| (FM_MARGIN + i * c1_pitch, y + FM_TITLE_H))
-        .collect();
-    y = push("C1", y, maps, c1_side) + FM_ROW_GAP;
-    // S2, each under its C1 map
-    let side = 14 * FM_S2_SCALE;
-    let maps = (0..6)
-        .map(|i| {
-            (
-                FM_MARGIN + i * c1_pitch + (c1_side - side) / 2,
-                y + FM_TITLE_H,
-            )
-        })
-        .collect();
-    y = push("S2", y, maps, side) + FM_ROW_GAP;
-    // C3, two rows of eight
-    let side = 10 * FM_C3_SCALE;
-    let maps = (0..16)
-        .map(|i| {
-            (
-                FM_MARGIN + (i % 8) * (side + FM_GAP),
-                y + FM_TITLE_H + (i / 8) * (side + FM_GAP),
-            )
-        })
-        .collect();
-    y = push("C3", y, maps, side) + FM_ROW_GAP;
-    // S4, two rows of eight, each where its C3 map is
-    let pitch = side + FM_GAP;
-    let side4 = 5 * FM_S4_SCALE;
-    let maps = (0..16)
-        .map(|i| {
-            (
-                FM_MARGIN + (i % 8) * pitch + (side - side4) / 2,
-                y + FM_TITLE_H + (i / 8) * (side4 + FM_GAP),
-            )
-        })
-        .collect();
-    y = push("S4", y, maps, side4);
+    for (i, name) in FM_ROWS.into_iter().enumerate() {
+        if i > 0 {
+            y += FM_ROW_GAP;
+        }
+        let (maps, side) = fm_row_maps(name, y + FM_TITLE_H);
+        let (row, bottom) = fm_row(name, y, maps, side);
+        rows.push(row);
+        y = bottom;
+    }
     FmLayout {
         size: ((c1_w + 2 * FM_MARGIN) as u32, (y + FM_MARGIN) as u32),
         rows,
     }
+}
+
+/// The top-left corners of the maps of row `name` whose maps start at `top`, and the side
+/// of each map in pixels.
+fn fm_row_maps(name: &str, top: i32) -> (Vec<(i32, i32)>, i32) {
+    let c1_side = 28 * FM_C1_SCALE;
+    let c1_pitch = c1_side + FM_GAP;
+    let c3_side = 10 * FM_C3_SCALE;
+    // Centred in the column of C1 map i.
+    let under_c1 = |i: i32, side: i32| (FM_MARGIN + i * c1_pitch + (c1_side - side) / 2, top);
+    match name {
+        "input" => (vec![(FM_MARGIN, top)], 32 * FM_INPUT_SCALE),
+        // the C1 kernels, each centred over the map it makes
+        "C1 kernels" => {
+            let side = 5 * FM_KERNEL_SCALE;
+            ((0..6).map(|i| under_c1(i, side)).collect(), side)
+        }
+        "C1" => (
+            (0..6).map(|i| (FM_MARGIN + i * c1_pitch, top)).collect(),
+            c1_side,
+        ),
+        // S2, each under its C1 map
+        "S2" => {
+            let side = 14 * FM_S2_SCALE;
+            ((0..6).map(|i| under_c1(i, side)).collect(), side)
+        }
+        // C3, two rows of eight
+        "C3" => {
+            let maps = (0..16)
+                .map(|i| {
+                    (
+                        FM_MARGIN + (i % 8) * (c3_side + FM_GAP),
+                        top + (i / 8) * (c3_side + FM_GAP),
+                    )
+                })
+                .collect();
+            (maps, c3_side)
+        }
+        // S4, two rows of eight, each where its C3 map is
+        _ => {
+            let pitch = c3_side + FM_GAP;
+            let side4 = 5 * FM_S4_SCALE;
+            let maps = (0..16)
+                .map(|i| {
+                    (
+                        FM_MARGIN + (i % 8) * pitch + (c3_side - side4) / 2,
+                        top + (i / 8) * (side4 + FM_GAP),
+                    )
+                })
+                .collect();
+            (maps, side4)
+        }
+    }
+}
+
+/// Row `name` with its title at `title_y` and its maps (each `size` pixels square) at
+/// `maps`; its region is their bounding box. Returns it with the region's bottom edge.
+fn fm_row(name: &'static str, title_y: i32, maps: Vec<(i32, i32)>, size: i32) -> (FmRow, i32) {
+    let x0 = maps.iter().map(|m| m.0).min().unwrap_or(0);
+    let y0 = maps.iter().map(|m| m.1).min().unwrap_or(0);
+    let x1 = maps.iter().map(|m| m.0 + size).max().unwrap_or(0);
+    let y1 = maps.iter().map(|m| m.1 + size).max().unwrap_or(0);
+    let region = Region {
+        name,
+        x: x0 as u32,
+        y: y0 as u32,
+        w: (x1 - x0) as u32,
+        h: (y1 - y0) as u32,
+    };
+    let row = FmRow {
+        region,
+        title: (FM_MARGIN, title_y),
+        maps,
+    };
+    (row, y1)
 }
 
 /// The regions of the feature-map picture ("input", "C1 kernels", "C1", "S2", "C3", "S4"),

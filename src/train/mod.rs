@@ -271,6 +271,34 @@ pub fn train(
     mut report: impl FnMut(&EpochReport, &mut dyn Backend) -> Result<()>,
 ) -> Result<Outcome> {
     cfg.validate()?;
+    check_fault_lands(cfg, n_train)?;
+    let mut resume = Some(from);
+    let first = resume.as_ref().map_or(1, |r| r.epoch);
+    for epoch in first..=cfg.epochs {
+        let start = Instant::now();
+        let mut rng = epoch_rng(cfg.seed, epoch);
+        let pass = plan_pass(backend, cfg, epoch, n_train, &mut rng)?;
+        let resumed = resume.take();
+        let done = match train_pass(backend, cfg, &pass, &mut rng, resumed, stop, &mut tick)? {
+            std::ops::ControlFlow::Continue(done) => done,
+            std::ops::ControlFlow::Break(progress) => return Ok(Outcome::Stopped(progress)),
+        };
+        let r = epoch_report(backend, cfg, &pass, start, done)?;
+        report(&r, backend)?;
+        if stop.load(Ordering::SeqCst) && epoch < cfg.epochs {
+            return Ok(Outcome::Stopped(Progress {
+                epoch: epoch + 1,
+                position: 0,
+                eps: None,
+                stats: TrainStats::default(),
+            }));
+        }
+    }
+    Ok(Outcome::Finished)
+}
+
+/// A test-only fault must land inside the run.
+fn check_fault_lands(cfg: &TrainConfig, n_train: usize) -> Result<()> {
     if let Some(f) = &cfg.fault
         && (f.epoch > cfg.epochs || f.pattern > n_train)
     {
@@ -283,129 +311,226 @@ pub fn train(
             cfg.epochs
         )));
     }
-    let mut resume = Some(from);
-    let first = resume.as_ref().map_or(1, |r| r.epoch);
-    for epoch in first..=cfg.epochs {
-        let start = Instant::now();
-        let eta = cfg.eta(epoch);
-        let mut rng = epoch_rng(cfg.seed, epoch);
-        let mut order: Vec<u32> = (0..n_train as u32).collect();
-        order.shuffle(&mut rng);
-        if cfg.distort {
-            let warps = distort::pass_distortions(cfg.seed, epoch, n_train, &distort::RANGES);
-            backend.set_distortions(Some(&warps))?;
+    Ok(())
+}
+
+/// One pass: its number (1-based), its eta, its order of the `n_train` patterns, and how
+/// many patterns go to the backend at once (see `CHECK_EVERY`).
+struct PassPlan {
+    epoch: u32,
+    eta: f64,
+    order: Vec<u32>,
+    n_train: usize,
+    check: usize,
+}
+
+/// What the training part of a pass leaves: the step sizes in use at its end, its running
+/// totals, and how many patterns it trained on and estimated the Hessian on.
+struct PassTotals {
+    eps: Vec<f32>,
+    stats: TrainStats,
+    trained: usize,
+    estimated: usize,
+}
+
+/// Pass `epoch`'s eta and order, drawn from `rng`, and with `--distort` its warps, set on
+/// the backend.
+fn plan_pass(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    epoch: u32,
+    n_train: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<PassPlan> {
+    let eta = cfg.eta(epoch);
+    let mut order: Vec<u32> = (0..n_train as u32).collect();
+    order.shuffle(rng);
+    if cfg.distort {
+        let warps = distort::pass_distortions(cfg.seed, epoch, n_train, &distort::RANGES);
+        backend.set_distortions(Some(&warps))?;
+    }
+    Ok(PassPlan {
+        epoch,
+        eta,
+        order,
+        n_train,
+        check: backend.patterns_per_call(cfg.batch).max(cfg.batch),
+    })
+}
+
+/// Where pass `epoch` estimates the Hessian, as segment bounds from 0 to `n_train`.
+/// Pass 1 starts from the nearly linear initial network, whose Hessian estimate says
+/// little about the network a few hundred patterns later; with `warmup` set, pass 1
+/// re-estimates h after warmup, 2*warmup, 4*warmup, ... patterns.
+fn hessian_bounds(cfg: &TrainConfig, epoch: u32, n_train: usize) -> Vec<usize> {
+    let mut bounds = vec![0usize];
+    if epoch == 1 && cfg.warmup > 0 {
+        let mut b = cfg.warmup.div_ceil(cfg.batch) * cfg.batch;
+        while b < n_train {
+            bounds.push(b);
+            b *= 2;
         }
-        let (position, saved_eps, mut stats) = match resume.take() {
-            Some(r) if r.position > 0 => (r.position, r.eps, r.stats),
-            _ => (0, None, TrainStats::default()),
-        };
-        // Pass 1 starts from the nearly linear initial network, whose Hessian estimate says
-        // little about the network a few hundred patterns later; with `warmup` set, pass 1
-        // re-estimates h after warmup, 2*warmup, 4*warmup, ... patterns.
-        let mut bounds = vec![0usize];
-        if epoch == 1 && cfg.warmup > 0 {
-            let mut b = cfg.warmup.div_ceil(cfg.batch) * cfg.batch;
-            while b < n_train {
-                bounds.push(b);
-                b *= 2;
+    }
+    bounds.push(n_train);
+    bounds
+}
+
+/// The training part of a pass, from where `resume` left it: per Hessian segment, the step
+/// sizes (estimated, or the saved ones of a segment under way), then its batches. Breaks
+/// with the run's position when `stop` is raised before the end of the pass.
+fn train_pass(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    pass: &PassPlan,
+    rng: &mut ChaCha8Rng,
+    resume: Option<Progress>,
+    stop: &AtomicBool,
+    tick: &mut impl FnMut(u32, usize),
+) -> Result<std::ops::ControlFlow<Progress, PassTotals>> {
+    let n_train = pass.n_train;
+    let (position, saved_eps, stats) = match resume {
+        Some(r) if r.position > 0 => (r.position, r.eps, r.stats),
+        _ => (0, None, TrainStats::default()),
+    };
+    let mut done = PassTotals {
+        eps: Vec::new(),
+        stats,
+        trained: 0,
+        estimated: 0,
+    };
+    for seg in hessian_bounds(cfg, pass.epoch, n_train).windows(2) {
+        // The Hessian sample is drawn even for a segment that is skipped on resume, so
+        // the random stream stays that of an uninterrupted run.
+        let mut sample: Vec<u32> = (0..n_train as u32).collect();
+        let (picked, _) = sample.partial_shuffle(rng, cfg.hessian_samples.min(n_train));
+        if seg[1] <= position {
+            continue;
+        }
+        match (&saved_eps, seg[0] < position) {
+            (Some(e), true) => done.eps = e.clone(),
+            _ => {
+                done.estimated += picked.len();
+                done.eps = estimated_step_sizes(backend, picked, pass, cfg.mu)?;
             }
         }
-        bounds.push(n_train);
-        let mut eps: Vec<f32> = Vec::new();
-        let mut estimated = 0;
-        let mut trained = 0;
-        let check = backend.patterns_per_call(cfg.batch).max(cfg.batch);
-        for seg in bounds.windows(2) {
-            // The Hessian sample is drawn even for a segment that is skipped on resume, so
-            // the random stream stays that of an uninterrupted run.
-            let mut sample: Vec<u32> = (0..n_train as u32).collect();
-            let (picked, _) = sample.partial_shuffle(&mut rng, cfg.hessian_samples.min(n_train));
-            if seg[1] <= position {
-                continue;
-            }
-            match (&saved_eps, seg[0] < position) {
-                (Some(e), true) => eps = e.clone(),
-                _ => {
-                    estimated += picked.len();
-                    let h = backend.hessian(picked)?;
-                    if let Some(k) = h.iter().position(|v| !v.is_finite() || *v < 0.0) {
-                        return Err(Error::Numeric(format!(
-                            "pass {epoch}: Hessian estimate of parameter {k} is {} (the parameters diverged; \
-                             try a smaller --eta-scale)",
-                            h[k]
-                        )));
-                    }
-                    eps = step_sizes(&h, eta, cfg.mu);
-                }
-            }
-            backend.set_step_sizes(&eps)?;
-            let mut at = seg[0].max(position);
-            while at < seg[1] {
-                let mut end = (at + check).min(seg[1]);
-                if let Some(f) = &cfg.fault {
-                    end = f.group_end(epoch, at, end, cfg.batch);
-                }
-                let s = backend.train(&order[at..end], cfg.batch)?;
-                if let Some(p) = s.first_non_finite {
-                    return Err(Error::Numeric(format!(
-                        "pass {epoch}, batch {}: the loss is not finite (eta too large? try a smaller --eta-scale)",
-                        (at + p as usize) / cfg.batch + 1
-                    )));
-                }
-                stats.add(s);
-                trained += end - at;
-                let before = at;
-                at = end;
-                tick(epoch, at);
-                if let Some(f) = cfg.fault.filter(|f| f.due(epoch, before, at)) {
-                    land(f, epoch, at, stop);
-                }
-                if stop.load(Ordering::SeqCst) && at < n_train {
-                    return Ok(Outcome::Stopped(Progress {
-                        epoch,
-                        position: at,
-                        eps: Some(eps),
-                        stats,
-                    }));
-                }
-            }
-        }
-        let train_seconds = start.elapsed().as_secs_f64();
-        let test = backend.evaluate(Split::Test)?;
-        let per_layer = |v: &[f32]| {
-            LAYERS.map(|(_, [w, b])| {
-                let mut all = w.of(v).to_vec();
-                all.extend_from_slice(b.of(v));
-                summary(&all)
-            })
-        };
-        debug_assert_eq!(eps.len(), N_PARAMS);
-        // h as the step sizes imply it (exact up to rounding; also right after a resume).
-        let h: Vec<f32> = eps
-            .iter()
-            .map(|&e| (eta / e as f64 - cfg.mu) as f32)
-            .collect();
-        let r = EpochReport {
-            epoch,
-            eta,
-            train_loss: stats.loss_sum / stats.patterns.max(1) as f64,
-            train_error: stats.errors as f64 / stats.patterns.max(1) as f64,
-            test_loss: test.loss_sum / test.predictions.len().max(1) as f64,
-            test_error: test.error_rate(),
-            seconds: start.elapsed().as_secs_f64(),
-            samples_per_s: (trained + estimated) as f64 / train_seconds,
-            h_layers: per_layer(&h),
-            eps_layers: per_layer(&eps),
-        };
-        report(&r, backend)?;
-        if stop.load(Ordering::SeqCst) && epoch < cfg.epochs {
-            return Ok(Outcome::Stopped(Progress {
-                epoch: epoch + 1,
-                position: 0,
-                eps: None,
-                stats: TrainStats::default(),
+        backend.set_step_sizes(&done.eps)?;
+        let span = (seg[0].max(position), seg[1]);
+        if let Some(at) = train_segment(backend, cfg, pass, span, &mut done, stop, tick)? {
+            return Ok(std::ops::ControlFlow::Break(Progress {
+                epoch: pass.epoch,
+                position: at,
+                eps: Some(done.eps),
+                stats: done.stats,
             }));
         }
     }
-    Ok(Outcome::Finished)
+    Ok(std::ops::ControlFlow::Continue(done))
+}
+
+/// eps_k for the pass from a Hessian estimate on the patterns `picked`; an estimate that
+/// is not finite or is negative is an error.
+fn estimated_step_sizes(
+    backend: &mut dyn Backend,
+    picked: &[u32],
+    pass: &PassPlan,
+    mu: f64,
+) -> Result<Vec<f32>> {
+    let h = backend.hessian(picked)?;
+    if let Some(k) = h.iter().position(|v| !v.is_finite() || *v < 0.0) {
+        return Err(Error::Numeric(format!(
+            "pass {}: Hessian estimate of parameter {k} is {} (the parameters diverged; \
+             try a smaller --eta-scale)",
+            pass.epoch, h[k]
+        )));
+    }
+    Ok(step_sizes(&h, pass.eta, mu))
+}
+
+/// Trains the patterns `from..to` of the pass's order in groups of `pass.check`, adding to
+/// `done`; after each group: `tick`, a due test fault, the stop flag. Returns the position
+/// reached when it stopped before the end of the pass.
+fn train_segment(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    pass: &PassPlan,
+    (from, to): (usize, usize),
+    done: &mut PassTotals,
+    stop: &AtomicBool,
+    tick: &mut impl FnMut(u32, usize),
+) -> Result<Option<usize>> {
+    let epoch = pass.epoch;
+    let mut at = from;
+    while at < to {
+        let mut end = (at + pass.check).min(to);
+        if let Some(f) = &cfg.fault {
+            end = f.group_end(epoch, at, end, cfg.batch);
+        }
+        let s = backend.train(&pass.order[at..end], cfg.batch)?;
+        if let Some(p) = s.first_non_finite {
+            return Err(Error::Numeric(format!(
+                "pass {epoch}, batch {}: the loss is not finite (eta too large? try a smaller --eta-scale)",
+                (at + p as usize) / cfg.batch + 1
+            )));
+        }
+        done.stats.add(s);
+        done.trained += end - at;
+        let before = at;
+        at = end;
+        tick(epoch, at);
+        if let Some(f) = cfg.fault.filter(|f| f.due(epoch, before, at)) {
+            land(f, epoch, at, stop);
+        }
+        if stop.load(Ordering::SeqCst) && at < pass.n_train {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
+}
+
+/// (min, median, mean, max) of each layer's values of the flat buffer `v`, in
+/// `params::LAYERS` order.
+fn per_layer(v: &[f32]) -> [[f64; 4]; 6] {
+    LAYERS.map(|(_, [w, b])| {
+        let mut all = w.of(v).to_vec();
+        all.extend_from_slice(b.of(v));
+        summary(&all)
+    })
+}
+
+/// The pass's report once its training is `done`: the test set's loss and error, the
+/// timings since `start`, and the per-layer h_kk and eps_k.
+fn epoch_report(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    pass: &PassPlan,
+    start: Instant,
+    done: PassTotals,
+) -> Result<EpochReport> {
+    let (epoch, eta) = (pass.epoch, pass.eta);
+    let PassTotals {
+        eps,
+        stats,
+        trained,
+        estimated,
+    } = done;
+    let train_seconds = start.elapsed().as_secs_f64();
+    let test = backend.evaluate(Split::Test)?;
+    debug_assert_eq!(eps.len(), N_PARAMS);
+    // h as the step sizes imply it (exact up to rounding; also right after a resume).
+    let h: Vec<f32> = eps
+        .iter()
+        .map(|&e| (eta / e as f64 - cfg.mu) as f32)
+        .collect();
+    Ok(EpochReport {
+        epoch,
+        eta,
+        train_loss: stats.loss_sum / stats.patterns.max(1) as f64,
+        train_error: stats.errors as f64 / stats.patterns.max(1) as f64,
+        test_loss: test.loss_sum / test.predictions.len().max(1) as f64,
+        test_error: test.error_rate(),
+        seconds: start.elapsed().as_secs_f64(),
+        samples_per_s: (trained + estimated) as f64 / train_seconds,
+        h_layers: per_layer(&h),
+        eps_layers: per_layer(&eps),
+    })
 }
