@@ -37,6 +37,17 @@ impl Dataset {
         let n = self.side * self.side;
         &self.images[i * n..(i + 1) * n]
     }
+    /// Image `i` as 28x28, row-major (a 32x32 set is cropped to its centre).
+    pub fn digit28(&self, i: usize) -> [u8; 784] {
+        let img = self.image(i);
+        let pad = (self.side - 28) / 2;
+        let mut out = [0u8; 784];
+        for r in 0..28 {
+            out[r * 28..(r + 1) * 28].copy_from_slice(&img[(r + pad) * self.side + pad..][..28]);
+        }
+        out
+    }
+
     /// The first `n` patterns (all of them when n >= len).
     pub fn truncated(mut self, n: usize) -> Self {
         let n = n.min(self.len());

@@ -14,6 +14,7 @@ pub mod model;
 pub mod predict;
 pub mod render;
 pub mod select;
+pub mod serve;
 pub mod train;
 
 pub use error::{Error, Result};

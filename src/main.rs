@@ -30,6 +30,8 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// Picture what the network sees: a test digit, its C1 and C3 feature maps, the C1 kernels.
     Visualize(cli::visualize::VisualizeArgs),
+    /// Serve a web page to write a digit on and watch the network read it, with a JSON API.
+    Serve(cli::serve::ServeArgs),
     /// Measure training and evaluation speed of each backend (validated against the CPU
     /// reference before timing), with memory use and GPU/CPU ratios.
     Bench(cli::bench::BenchArgs),
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Visualize(a) => cli::visualize::run(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => cli::bench::run(a).map(|()| ExitCode::SUCCESS),
         Command::Devices(a) => cli::devices::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Serve(a) => cli::serve::run(a).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");

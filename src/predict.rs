@@ -279,21 +279,36 @@ pub fn load_prepared(path: &Path) -> Result<Prepared> {
     if meta.len() == 0 {
         return Err(bad("the file is empty (0 bytes)".into()));
     }
-    let img = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(&bytes).map_err(bad)
+}
+
+/// A PNG or JPEG picture in memory, decoded and prepared as [`prepare`] prepares it (the
+/// same steps as for a file: `predict` and `serve` read a picture alike). Errors say why,
+/// for the caller to attach to where the bytes came from.
+pub fn decode(bytes: &[u8]) -> std::result::Result<Prepared, String> {
+    let unreadable = |e: &dyn std::fmt::Display| format!("not a readable PNG or JPEG image: {e}");
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
+        .map_err(|e| unreadable(&e))?
         .decode()
         .map_err(|e| match e {
-            image::ImageError::IoError(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
-                Error::io(path, e)
+            image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                unreadable(&"the file is truncated")
             }
-            image::ImageError::IoError(_) => {
-                bad("not a readable PNG or JPEG image: the file is truncated".into())
-            }
-            e => bad(format!("not a readable PNG or JPEG image: {e}")),
+            e => unreadable(&e),
         })?;
-    prepare(&img).map_err(bad)
+    prepare(&img)
+}
+
+/// The low-ink warning of [`prepare`] for a digit given as 28x28 grey values (ink high),
+/// as the JSON API takes them: the same thresholds, on the pixels as they are.
+pub fn ink_warning(pixels: &[u8; SIDE * SIDE]) -> Option<String> {
+    let grey: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    match ink_box(&grey, SIDE) {
+        Ok((_, _, cw, ch)) => low_ink_warning(&grey, cw, ch),
+        Err(blank) => Some(blank),
+    }
 }
 
 /// What the network makes of one digit.
@@ -305,6 +320,14 @@ pub struct Prediction {
     pub distances: [f32; 10],
 }
 
+/// The CPU reference forward pass on a prepared 28x28 digit: every layer's outputs.
+pub fn forward(params: &[f32], img: &[u8; SIDE * SIDE]) -> Workspace<f32> {
+    let mut ws = Workspace::<f32>::default();
+    input_forward(img, SIDE, &mut ws.x0);
+    pattern_forward(params, &RBF_CENTERS, &mut ws);
+    ws
+}
+
 /// Runs the CPU reference forward pass on a prepared 28x28 digit.
 ///
 /// Panics if `params` is not a full parameter buffer (`crate::model::params::N_PARAMS` values).
@@ -314,9 +337,7 @@ pub fn classify(params: &[f32], img: &[u8; SIDE * SIDE]) -> Prediction {
         crate::model::params::N_PARAMS,
         "classify needs a full parameter buffer"
     );
-    let mut ws = Workspace::<f32>::default();
-    input_forward(img, SIDE, &mut ws.x0);
-    pattern_forward(params, &RBF_CENTERS, &mut ws);
+    let ws = forward(params, img);
     let mut distances = [0f32; 10];
     distances.copy_from_slice(&ws.y[..10]);
     Prediction {

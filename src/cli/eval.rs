@@ -1,7 +1,7 @@
 //! `lenet-gpu eval`: the test error of a checkpoint, its confusion matrix, and optionally
 //! every misclassified digit in one picture.
 
-use super::{DataArgs, DeviceArgs, digit28, load_data, load_model};
+use super::{DataArgs, DeviceArgs, load_data, load_model};
 use lenet_gpu::Result;
 use lenet_gpu::backend::Split;
 use lenet_gpu::model::Loss;
@@ -65,10 +65,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         let wrong: Vec<usize> = (0..test_set.len())
             .filter(|&i| ev.predictions[i] != test_set.labels[i])
             .collect();
-        let images: Vec<[u8; 784]> = wrong
-            .iter()
-            .map(|&i| digit28(&test_set, i))
-            .collect::<Result<_>>()?;
+        let images: Vec<[u8; 784]> = wrong.iter().map(|&i| test_set.digit28(i)).collect();
         let truth: Vec<u8> = wrong.iter().map(|&i| test_set.labels[i]).collect();
         let pred: Vec<u8> = wrong.iter().map(|&i| ev.predictions[i]).collect();
         lenet_gpu::render::error_grid_indexed(&images, &truth, &pred, Some(&wrong), out)?;

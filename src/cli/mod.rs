@@ -8,6 +8,7 @@ pub mod eval;
 pub mod fetch;
 pub mod plot;
 pub mod predict;
+pub mod serve;
 pub mod train;
 pub mod visualize;
 
@@ -177,17 +178,4 @@ pub fn load_model(path: &Path) -> Result<(checkpoint::Checkpoint, PathBuf, bool)
         eprintln!("note: {n}");
     }
     Ok((ck, file, note.is_some()))
-}
-
-/// Test image `i` as 28x28 (a 32x32 set is cropped to its centre).
-pub fn digit28(set: &Dataset, i: usize) -> Result<[u8; 784]> {
-    let img = set.image(i);
-    let pad = (set.side - 28) / 2;
-    let mut out = [0u8; 784];
-    for r in 0..28 {
-        for c in 0..28 {
-            out[r * 28 + c] = img[(r + pad) * set.side + c + pad];
-        }
-    }
-    Ok(out)
 }

@@ -1,6 +1,6 @@
 //! `lenet-gpu visualize`: a test digit as the network sees it, layer by layer.
 
-use super::{DataArgs, digit28, load_data, load_model};
+use super::{DataArgs, load_data, load_model};
 use lenet_gpu::{Error, Result};
 use std::path::PathBuf;
 
@@ -32,7 +32,7 @@ pub fn run(a: VisualizeArgs) -> Result<()> {
     let caption = format!("test digit {}, label {}", a.index, test_set.labels[a.index]);
     lenet_gpu::render::feature_maps_captioned(
         &ck.params,
-        &digit28(&test_set, a.index)?,
+        &test_set.digit28(a.index),
         Some(&caption),
         &a.out,
     )?;

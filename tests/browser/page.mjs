@@ -1,0 +1,97 @@
+// Drives the `lenet-gpu serve` page in a real, headless Chromium (Debian's /usr/bin/chromium,
+// through playwright-core): writes a test digit on the canvas with pointer events, checks
+// that the page shows what the API says of the same picture, then browses a digit the
+// model gets wrong. Usage: node page.mjs URL OUT_DIR [INDEX]. Prints one JSON line; exits
+// non-zero on any mismatch. Run by tests/serve_page.rs.
+import { chromium } from "playwright-core";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const [url, out, indexArg] = process.argv.slice(2);
+const index = Number(indexArg ?? 0);
+const fail = (msg) => { console.error("FAIL: " + msg); process.exit(1); };
+const api = async (path, options) => {
+  const r = await fetch(new URL(path, url), options);
+  const body = await r.json();
+  if (!r.ok) fail(`${path}: ${r.status} ${body.error}`);
+  return body;
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  // Playwright starts it with a fresh, empty profile of its own (its --user-data-dir).
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  page.on("pageerror", (e) => fail("page error: " + e.message));
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready='1']");
+
+  // 1. Write test digit `index` on the pad: one stroke per run of ink in each of its rows.
+  const digit = await api(`/api/test/${index}`);
+  const box = await page.locator("#pad").boundingBox();
+  const cell = box.width / 28;
+  for (let r = 0; r < 28; r += 2) {
+    let c = 0;
+    while (c < 28) {
+      if (digit.input[r * 28 + c] < 128) { c++; continue; }
+      const start = c;
+      while (c < 28 && digit.input[r * 28 + c] >= 128) c++;
+      const y = box.y + (r + 0.5) * cell;
+      await page.mouse.move(box.x + (start + 0.5) * cell, y);
+      await page.mouse.down();
+      await page.mouse.move(box.x + (c - 0.5) * cell, y, { steps: 3 });
+      await page.mouse.up();
+    }
+  }
+  await page.waitForSelector("#result[data-state='idle'][data-source='canvas']");
+  const shown = await page.evaluate(() => ({
+    digit: Number(document.getElementById("result").dataset.digit),
+    distances: JSON.parse(document.getElementById("result").dataset.distances),
+    text: document.getElementById("digit").textContent,
+    png: document.getElementById("pad").toDataURL("image/png"),
+  }));
+  const png = Buffer.from(shown.png.split(",")[1], "base64");
+  writeFileSync(join(out, "drawn.png"), png);
+  const said = await api("/api/classify", { method: "POST", body: png, headers: { "Content-Type": "image/png" } });
+  if (shown.digit !== said.digit || Number(shown.text) !== said.digit) {
+    fail(`the page shows ${shown.digit} (${shown.text}), the API says ${said.digit}`);
+  }
+  if (JSON.stringify(shown.distances) !== JSON.stringify(said.distances)) {
+    fail(`distances differ: page ${shown.distances}, API ${said.distances}`);
+  }
+  const bars = await page.locator("#bars .win.num").count();
+  if (bars !== 1) fail(`${bars} winners marked among the distance bars`);
+  await page.screenshot({ path: join(out, "serve-write.png"), fullPage: true });
+
+  // 2. Browse the digits it gets wrong, with the keyboard.
+  const wrong = (await api("/api/test?misclassified")).misclassified;
+  await page.click("#tab-test");
+  await page.check("#only-wrong");
+  await page.locator("#index").fill("0");
+  await page.locator("#index").dispatchEvent("change");
+  await page.waitForSelector("#result[data-source='test:0']");
+  await page.locator("body").click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press("ArrowRight");
+  const first = wrong.find((k) => k > 0);
+  await page.waitForSelector(`#result[data-source='test:${first}']`);
+  const browsed = await page.evaluate(() => ({
+    digit: Number(document.getElementById("result").dataset.digit),
+    distances: JSON.parse(document.getElementById("result").dataset.distances),
+    label: document.getElementById("label").textContent,
+  }));
+  const truth = await api(`/api/test/${first}`);
+  if (browsed.digit !== truth.digit || JSON.stringify(browsed.distances) !== JSON.stringify(truth.distances)) {
+    fail(`test digit ${first}: page ${browsed.digit}, API ${truth.digit}`);
+  }
+  if (truth.digit === truth.label || browsed.label !== `label ${truth.label}`) {
+    fail(`test digit ${first} should be misread and labelled: ${JSON.stringify(browsed)}`);
+  }
+  await page.screenshot({ path: join(out, "serve-test.png"), fullPage: true });
+  console.log(JSON.stringify({ drawn: { label: digit.label, read: said.digit }, misread: { index: first, label: truth.label, read: truth.digit } }));
+} finally {
+  await browser.close();
+}
