@@ -6,6 +6,8 @@
 //!   pixels are a synthetic pattern, not MNIST.
 //! - checkpoint/: a checkpoint as `train --save` writes it (seeded initial weights), and the
 //!   same weights as plain safetensors without metadata or centres.
+//! - http/: requests to `serve` in the form of `serve::wire`: every route, a pixel JSON
+//!   body, a PNG and a JPEG of a synthetic digit.
 
 use flate2::{Compression, write::GzEncoder};
 use lenet_gpu::checkpoint;
@@ -83,4 +85,52 @@ fn main() {
         .collect();
     let plain = safetensors::serialize(views, None).unwrap();
     write(&ck, "plain-weights.safetensors", &plain);
+
+    let http = root.join("http");
+    let digit = image::GrayImage::from_fn(56, 56, |x, y| {
+        image::Luma([if (x as i32 - y as i32 / 2 - 14).abs() < 4 {
+            0
+        } else {
+            255
+        }])
+    });
+    let picture = |format| {
+        let mut b = std::io::Cursor::new(Vec::new());
+        digit.write_to(&mut b, format).unwrap();
+        b.into_inner()
+    };
+    let pixels: Vec<u8> = (0..784)
+        .map(|i| if (i % 28) as i32 == 14 { 255 } else { 0 })
+        .collect();
+    let post = |ctype: &str, body: &[u8]| {
+        [format!("POST /api/classify\n{ctype}\n").as_bytes(), body].concat()
+    };
+    let requests: [(&str, Vec<u8>); 9] = [
+        ("page.req", b"GET /\n\n".to_vec()),
+        ("model.req", b"GET /api/model\n\n".to_vec()),
+        ("test-list.req", b"GET /api/test?misclassified\n\n".to_vec()),
+        ("test-digit.req", b"GET /api/test/3\n\n".to_vec()),
+        ("run.req", b"GET /api/run\n\n".to_vec()),
+        (
+            "pixels.req",
+            post(
+                "application/json",
+                serde_json::json!({ "pixels": pixels })
+                    .to_string()
+                    .as_bytes(),
+            ),
+        ),
+        (
+            "png.req",
+            post("image/png", &picture(image::ImageFormat::Png)),
+        ),
+        (
+            "jpeg.req",
+            post("image/jpeg", &picture(image::ImageFormat::Jpeg)),
+        ),
+        ("unknown.req", b"DELETE /api/x?y=1\n\n".to_vec()),
+    ];
+    for (name, bytes) in requests {
+        write(&http, name, &bytes);
+    }
 }

@@ -13,7 +13,7 @@ export RUSTC_BOOTSTRAP=1
 # Release-like code with debug assertions and the address sanitizer (cargo-fuzz defaults).
 cargo fuzz build --fuzz-dir fuzz
 status=0
-for target in idx checkpoint; do
+for target in idx checkpoint http; do
     corpus="$(mktemp -d)"
     cp fuzz/seeds/"$target"/* "$corpus"/
     log="$(mktemp)"

@@ -175,6 +175,30 @@ fn fuzz_seeds_are_valid_files() {
     }
 }
 
+/// The server's seeds are requests the router answers, every route of the API among them.
+#[test]
+fn http_seeds_reach_every_route() {
+    use lenet_gpu::serve::{fuzz_served, router, wire};
+    let served = std::sync::Arc::new(fuzz_served());
+    let seeds = corpus("seeds", "http");
+    assert!(seeds.len() >= 9, "{seeds:?}");
+    let mut ok = 0;
+    for (name, bytes) in &seeds {
+        let req = wire::parse(bytes).unwrap_or_else(|| panic!("{name}: not a request"));
+        let (status, body) = wire::answer(router(served.clone()), req);
+        if name.contains("unknown") {
+            assert_eq!(status, 404, "{name}");
+        } else if name.contains("run") {
+            // The fuzz target's server follows no run log.
+            assert_eq!(status, 404, "{name}");
+        } else {
+            assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+            ok += 1;
+        }
+    }
+    assert!(ok >= 7);
+}
+
 /// Every input a coverage-guided fuzzer ever crashed on (fuzz/regressions/) gives Ok or an
 /// error now, never a panic.
 #[test]
@@ -195,6 +219,17 @@ fn fuzz_regressions_do_not_panic() {
             let _ = checkpoint::parse(&bytes, true);
         }));
         assert!(r.is_ok(), "{name}: the checkpoint loader panicked");
+        n += 1;
+    }
+    let served = std::sync::Arc::new(lenet_gpu::serve::fuzz_served());
+    for (name, bytes) in corpus("regressions", "http") {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(req) = lenet_gpu::serve::wire::parse(&bytes) {
+                let _ =
+                    lenet_gpu::serve::wire::answer(lenet_gpu::serve::router(served.clone()), req);
+            }
+        }));
+        assert!(r.is_ok(), "{name}: the server panicked");
         n += 1;
     }
     println!("{n} regression inputs");

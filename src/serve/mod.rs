@@ -7,6 +7,7 @@
 //! (the model at start, the `--log` file at each `/api/run`).
 
 mod api;
+pub mod wire;
 
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
@@ -68,6 +69,31 @@ impl Served {
             log,
         }
     }
+}
+
+/// What the fuzz target serves: seeded initial weights, and a synthetic test set of 16
+/// digits (a stroke per digit), with no run log.
+pub fn fuzz_served() -> Served {
+    use crate::checkpoint::Meta;
+    let n = 16;
+    let mut images = vec![0u8; n * 784];
+    for (i, img) in images.chunks_exact_mut(784).enumerate() {
+        for r in 4..24 {
+            img[r * 28 + 6 + (r + i) % 16] = 255;
+        }
+    }
+    let test = Dataset {
+        images,
+        labels: (0..n as u8).map(|i| i % 10).collect(),
+        side: 28,
+    };
+    let model = Checkpoint {
+        params: crate::model::params::init(1),
+        centers: crate::model::RBF_CENTERS.to_vec(),
+        meta: Meta::unknown(),
+        optimizer: None,
+    };
+    Served::new(model, "fuzz".into(), Ok(Arc::new(test)), None)
 }
 
 /// Every route of the page and the API.

@@ -17,6 +17,20 @@ const api = async (path, options) => {
   return body;
 };
 
+// Waits for `selector`; on a timeout, fails saying what the page showed instead.
+const waitFor = async (page, selector) => {
+  try {
+    await page.waitForSelector(selector, { timeout: 60000 });
+  } catch (e) {
+    const state = await page.evaluate(() => ({
+      result: { ...document.getElementById("result").dataset },
+      source: document.getElementById("source").textContent,
+      note: document.getElementById("test-note").textContent,
+    })).catch((err) => String(err));
+    fail(`waiting for ${selector}: ${e.message.split("\n")[0]}; the page shows ${JSON.stringify(state)}`);
+  }
+};
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   // Playwright starts it with a fresh, empty profile of its own (its --user-data-dir).
@@ -28,7 +42,7 @@ try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   page.on("pageerror", (e) => fail("page error: " + e.message));
   await page.goto(url);
-  await page.waitForSelector("body[data-ready='1']");
+  await waitFor(page, "body[data-ready='1']");
 
   // 1. Write test digit `index` on the pad: one stroke per run of ink in each of its rows.
   const digit = await api(`/api/test/${index}`);
@@ -47,7 +61,7 @@ try {
       await page.mouse.up();
     }
   }
-  await page.waitForSelector("#result[data-state='idle'][data-source='canvas']");
+  await waitFor(page, "#result[data-state='idle'][data-source='canvas']");
   const shown = await page.evaluate(() => ({
     digit: Number(document.getElementById("result").dataset.digit),
     distances: JSON.parse(document.getElementById("result").dataset.distances),
@@ -67,17 +81,18 @@ try {
   if (bars !== 1) fail(`${bars} winners marked among the distance bars`);
   await page.screenshot({ path: join(out, "serve-write.png"), fullPage: true });
 
-  // 2. Browse the digits it gets wrong, with the keyboard.
+  // 2. Browse the digits it gets wrong, with the keyboard: ticking "only the digits it
+  // gets wrong" shows the first, the right arrow key the next.
   const wrong = (await api("/api/test?misclassified")).misclassified;
+  if (wrong.length < 2) fail(`only ${wrong.length} misread test digits to browse`);
   await page.click("#tab-test");
+  await waitFor(page, "#result[data-source^='test:']");
   await page.check("#only-wrong");
-  await page.locator("#index").fill("0");
-  await page.locator("#index").dispatchEvent("change");
-  await page.waitForSelector("#result[data-source='test:0']");
+  await waitFor(page, `#result[data-source='test:${wrong[0]}']`);
   await page.locator("body").click({ position: { x: 5, y: 5 } });
   await page.keyboard.press("ArrowRight");
-  const first = wrong.find((k) => k > 0);
-  await page.waitForSelector(`#result[data-source='test:${first}']`);
+  const first = wrong[1];
+  await waitFor(page, `#result[data-source='test:${first}']`);
   const browsed = await page.evaluate(() => ({
     digit: Number(document.getElementById("result").dataset.digit),
     distances: JSON.parse(document.getElementById("result").dataset.distances),
