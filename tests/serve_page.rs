@@ -2,7 +2,8 @@
 //! playwright-core (tests/browser/page.mjs, installed by `.ci/run` with `npm ci`). It
 //! writes a test digit on the canvas with pointer events and checks that the page shows
 //! the digit and distances the API gives for the same picture, then browses a
-//! misclassified test digit with the keyboard; screenshots go to the test's folder (or to
+//! misclassified test digit with the keyboard, shows the run's learning curve and fits a
+//! phone-sized window; screenshots go to the test's folder (or to
 //! LENET_SCREENSHOTS). With LENET_REQUIRE_BROWSER=1 (as in CI) a missing browser, Node.js
 //! or playwright-core is a failure, not a skip.
 
@@ -41,20 +42,23 @@ fn the_page_reads_a_digit_written_on_it_and_browses_misread_ones() {
         return;
     }
     let dir = common::tmp("page");
-    let model = dir.join("m.safetensors");
+    let (model, log) = (dir.join("m.safetensors"), dir.join("run.csv"));
+    let (m, l) = (model.to_str().unwrap(), log.to_str().unwrap());
     let (ok, _, err) = common::run(&[
         "train",
         "--backend",
         "cpu",
         "--epochs",
-        "1",
+        "2",
         "--train-limit",
         "3000",
         "--test-limit",
         "500",
         "--quiet",
         "--save",
-        model.to_str().unwrap(),
+        m,
+        "--log",
+        l,
     ]);
     assert!(ok, "{err}");
     let _ = common::mnist_dir();
@@ -62,11 +66,13 @@ fn the_page_reads_a_digit_written_on_it_and_browses_misread_ones() {
         .args([
             "serve",
             "--model",
-            model.to_str().unwrap(),
+            m,
             "--port",
             "0",
             "--test-limit",
             "500",
+            "--log",
+            l,
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -97,7 +103,12 @@ fn the_page_reads_a_digit_written_on_it_and_browses_misread_ones() {
     );
     assert!(result.status.success(), "the browser check failed:\n{o}{e}");
     println!("{o}screenshots in {}", shots.display());
-    for f in ["serve-write.png", "serve-test.png"] {
+    for f in [
+        "serve-write.png",
+        "serve-test.png",
+        "serve-run.png",
+        "serve-phone.png",
+    ] {
         assert!(
             shots.join(f).metadata().is_ok_and(|m| m.len() > 10_000),
             "{f} was not written"

@@ -106,6 +106,23 @@ try {
     fail(`test digit ${first} should be misread and labelled: ${JSON.stringify(browsed)}`);
   }
   await page.screenshot({ path: join(out, "serve-test.png"), fullPage: true });
+
+  // 3. With --log, the learning curve.
+  const run = await fetch(new URL("/api/run", url));
+  if (run.ok) {
+    const points = (await run.json()).points.length;
+    await page.click("#tab-run");
+    await page.waitForFunction((n) => document.getElementById("run-note").textContent.includes(`${n} passes`), points, { timeout: 60000 })
+      .catch(() => fail("the run view does not show the log's passes"));
+    await page.screenshot({ path: join(out, "serve-run.png"), fullPage: true });
+    await page.click("#tab-write");
+  }
+
+  // 4. A phone-sized window: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 0) fail(`at 390 px wide the page is ${overflow} px wider than the window`);
+  await page.screenshot({ path: join(out, "serve-phone.png"), fullPage: false });
   console.log(JSON.stringify({ drawn: { label: digit.label, read: said.digit }, misread: { index: first, label: truth.label, read: truth.digit } }));
 } finally {
   await browser.close();
