@@ -6,11 +6,10 @@
 
 mod common;
 
+use common::server::Server;
 use common::tmp;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 
 /// A model trained for this file once: 1 pass over 3,000 images on the CPU backend, with
@@ -41,91 +40,6 @@ fn model() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-/// A running `serve` on a free port; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let _ = common::mnist_dir();
-        let mut c = common::bin();
-        c.args([
-            "serve",
-            "--model",
-            model().0.to_str().unwrap(),
-            "--port",
-            "0",
-        ])
-        .args(["--test-limit", "500"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        let mut child = c.spawn().expect("start lenet-gpu serve");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let url = loop {
-            line.clear();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "serve exited before listening"
-            );
-            if let Some(at) = line.find("http://") {
-                break line[at..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_end_matches('/')
-                    .to_string();
-            }
-        };
-        Server { child, url, out }
-    }
-
-    /// (status, body) of a request.
-    fn ask(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let url = format!("{}{path}", self.url);
-        let resp = match (method, body) {
-            ("GET", None) => agent.get(&url).call(),
-            ("DELETE", None) => agent.delete(&url).call(),
-            ("POST", Some((ctype, bytes))) => agent
-                .post(&url)
-                .header("Content-Type", ctype)
-                .send(&bytes[..]),
-            (m, _) => panic!("no such request in these tests: {m}"),
-        };
-        let mut resp = resp.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .unwrap();
-        (status, text)
-    }
-
-    /// The JSON answer of a request that must succeed.
-    fn json(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Value {
-        let (status, text) = self.ask(method, path, body);
-        assert_eq!(status, 200, "{method} {path}: {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Test digit `i` of MNIST as 28x28 grey values, ink high (the server reads the same
 /// first 500).
 fn test_digit(i: usize) -> [u8; 784] {
@@ -145,7 +59,7 @@ fn pixels_body(p: &[u8]) -> Option<(&'static str, Vec<u8>)> {
 
 #[test]
 fn pictures_of_test_digits_read_as_predict_reads_them() {
-    let s = Server::start(&[]);
+    let s = Server::start(&model().0, &[]);
     let dir = tmp("pictures");
     let mut files = Vec::new();
     for i in [0usize, 1, 2, 3, 4, 7] {
@@ -188,7 +102,7 @@ fn pictures_of_test_digits_read_as_predict_reads_them() {
 
 #[test]
 fn pixel_json_reads_as_the_test_digit() {
-    let s = Server::start(&[]);
+    let s = Server::start(&model().0, &[]);
     let digit = test_digit(3);
     let got = s.json("POST", "/api/classify", pixels_body(&digit));
     let want = s.json("GET", "/api/test/3", None);
@@ -237,7 +151,7 @@ fn pixel_json_reads_as_the_test_digit() {
 
 #[test]
 fn bad_requests_get_a_one_line_json_error_and_the_right_status() {
-    let s = Server::start(&[]);
+    let s = Server::start(&model().0, &[]);
     let png = |b: &[u8]| Some(("image/png", b.to_vec()));
     let js = |t: &str| Some(("application/json", t.as_bytes().to_vec()));
     let mut too_many = vec![0u8; 784];
@@ -347,7 +261,7 @@ fn bad_requests_get_a_one_line_json_error_and_the_right_status() {
 
 #[test]
 fn thirty_two_clients_at_once() {
-    let s = Server::start(&[]);
+    let s = Server::start(&model().0, &[]);
     let want = s.json("GET", "/api/test/5", None);
     let digit = test_digit(5);
     std::thread::scope(|scope| {
@@ -374,7 +288,7 @@ fn thirty_two_clients_at_once() {
 
 #[test]
 fn model_metadata_and_the_misclassified_list() {
-    let s = Server::start(&[]);
+    let s = Server::start(&model().0, &[]);
     let m = s.json("GET", "/api/model", None);
     assert_eq!(m["parameters"], 60000);
     assert_eq!(m["pass"], 1);
@@ -408,7 +322,7 @@ fn the_run_view_follows_a_log_that_grows() {
     let dir = tmp("run-log");
     let log = dir.join("run.csv");
     std::fs::copy(&model().1, &log).unwrap();
-    let s = Server::start(&["--log", log.to_str().unwrap()]);
+    let s = Server::start(&model().0, &["--log", log.to_str().unwrap()]);
     let before = s.json("GET", "/api/run", None);
     let points = before["points"].as_array().unwrap().len();
     assert_eq!(points, 1);
@@ -417,9 +331,16 @@ fn the_run_view_follows_a_log_that_grows() {
     let text = std::fs::read_to_string(&log).unwrap();
     let last = text.lines().last().unwrap();
     let next = last.replacen(&last[..last.find(',').unwrap()], "2", 1);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    std::io::Write::write_all(&mut f, format!("{next}\n").as_bytes()).unwrap();
-    drop(f);
+    // Half a line, as a reader may catch a write in progress: left out until it ends.
+    let (head, tail) = next.split_at(next.len() / 2);
+    let append = |t: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut f, t.as_bytes()).unwrap();
+    };
+    append(head);
+    let during = s.json("GET", "/api/run", None);
+    assert_eq!(during["points"].as_array().unwrap().len(), 1, "{during}");
+    append(&format!("{tail}\n"));
     let after = s.json("GET", "/api/run", None);
     let pts = after["points"].as_array().unwrap();
     assert_eq!(pts.len(), 2, "{after}");
@@ -428,7 +349,7 @@ fn the_run_view_follows_a_log_that_grows() {
 
 #[test]
 fn ctrl_c_stops_it_cleanly() {
-    let mut s = Server::start(&[]);
+    let mut s = Server::start(&model().0, &[]);
     assert_eq!(s.json("GET", "/api/model", None)["parameters"], 60000);
     // SAFETY: a plain signal to our own child process.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGINT) };

@@ -9,9 +9,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Why the browser check cannot run here, if it cannot.
 fn missing() -> Option<String> {
@@ -61,42 +60,15 @@ fn the_page_reads_a_digit_written_on_it_and_browses_misread_ones() {
         l,
     ]);
     assert!(ok, "{err}");
-    let _ = common::mnist_dir();
-    let mut server = common::bin()
-        .args([
-            "serve",
-            "--model",
-            m,
-            "--port",
-            "0",
-            "--test-limit",
-            "500",
-            "--log",
-            l,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "serve exited before listening"
-        );
-        if let Some(at) = line.find("http://") {
-            break line[at..].split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let server = common::server::Server::start(&model, &["--log", l]);
+    let url = format!("{}/", server.url);
     let shots = std::env::var_os("LENET_SCREENSHOTS").map_or(dir.clone(), Into::into);
     let result = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/page.mjs"))
         .args([url.as_str(), shots.to_str().unwrap(), "0"])
         .output()
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let (o, e) = (
         String::from_utf8_lossy(&result.stdout),
         String::from_utf8_lossy(&result.stderr),

@@ -214,16 +214,11 @@ pub async fn run(State(s): State<Arc<Served>>) -> Answer {
         .log
         .as_ref()
         .ok_or_else(|| ApiError::missing("no run log: start the server with --log RUN.csv"))?;
-    let points = match crate::train::log::read_log(path) {
+    let points = match crate::train::log::read_growing_log(path) {
         Ok(p) => p,
-        // A run that has not finished its first pass has an empty log (or none yet).
-        Err(_)
-            if std::fs::metadata(path)
-                .map(|m| m.len() == 0)
-                .unwrap_or(true) =>
-        {
-            Vec::new()
-        }
+        // A run that has not finished its first pass has a log of its header alone, or
+        // none yet.
+        Err(_) if log_has_no_records(path) => Vec::new(),
         Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
     let points: Vec<Value> = points
@@ -235,6 +230,13 @@ pub async fn run(State(s): State<Arc<Served>>) -> Answer {
         "points": points,
         "paper_test_error": crate::render::PAPER_TEST_ERROR,
     })))
+}
+
+/// Whether the log at `path` is missing or holds no whole record yet (at most a header).
+fn log_has_no_records(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).map_or(true, |t| {
+        t.lines().filter(|l| !l.trim().is_empty()).count() <= 1
+    })
 }
 
 pub async fn not_found() -> ApiError {

@@ -78,6 +78,19 @@ impl RunLog {
 /// The (pass, train error, test error) records of a `train --log` file.
 pub fn read_log(path: &Path) -> Result<Vec<crate::render::CurvePoint>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_log(&text, path)
+}
+
+/// The records of a log's text (`path` names it in errors); the last line may be one a
+/// running `train` has not finished writing, and is left out when it does not end the text.
+pub fn read_growing_log(path: &Path) -> Result<Vec<crate::render::CurvePoint>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    parse_log(whole, path)
+}
+
+/// The records of a log's text; `path` names it in errors.
+pub fn parse_log(text: &str, path: &Path) -> Result<Vec<crate::render::CurvePoint>> {
     let bad = |n: usize, why: &str| {
         Error::Config(format!(
             "{}:{n}: {why}; expected a log written by `lenet-gpu train --log`",
