@@ -19,6 +19,15 @@ fn put_delta4(b: u32, off: u32, i: u32, v: vec4<f32>) {
     deltas_v[(b * DELTA_STRIDE + off + i) / 4u] = v;
 }
 
+// One value: i of the region at `off` of pattern b (the `hardware` family, simple.wgsl,
+// writes one float per invocation).
+fn put_act(b: u32, off: u32, i: u32, v: f32) {
+    acts_v[(b * ACT_STRIDE + off + i) / 4u][(off + i) % 4u] = v;
+}
+fn put_delta(b: u32, off: u32, i: u32, v: f32) {
+    deltas_v[(b * DELTA_STRIDE + off + i) / 4u][(off + i) % 4u] = v;
+}
+
 // Parameters k .. k+3 (k a multiple of 4).
 fn param4(k: u32) -> vec4<f32> {
     return vec4<f32>(state[P_OFF + k], state[P_OFF + k + 1u], state[P_OFF + k + 2u], state[P_OFF + k + 3u]);

@@ -23,6 +23,15 @@
 //           the RBF centres (CLASSES, CENTRE_LEN) from RBF_CENTERS = SMALL_PARAMS
 // Kernels read and write acts and deltas four aligned floats (a texel) at a time.
 
+// C3's connection table (generated): map o's links are C3_START[o] .. C3_START[o + 1]
+// (each reading S2 map C3_IN[l] into C3 map C3_MAP[l]); the links reading S2 map c are
+// C3_BY_INPUT_LINK[C3_BY_INPUT_START[c] ..].
+var<private> C3_START: array<u32, 17> = C3_START_INIT;
+var<private> C3_IN: array<u32, 60> = C3_IN_INIT;
+var<private> C3_MAP: array<u32, 60> = C3_MAP_INIT;
+var<private> C3_BY_INPUT_START: array<u32, 7> = C3_BY_INPUT_START_INIT;
+var<private> C3_BY_INPUT_LINK: array<u32, 60> = C3_BY_INPUT_LINK_INIT;
+
 // Dispatches are 2-D when one dimension would exceed 65535 workgroups.
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;

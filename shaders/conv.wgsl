@@ -8,12 +8,6 @@
 // (step.mode == 1, the `_hessian` twins on the CPU) the same kernels use squared weights,
 // squared inputs and squared squashing derivatives.
 
-var<private> C3_START: array<u32, 17> = C3_START_INIT;
-var<private> C3_IN: array<u32, 60> = C3_IN_INIT;
-var<private> C3_MAP: array<u32, 60> = C3_MAP_INIT;
-var<private> C3_BY_INPUT_START: array<u32, 7> = C3_BY_INPUT_START_INIT;
-var<private> C3_BY_INPUT_LINK: array<u32, 60> = C3_BY_INPUT_LINK_INIT;
-
 // x0: (B,1,32,32) -> x1: (B,6,28,28). One invocation per 4x4 tile of output positions,
 // all six maps: it loads its 8x8 input patch (16 texels) and C1's 156 parameters (39
 // texels, the same for every invocation) once into registers and reuses each input value

@@ -40,6 +40,8 @@ pub struct DeviceChoice {
     pub adapter: Option<String>,
     pub cpu_adapter: bool,
     pub fallback: bool,
+    /// The GPU kernel family (`--kernels`); None: the adapter's (`gpu::Family::for_adapter`).
+    pub kernels: Option<gpu::Family>,
 }
 
 impl DeviceChoice {
@@ -51,6 +53,7 @@ impl DeviceChoice {
             adapter: None,
             cpu_adapter: false,
             fallback: false,
+            kernels: None,
         };
         match saved.split_once(':') {
             None if saved == "cpu-ref" => d.kind = Kind::CpuRef,
@@ -153,7 +156,13 @@ impl DeviceChoice {
             if software { "software" } else { "hardware" },
             info.name
         );
-        let b = gpu::GpuBackend::new(adapter, train, test, loss, momentum, batch)?;
+        let family = self
+            .kernels
+            .unwrap_or_else(|| gpu::Family::for_adapter(&info));
+        let reads = gpu::Reads::for_family(&adapter, family);
+        let b = gpu::GpuBackend::with_kernels(
+            adapter, train, test, loss, momentum, batch, family, reads,
+        )?;
         Ok((Box::new(b), on))
     }
 }

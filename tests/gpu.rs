@@ -8,7 +8,8 @@ use common::parity;
 use lenet_gpu::backend::Backend;
 use lenet_gpu::cpu::{self, batch::CpuBackend};
 use lenet_gpu::gpu::{
-    self, ACT_OFFSETS, ACT_STRIDE, AdapterChoice, DELTA_OFFSETS, DELTA_STRIDE, GpuBackend, Reads,
+    self, ACT_OFFSETS, ACT_STRIDE, AdapterChoice, DELTA_OFFSETS, DELTA_STRIDE, Family, GpuBackend,
+    Reads,
 };
 use lenet_gpu::model::params::{self, TENSORS};
 use lenet_gpu::model::{ACTIVATIONS, DELTAS, Loss, Sweep};
@@ -29,37 +30,62 @@ fn adapters() -> Vec<(String, AdapterChoice)> {
 
 use common::mnist_subset as mnist;
 
-/// A GPU backend on `choice` over the test subsets of MNIST, reading as suits the adapter.
-fn backend(choice: &AdapterChoice, loss: Loss, momentum: f32, batch: usize) -> GpuBackend {
-    backend_reading(choice, loss, momentum, batch, None)
-}
-
-/// The same with the kernels' storage given: the tests that cover every kernel and the
-/// training step run every way an adapter supports (`reads_of`), so the way a hardware GPU
-/// runs them (`Reads::Storage`, buffers) is tested on the software adapters too.
-fn backend_reading(
+/// A GPU backend on `choice` over the test subsets of MNIST with kernel family `family`,
+/// reading as suits the adapter and the family.
+fn backend(
     choice: &AdapterChoice,
+    family: Family,
     loss: Loss,
     momentum: f32,
     batch: usize,
-    reads: Option<Reads>,
+) -> GpuBackend {
+    let adapter = gpu::pick(choice).unwrap();
+    let reads = Reads::for_family(&adapter, family);
+    backend_with(choice, (family, reads), loss, momentum, batch)
+}
+
+/// The same with the kernels' storage given: the tests that cover every kernel and the
+/// training step run every way an adapter supports (`adapters_and_kernels`), so the way a
+/// hardware GPU runs them (`Reads::Storage`, buffers) is tested on the software adapters.
+fn backend_with(
+    choice: &AdapterChoice,
+    (family, reads): (Family, Reads),
+    loss: Loss,
+    momentum: f32,
+    batch: usize,
 ) -> GpuBackend {
     let (train_set, test_set) = mnist().clone();
     let adapter = gpu::pick(choice).unwrap();
-    let reads = reads.unwrap_or_else(|| Reads::for_adapter(&adapter));
-    GpuBackend::with_reads(adapter, train_set, test_set, loss, momentum, batch, reads).unwrap()
+    GpuBackend::with_kernels(
+        adapter, train_set, test_set, loss, momentum, batch, family, reads,
+    )
+    .unwrap()
 }
 
-/// Each adapter with each storage it supports: textures where the adapter can read and
-/// write rgba32float storage textures (a Vulkan CPU adapter must: that is the speed path
-/// lavapipe users get), buffers everywhere.
-fn adapters_and_reads() -> Vec<((String, AdapterChoice), Reads)> {
+const FAMILIES: [Family; 2] = [Family::Software, Family::Hardware];
+
+/// Each adapter with each kernel family, reading as suits the two.
+fn adapters_and_families() -> Vec<((String, AdapterChoice), Family)> {
+    adapters()
+        .into_iter()
+        .flat_map(|a| FAMILIES.map(|f| ((format!("{}, {f:?} kernels", a.0), a.1.clone()), f)))
+        .collect()
+}
+
+/// Each adapter with each kernel family and storage it supports: the software family on
+/// textures where the adapter can read and write rgba32float storage textures (a Vulkan
+/// CPU adapter must: that is the speed path lavapipe users get) and on buffers
+/// everywhere; the hardware family on buffers.
+fn adapters_and_kernels() -> Vec<((String, AdapterChoice), (Family, Reads))> {
     let mut out = Vec::new();
     for (name, choice) in adapters() {
         let adapter = gpu::pick(&choice).unwrap();
         let info = adapter.get_info();
         if Reads::textures_work(&adapter) {
-            out.push(((name.clone(), choice.clone()), Reads::Textures));
+            out.push((
+                (name.clone(), choice.clone()),
+                (Family::Software, Reads::Textures),
+            ));
         } else {
             assert!(
                 !(info.backend == wgpu::Backend::Vulkan
@@ -68,7 +94,11 @@ fn adapters_and_reads() -> Vec<((String, AdapterChoice), Reads)> {
             );
             println!("{name}: no read-write rgba32float storage textures, buffers only");
         }
-        out.push(((name, choice), Reads::Storage));
+        out.push((
+            (name.clone(), choice.clone()),
+            (Family::Software, Reads::Storage),
+        ));
+        out.push(((name, choice), (Family::Hardware, Reads::Storage)));
     }
     out
 }
@@ -85,28 +115,31 @@ fn kernels_match_cpu_twins() {
     for sweep in [Sweep::Backward, Sweep::Hessian] {
         let idx_usize: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
         let want = parity::reference(&train_set, &idx_usize, &p, sweep, Loss::Mse);
-        let kernels = gpu::snapshot_kernels(sweep);
-        let written: Vec<&str> = kernels
-            .iter()
-            .flat_map(|k| k.spec().writes.to_vec())
-            .collect();
-        for a in want.tensors() {
-            assert!(
-                written.contains(&a.name),
-                "{sweep:?}: no kernel writes {}",
-                a.name
-            );
+        for family in FAMILIES {
+            let kernels = gpu::snapshot_kernels(sweep, family);
+            let written: Vec<&str> = kernels
+                .iter()
+                .flat_map(|k| k.spec().writes.to_vec())
+                .collect();
+            for a in want.tensors() {
+                let what = a.name;
+                assert!(
+                    written.contains(&what),
+                    "{family:?} {sweep:?}: no kernel writes {what}"
+                );
+            }
+            for t in TENSORS {
+                let what = t.name;
+                assert!(
+                    written.contains(&what),
+                    "{family:?} {sweep:?}: no kernel writes {what}"
+                );
+            }
         }
-        for t in TENSORS {
-            assert!(
-                written.contains(&t.name),
-                "{sweep:?}: no kernel writes {}",
-                t.name
-            );
-        }
-        for ((name, choice), reads) in adapters_and_reads() {
-            println!("{name}, {sweep:?}, reads {reads:?}");
-            let mut g = backend_reading(&choice, Loss::Mse, 0.0, 8, Some(reads));
+        for ((name, choice), (family, reads)) in adapters_and_kernels() {
+            println!("{name}, {sweep:?}, {family:?} kernels, reads {reads:?}");
+            let kernels = gpu::snapshot_kernels(sweep, family);
+            let mut g = backend_with(&choice, (family, reads), Loss::Mse, 0.0, 8);
             g.set_params(&p).unwrap();
             let snap = g.snapshot(&idx, sweep).unwrap();
             let mut failures = Vec::new();
@@ -156,9 +189,9 @@ fn twenty_training_steps_agree() {
         .map(|c| cpu_b.train(c, 8).unwrap().loss_sum)
         .collect();
     let cpu_p = cpu_b.params().unwrap();
-    for ((name, choice), reads) in adapters_and_reads() {
-        println!("{name}, reads {reads:?}");
-        let mut g = backend_reading(&choice, Loss::Mse, 0.5, 8, Some(reads));
+    for ((name, choice), kernels) in adapters_and_kernels() {
+        println!("{name}, {kernels:?}");
+        let mut g = backend_with(&choice, kernels, Loss::Mse, 0.5, 8);
         g.set_params(&p0).unwrap();
         let gh = g.hessian(&(0..64).collect::<Vec<u32>>()).unwrap();
         let mut fails: Vec<String> = TENSORS
@@ -199,9 +232,9 @@ fn twenty_training_steps_agree() {
 #[test]
 fn gpu_training_is_deterministic() {
     let order: Vec<u32> = (0..96).collect();
-    for (name, choice) in adapters() {
+    for ((name, choice), family) in adapters_and_families() {
         let run = || {
-            let mut g = backend(&choice, Loss::Mse, 0.0, 32);
+            let mut g = backend(&choice, family, Loss::Mse, 0.0, 32);
             g.set_params(&params::init(5)).unwrap();
             let h = g.hessian(&(100..164).collect::<Vec<u32>>()).unwrap();
             g.set_step_sizes(&train::step_sizes(&h, 1e-5, 0.02))
@@ -229,8 +262,8 @@ fn evaluation_matches_cpu() {
     );
     c.set_params(&p).unwrap();
     let ce = c.evaluate(lenet_gpu::backend::Split::Test).unwrap();
-    for (name, choice) in adapters() {
-        let mut g = backend(&choice, Loss::Map { j: 2.0 }, 0.0, 16);
+    for ((name, choice), family) in adapters_and_families() {
+        let mut g = backend(&choice, family, Loss::Map { j: 2.0 }, 0.0, 16);
         g.set_params(&p).unwrap();
         let ge = g.evaluate(lenet_gpu::backend::Split::Test).unwrap();
         assert_eq!(ge.predictions.len(), 500);
@@ -258,8 +291,8 @@ fn distorted_input_matches_cpu() {
     let (train_set, _) = mnist().clone();
     let warps = pass_distortions(5, 1, train_set.len(), &RANGES);
     let idx: Vec<u32> = vec![0, 7, 1234, 1500, 1999];
-    for (name, choice) in adapters() {
-        let mut g = backend(&choice, Loss::Mse, 0.0, 8);
+    for ((name, choice), family) in adapters_and_families() {
+        let mut g = backend(&choice, family, Loss::Mse, 0.0, 8);
         g.set_params(&common::test_params(3)).unwrap();
         g.set_distortions(Some(&warps)).unwrap();
         let snap = g.snapshot(&idx, Sweep::Backward).unwrap();

@@ -21,6 +21,11 @@ pub struct BenchArgs {
     /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
     #[arg(long)]
     cpu_adapter: bool,
+    /// Which GPU kernels run: `hardware` (one invocation per output value, shaped for
+    /// GPUs), `software` (large register tiles, shaped for CPU adapters such as lavapipe),
+    /// or `auto`: hardware on GPUs, software on CPU adapters.
+    #[arg(long, value_enum, default_value = "auto")]
+    kernels: super::KernelsArg,
     /// Batch sizes to measure, comma-separated or repeated.
     #[arg(long, value_delimiter = ',', default_value = "16,256")]
     batch: Vec<usize>,
@@ -103,6 +108,7 @@ fn measure_all(a: &BenchArgs) -> Result<Measured> {
             },
             cpu_adapter: a.cpu_adapter && !kind.is_cpu(),
             fallback: false,
+            kernels: a.kernels.family(),
         };
         let mut b = match device
             .open(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)

@@ -75,6 +75,29 @@ pub struct DeviceArgs {
     /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
     #[arg(long)]
     pub cpu_adapter: bool,
+    /// Which GPU kernels run: `hardware` (one invocation per output value, shaped for
+    /// GPUs), `software` (large register tiles, shaped for CPU adapters such as lavapipe),
+    /// or `auto`: hardware on GPUs, software on CPU adapters.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernels: KernelsArg,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum KernelsArg {
+    Auto,
+    Hardware,
+    Software,
+}
+
+impl KernelsArg {
+    /// The library's request: None for auto.
+    pub fn family(self) -> Option<lenet_gpu::gpu::Family> {
+        match self {
+            KernelsArg::Auto => None,
+            KernelsArg::Hardware => Some(lenet_gpu::gpu::Family::Hardware),
+            KernelsArg::Software => Some(lenet_gpu::gpu::Family::Software),
+        }
+    }
 }
 
 impl DeviceArgs {
@@ -85,6 +108,7 @@ impl DeviceArgs {
             adapter: self.adapter.clone(),
             cpu_adapter: self.cpu_adapter,
             fallback: true,
+            kernels: self.kernels.family(),
         }
     }
 }

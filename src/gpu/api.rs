@@ -64,7 +64,7 @@ impl Backend for GpuBackend {
             .collect();
         self.prepare_steps(&steps);
         self.clear_hessian();
-        let kernels = sequence(&[&FORWARD, &BACKWARD]);
+        let kernels = sequence(&[self.family.forward(), self.family.backward()]);
         self.run(Split::Train, &steps, &kernels);
         let h = self.read(&self.state, Region::Hacc.offset(), N_PARAMS)?;
         let n = idx.len().max(1) as f32;
@@ -109,7 +109,7 @@ impl Backend for GpuBackend {
             .map(|(s, n)| self.step(Split::Train, s, n, Sweep::Backward))
             .collect();
         self.prepare_steps(&steps);
-        let kernels = sequence(&[&FORWARD, &LOSS, &BACKWARD, &UPDATE]);
+        let kernels = self.family.training();
         self.run(Split::Train, &steps, &kernels);
         let (loss_sum, errors, _, first_non_finite) =
             self.stats_to(Split::Train, Some(order), order.len())?;
@@ -145,7 +145,7 @@ impl Backend for GpuBackend {
             .map(|(s, b)| self.step(split, s, b, Sweep::Backward))
             .collect();
         self.prepare_steps(&steps);
-        let kernels = sequence(&[&FORWARD, &LOSS]);
+        let kernels = sequence(&[self.family.forward(), &LOSS]);
         self.run(split, &steps, &kernels);
         let (loss_sum, errors, predictions, _) = self.stats_to(split, None, n)?;
         Ok(Evaluation {

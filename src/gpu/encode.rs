@@ -57,6 +57,13 @@ impl GpuBackend {
         }
     }
 
+    /// Kernel k's pipeline; a sequence of one family holds only that family's kernels.
+    pub(super) fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
+        self.pipelines[k as usize]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not a {} kernel", k.entry(), self.family.name()))
+    }
+
     /// Bytes of every buffer this backend holds on the device.
     pub fn buffer_bytes(&self) -> u64 {
         let split = |s: &SplitBuffers| {
@@ -108,7 +115,7 @@ impl GpuBackend {
                             k
                         };
                         let (x, y, z) = self.groups(k, s.batch);
-                        pass.set_pipeline(&self.pipelines[k as usize]);
+                        pass.set_pipeline(self.pipeline(k));
                         pass.dispatch_workgroups(x, y, z);
                     }
                 }

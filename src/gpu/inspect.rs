@@ -13,13 +13,18 @@ pub struct Snapshot {
 }
 
 /// The kernels `GpuBackend::snapshot` runs for a sweep, in order: a training batch without
-/// the update (and, for the SDLM sweep, without the loss), then the kernel that writes d1.
-pub fn snapshot_kernels(sweep: Sweep) -> Vec<Kernel> {
+/// the update (and, for the SDLM sweep, without the loss), then, for the software family
+/// (whose training computes d1 in registers), the kernel that writes d1.
+pub fn snapshot_kernels(sweep: Sweep, family: Family) -> Vec<Kernel> {
     let loss: &[Kernel] = match sweep {
         Sweep::Backward => &LOSS,
         Sweep::Hessian => &[],
     };
-    sequence(&[&FORWARD, loss, &BACKWARD, &[Kernel::S2BackwardInput]])
+    let d1: &[Kernel] = match family {
+        Family::Software => &[Kernel::S2BackwardInput],
+        Family::Hardware => &[],
+    };
+    sequence(&[family.forward(), loss, family.backward(), d1])
 }
 
 impl GpuBackend {
@@ -38,7 +43,7 @@ impl GpuBackend {
         let steps = vec![self.step(Split::Train, 0, idx.len(), sweep)];
         self.prepare_steps(&steps);
         self.clear_hessian();
-        let kernels = snapshot_kernels(sweep);
+        let kernels = snapshot_kernels(sweep, self.family);
         self.run(Split::Train, &steps, &kernels);
         let b = idx.len();
         Ok(Snapshot {
@@ -73,7 +78,7 @@ impl GpuBackend {
         self.train(&order, batch)?;
         let steps = vec![self.step(Split::Train, 0, batch, Sweep::Backward)];
         self.prepare_steps(&steps);
-        let kernels = sequence(&[&FORWARD, &LOSS, &BACKWARD, &UPDATE]);
+        let kernels = self.family.training();
         if self.timestamps {
             return Ok((self.profile_timestamps(&kernels, batch as u32, reps)?, true));
         }
@@ -128,7 +133,7 @@ impl GpuBackend {
                 }),
             });
             pass.set_bind_group(0, bg, &[0]);
-            pass.set_pipeline(&self.pipelines[k as usize]);
+            pass.set_pipeline(self.pipeline(k));
             let (x, y, z) = self.groups(k, batch);
             for _ in 0..reps {
                 pass.dispatch_workgroups(x, y, z);

@@ -54,6 +54,72 @@ impl Size {
     }
 }
 
+/// A set of kernels that together run every pass (`--kernels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Large per-invocation register tiles from loops unrolled at load (conv.wgsl,
+    /// subsample.wgsl, full.wgsl): shaped for CPU adapters (lavapipe, llvmpipe), where an
+    /// invocation is a SIMD lane of a CPU core and few, fat invocations win.
+    Software,
+    /// One invocation per output value, small and plain (simple.wgsl): shaped for GPUs,
+    /// where thousands of small invocations hide memory latency. Storage buffers only.
+    Hardware,
+}
+
+impl Family {
+    /// `software` on CPU adapters, `hardware` on GPUs (`--kernels auto`).
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Family {
+        match info.device_type {
+            wgpu::DeviceType::Cpu => Family::Software,
+            _ => Family::Hardware,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Software => "software",
+            Family::Hardware => "hardware",
+        }
+    }
+
+    /// The shader files its module is made of (`shader::SHADERS`).
+    pub fn files(self) -> &'static [&'static str] {
+        match self {
+            Family::Software => &["input", "conv", "subsample", "full", "rbf", "update"],
+            Family::Hardware => &["input", "rbf", "update", "simple"],
+        }
+    }
+
+    /// Its kernels, in registry order.
+    pub fn kernels(self) -> impl Iterator<Item = &'static KernelSpec> {
+        KERNELS
+            .iter()
+            .filter(move |k| self.files().contains(&k.file))
+    }
+
+    /// The forward pass, input to RBF outputs.
+    pub fn forward(self) -> &'static [Kernel] {
+        match self {
+            Family::Software => &FORWARD,
+            Family::Hardware => &FORWARD_SIMPLE,
+        }
+    }
+
+    /// The backward sweep (first or second derivatives, by the step record's `mode`), from
+    /// dy (or its constant) to every parameter's gradient.
+    pub fn backward(self) -> &'static [Kernel] {
+        match self {
+            Family::Software => &BACKWARD,
+            Family::Hardware => &BACKWARD_SIMPLE,
+        }
+    }
+
+    /// A training batch: forward, loss, backward, update.
+    pub fn training(self) -> Vec<Kernel> {
+        sequence(&[self.forward(), &LOSS, self.backward(), &UPDATE])
+    }
+}
+
 /// One kernel of the registry.
 #[derive(Debug)]
 pub struct KernelSpec {
@@ -147,6 +213,42 @@ registry! {
     // d1 for inspection (`snapshot`): training computes it inside c1_backward_params.
     S2BackwardInput = "subsample", "s2_backward_input", Size::PerPattern(588),
         twins ["s2_backward", "s2_hessian"], writes ["d1"];
+    // The hardware family (simple.wgsl): one invocation per output value; it shares the
+    // input, RBF, loss and update kernels above.
+    C1ForwardSimple = "simple", "c1_forward_simple", Size::PerPattern(4704),
+        twins ["c1_forward"], writes ["x1"];
+    S2ForwardSimple = "simple", "s2_forward_simple", Size::PerPattern(1176),
+        twins ["s2_forward"], writes ["x2"];
+    C3ForwardSimple = "simple", "c3_forward_simple", Size::PerPattern(1600),
+        twins ["c3_forward"], writes ["x3"];
+    S4ForwardSimple = "simple", "s4_forward_simple", Size::PerPattern(400),
+        twins ["s4_forward"], writes ["x4"];
+    C5ForwardSimple = "simple", "c5_forward_simple", Size::PerPattern(120),
+        twins ["c5_forward"], writes ["x5"];
+    F6ForwardSimple = "simple", "f6_forward_simple", Size::PerPattern(84),
+        twins ["f6_forward"], writes ["x6"];
+    F6BackwardInputSimple = "simple", "f6_backward_input_simple", Size::PerPattern(120),
+        twins ["f6_backward", "f6_hessian"], writes ["d5"];
+    C5BackwardInputSimple = "simple", "c5_backward_input_simple", Size::PerPattern(400),
+        twins ["c5_backward", "c5_hessian"], writes ["d4"];
+    S4BackwardInputSimple = "simple", "s4_backward_input_simple", Size::PerPattern(1600),
+        twins ["s4_backward", "s4_hessian"], writes ["d3"];
+    C3BackwardInputSimple = "simple", "c3_backward_input_simple", Size::PerPattern(1176),
+        twins ["c3_backward", "c3_hessian"], writes ["d2"];
+    S2BackwardInputSimple = "simple", "s2_backward_input_simple", Size::PerPattern(4704),
+        twins ["s2_backward", "s2_hessian"], writes ["d1"];
+    F6BackwardParamsSimple = "simple", "f6_backward_params_simple", Size::Threads(84 * 121),
+        twins ["f6_backward", "f6_hessian"], writes ["f6.weight", "f6.bias"];
+    C5BackwardParamsSimple = "simple", "c5_backward_params_simple", Size::Threads(120 * 401),
+        twins ["c5_backward", "c5_hessian"], writes ["c5.weight", "c5.bias"];
+    S4BackwardParamsSimple = "simple", "s4_backward_params_simple", Size::Threads(32),
+        twins ["s4_backward", "s4_hessian"], writes ["s4.weight", "s4.bias"];
+    C3BackwardParamsSimple = "simple", "c3_backward_params_simple", Size::Threads(1516),
+        twins ["c3_backward", "c3_hessian"], writes ["c3.weight", "c3.bias"];
+    S2BackwardParamsSimple = "simple", "s2_backward_params_simple", Size::Threads(12),
+        twins ["s2_backward", "s2_hessian"], writes ["s2.weight", "s2.bias"];
+    C1BackwardParamsSimple = "simple", "c1_backward_params_simple", Size::Threads(156),
+        twins ["c1_backward", "c1_hessian"], writes ["c1.weight", "c1.bias"];
 }
 
 impl Kernel {
@@ -170,7 +272,7 @@ const _: () = {
 
 use Kernel::*;
 
-/// The forward pass, input to RBF outputs.
+/// The software family's forward pass, input to RBF outputs.
 pub const FORWARD: [Kernel; 8] = [
     InputForward,
     C1Forward,
@@ -183,9 +285,8 @@ pub const FORWARD: [Kernel; 8] = [
 ];
 /// The loss and dE/dy (training batches only: the SDLM sweep starts from a constant).
 pub const LOSS: [Kernel; 1] = [LossForwardBackward];
-/// The backward sweep (first or second derivatives, by the step record's `mode`), from
-/// dy (or its constant) to every parameter's gradient. Input gradients first, then the
-/// parameter gradients, which read them.
+/// The software family's backward sweep. Input gradients first, then the parameter
+/// gradients, which read them.
 pub const BACKWARD: [Kernel; 13] = [
     RbfBackward,
     F6BackwardInput,
@@ -200,6 +301,33 @@ pub const BACKWARD: [Kernel; 13] = [
     C3BackwardParamsSum,
     C1BackwardParams,
     C1BackwardParamsSum,
+];
+/// The hardware family's forward pass.
+pub const FORWARD_SIMPLE: [Kernel; 8] = [
+    InputForward,
+    C1ForwardSimple,
+    S2ForwardSimple,
+    C3ForwardSimple,
+    S4ForwardSimple,
+    C5ForwardSimple,
+    F6ForwardSimple,
+    RbfForward,
+];
+/// The hardware family's backward sweep: input gradients down to d1, then every
+/// parameter's gradient.
+pub const BACKWARD_SIMPLE: [Kernel; 12] = [
+    RbfBackward,
+    F6BackwardInputSimple,
+    C5BackwardInputSimple,
+    S4BackwardInputSimple,
+    C3BackwardInputSimple,
+    S2BackwardInputSimple,
+    F6BackwardParamsSimple,
+    C5BackwardParamsSimple,
+    S4BackwardParamsSimple,
+    C3BackwardParamsSimple,
+    S2BackwardParamsSimple,
+    C1BackwardParamsSimple,
 ];
 /// The step from the batch gradient.
 pub const UPDATE: [Kernel; 1] = [Update];

@@ -20,7 +20,7 @@ pub use api::describe_adapter;
 use bindings::*;
 pub use inspect::{Snapshot, snapshot_kernels};
 use kernels::*;
-pub use kernels::{KERNELS, Kernel, KernelSpec, Size};
+pub use kernels::{Family, KERNELS, Kernel, KernelSpec, Size};
 use setup::Shared;
 pub use shader::unroll;
 use shader::*;
@@ -83,7 +83,9 @@ pub struct GpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    /// Indexed by `Kernel`: the pipelines of the family in use.
+    pipelines: Vec<Option<wgpu::ComputePipeline>>,
+    family: Family,
     state: wgpu::Buffer,
     steps: wgpu::Buffer,
     steps_capacity: u64,
@@ -154,10 +156,20 @@ mod tests {
         assert!(out.contains("for (var k = 0u; k < n; k++) { g(k); }"));
     }
 
+    /// Each family with each storage it runs on.
+    const COMBINATIONS: [(super::Reads, super::Family); 3] = [
+        (super::Reads::Textures, super::Family::Software),
+        (super::Reads::Storage, super::Family::Software),
+        (super::Reads::Storage, super::Family::Hardware),
+    ];
+
     #[test]
     fn every_kernel_file_unrolls_to_valid_wgsl() {
-        for (name, src) in super::SHADERS {
-            for reads in [super::Reads::Textures, super::Reads::Storage] {
+        for (reads, family) in COMBINATIONS {
+            for (name, src) in super::SHADERS
+                .iter()
+                .filter(|(n, _)| family.files().contains(n))
+            {
                 let code = unroll(&format!("{}\n{src}", super::prelude(reads)));
                 naga::front::wgsl::parse_str(&code)
                     .unwrap_or_else(|e| panic!("{name}, {reads:?}: {e}"));
@@ -185,10 +197,10 @@ mod tests {
     /// arithmetic assumes, and every entry point in the files is in the registry.
     #[test]
     fn workgroup_sizes_agree_with_the_registry() {
-        for reads in [super::Reads::Textures, super::Reads::Storage] {
-            let code = super::module_source(reads);
+        for (reads, family) in COMBINATIONS {
+            let code = super::module_source(reads, family);
             let module = naga::front::wgsl::parse_str(&code).unwrap();
-            for k in super::KERNELS {
+            for k in family.kernels() {
                 let e = module
                     .entry_points
                     .iter()
@@ -198,8 +210,8 @@ mod tests {
             }
             for e in &module.entry_points {
                 assert!(
-                    super::KERNELS.iter().any(|k| k.entry == e.name),
-                    "{} is in no registry entry",
+                    family.kernels().any(|k| k.entry == e.name),
+                    "{} is in no registry entry of its family",
                     e.name
                 );
             }

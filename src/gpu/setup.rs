@@ -14,20 +14,31 @@ impl GpuBackend {
         momentum: f32,
         max_batch: usize,
     ) -> Result<Self> {
-        let reads = Reads::for_adapter(&adapter);
-        Self::with_reads(adapter, train, test, loss, momentum, max_batch, reads)
+        let family = Family::for_adapter(&adapter.get_info());
+        let reads = Reads::for_family(&adapter, family);
+        Self::with_kernels(
+            adapter, train, test, loss, momentum, max_batch, family, reads,
+        )
     }
 
-    /// `new`, with the kernels' reads chosen by the caller (tests run both on one adapter).
-    pub fn with_reads(
+    /// `new`, with the kernel family and the kernels' reads chosen by the caller
+    /// (`--kernels`; tests run every combination an adapter supports).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_kernels(
         adapter: wgpu::Adapter,
         train: Arc<Dataset>,
         test: Arc<Dataset>,
         loss: Loss,
         momentum: f32,
         max_batch: usize,
+        family: Family,
         reads: Reads,
     ) -> Result<Self> {
+        if family == Family::Hardware && reads != Reads::Storage {
+            return Err(Error::Config(
+                "the hardware kernels write one float at a time, which needs storage buffers (Reads::Storage)".into(),
+            ));
+        }
         let info = adapter.get_info();
         let capacity = max_batch.max(EVAL_BATCH);
         let need_binding = check_adapter(&adapter, &train, &test, max_batch, capacity, reads)?;
@@ -60,7 +71,7 @@ impl GpuBackend {
         // takes memory of its own, so the two do not add up in the peak.
         drop((train, test));
 
-        let pipelines = compile_kernels(&device, &info, &layout, reads)?;
+        let pipelines = compile_kernels(&device, &info, &layout, reads, family)?;
         check_setup_errors(&info, scope, oom, max_batch)?;
         let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         Ok(GpuBackend {
@@ -72,6 +83,7 @@ impl GpuBackend {
             queue,
             info,
             pipelines,
+            family,
             state,
             steps,
             steps_capacity,
@@ -242,14 +254,15 @@ fn warps_buffer(device: &wgpu::Device, images: usize) -> wgpu::Buffer {
     })
 }
 
-/// One module for all kernels, then one pipeline per kernel of the registry, labelled
-/// with its entry point.
+/// One module for the family's kernels, then one pipeline per kernel of the family,
+/// labelled with its entry point, at the kernel's place in the registry (None elsewhere).
 fn compile_kernels(
     device: &wgpu::Device,
     info: &wgpu::AdapterInfo,
     layout: &wgpu::BindGroupLayout,
     reads: Reads,
-) -> Result<Vec<wgpu::ComputePipeline>> {
+    family: Family,
+) -> Result<Vec<Option<wgpu::ComputePipeline>>> {
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some("lenet pipeline layout"),
         bind_group_layouts: &[Some(layout)],
@@ -257,43 +270,47 @@ fn compile_kernels(
     });
     // One module for all kernels: every file needs common.wgsl's helpers, and a module
     // per file would hold (in wgpu and the driver) a parsed copy of them for each file.
-    let code = module_source(reads);
+    let code = module_source(reads, family);
     let spirv = info.backend == wgpu::Backend::Vulkan
         && device
             .features()
             .contains(wgpu::Features::PASSTHROUGH_SHADERS);
     let modules = if spirv {
-        spirv_modules(device, code)?
+        spirv_modules(device, code, family)?
     } else {
         vec![wgsl_module(device, code)]
     };
-    Ok(KERNELS
-        .iter()
-        .enumerate()
-        .map(|(k, spec)| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+    let mut pipelines: Vec<Option<wgpu::ComputePipeline>> = KERNELS.iter().map(|_| None).collect();
+    for (n, spec) in family.kernels().enumerate() {
+        pipelines[spec.kernel as usize] = Some(device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
                 label: Some(spec.entry),
                 layout: Some(&pipeline_layout),
-                module: &modules[k.min(modules.len() - 1)],
+                module: &modules[n.min(modules.len() - 1)],
                 entry_point: Some(spec.entry),
                 compilation_options: Default::default(),
                 cache: None,
-            })
-        })
-        .collect())
+            },
+        ));
+    }
+    Ok(pipelines)
 }
 
 /// On Vulkan the kernels go to the driver as SPIR-V translated here, one small module per
 /// kernel, and the parsed source is freed before the driver compiles them; a WGSL module
 /// would keep wgpu's parsed copy of all kernels (65 MB with the unrolled tiles) alive as
 /// long as the pipelines, host memory that counts in the peak.
-fn spirv_modules(device: &wgpu::Device, code: String) -> Result<Vec<wgpu::ShaderModule>> {
-    let spirv =
-        spirv_kernels(&code).map_err(|e| gpu_err("translating the kernels to SPIR-V", e))?;
+fn spirv_modules(
+    device: &wgpu::Device,
+    code: String,
+    family: Family,
+) -> Result<Vec<wgpu::ShaderModule>> {
+    let spirv = spirv_kernels(&code, family)
+        .map_err(|e| gpu_err("translating the kernels to SPIR-V", e))?;
     drop(code);
     Ok(spirv
         .into_iter()
-        .zip(KERNELS)
+        .zip(family.kernels())
         .map(|((words, size), spec)| {
             // SAFETY: naga wrote this SPIR-V from WGSL it validated; the kernels are the
             // same as on the WGSL path, which wgpu checks against the layout (on GL in

@@ -179,13 +179,14 @@ pub fn unroll(src: &str) -> String {
 }
 
 /// The shader files, each compiled with the header and common.wgsl in front.
-pub(super) const SHADERS: [(&str, &str); 6] = [
+pub(super) const SHADERS: [(&str, &str); 7] = [
     ("input", include_str!("../../shaders/input.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
     ("subsample", include_str!("../../shaders/subsample.wgsl")),
     ("full", include_str!("../../shaders/full.wgsl")),
     ("rbf", include_str!("../../shaders/rbf.wgsl")),
     ("update", include_str!("../../shaders/update.wgsl")),
+    ("simple", include_str!("../../shaders/simple.wgsl")),
 ];
 pub(super) const COMMON: &str = include_str!("../../shaders/common.wgsl");
 /// Where activations and deltas live, with the helpers that read and write them (`Reads`).
@@ -202,11 +203,14 @@ pub(super) fn prelude(reads: Reads) -> String {
     format!("{}\n{store}\n{COMMON}\n", header(reads))
 }
 
-/// Every kernel file behind the prelude of `reads`, as one module, with the marked loops
-/// unrolled.
-pub(super) fn module_source(reads: Reads) -> String {
+/// The kernel files of `family` behind the prelude of `reads`, as one module, with the
+/// marked loops unrolled.
+pub(super) fn module_source(reads: Reads, family: Family) -> String {
     let head = prelude(reads);
-    let files = SHADERS.iter().map(|(_, src)| *src);
+    let files = SHADERS
+        .iter()
+        .filter(|(name, _)| family.files().contains(name))
+        .map(|(_, src)| *src);
     unroll(
         &std::iter::once(head.as_str())
             .chain(files)
@@ -218,10 +222,13 @@ pub(super) fn module_source(reads: Reads) -> String {
 /// One kernel's SPIR-V words and workgroup size.
 pub(super) type SpirvKernel = (Vec<u32>, [u32; 3]);
 
-/// Translates the kernels' WGSL to SPIR-V, one module per kernel of `KERNELS`, with wgpu's
+/// Translates the kernels' WGSL to SPIR-V, one module per kernel of `family`, with wgpu's
 /// translator and the settings `ShaderRuntimeChecks::unchecked()` gives the WGSL path; with
 /// each, the kernel's workgroup size.
-pub(super) fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>, String> {
+pub(super) fn spirv_kernels(
+    code: &str,
+    family: Family,
+) -> std::result::Result<Vec<SpirvKernel>, String> {
     use naga::back::spv;
     let module = naga::front::wgsl::parse_str(code).map_err(|e| e.emit_to_string(code))?;
     let info = naga::valid::Validator::new(
@@ -247,8 +254,8 @@ pub(super) fn spirv_kernels(code: &str) -> std::result::Result<Vec<SpirvKernel>,
         emit_int_div_checks: false,
         ..Default::default()
     };
-    KERNELS
-        .iter()
+    family
+        .kernels()
         .map(|k| {
             let entry = k.entry;
             let pipeline = spv::PipelineOptions {

@@ -154,6 +154,15 @@ pub enum Reads {
 }
 
 impl Reads {
+    /// What `family` reads on `adapter`: the hardware family storage buffers, the software
+    /// family as `for_adapter` says.
+    pub fn for_family(adapter: &wgpu::Adapter, family: Family) -> Self {
+        match family {
+            Family::Hardware => Reads::Storage,
+            Family::Software => Self::for_adapter(adapter),
+        }
+    }
+
     /// Textures on a software (CPU) adapter that supports them, storage buffers elsewhere.
     pub fn for_adapter(adapter: &wgpu::Adapter) -> Self {
         if adapter.get_info().device_type == wgpu::DeviceType::Cpu && Self::textures_work(adapter) {
