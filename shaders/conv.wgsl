@@ -353,7 +353,7 @@ fn c3_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 }
 
 // x4: (B,16,5,5) -> x5: (B,120). A 5x5 kernel over a 5x5 input is a dense layer of 400
-// inputs (common.wgsl).
+// inputs (dense.wgsl).
 @compute @workgroup_size(DENSE_WG)
 fn c5_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     dense_forward(gid.x, 400u, 120u, X4, X5, C5_W, C5_B);

@@ -1,5 +1,5 @@
 // Fully connected family: F6, 120 -> 84. Twin of src/cpu/full.rs; the tiled dense-layer
-// code it shares with C5 is in common.wgsl.
+// code it shares with C5 is in dense.wgsl.
 
 // x5: (B,120) -> x6: (B,84)
 @compute @workgroup_size(DENSE_WG)

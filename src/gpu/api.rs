@@ -39,8 +39,13 @@ impl Backend for GpuBackend {
         )))
     }
 
+    /// The adapter, and which kernel family runs on it.
     fn describe(&self) -> String {
-        describe_adapter(&self.info)
+        format!(
+            "{}, {} kernels",
+            describe_adapter(&self.info),
+            self.family.name()
+        )
     }
 
     fn set_params(&mut self, p: &[f32]) -> Result<()> {

@@ -85,7 +85,15 @@ impl Family {
     /// The shader files its module is made of (`shader::SHADERS`).
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            Family::Software => &["input", "conv", "subsample", "full", "rbf", "update"],
+            Family::Software => &[
+                "input",
+                "dense",
+                "conv",
+                "subsample",
+                "full",
+                "rbf",
+                "update",
+            ],
             Family::Hardware => &["input", "rbf", "update", "simple"],
         }
     }

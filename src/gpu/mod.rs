@@ -11,6 +11,7 @@ pub mod device;
 mod encode;
 mod inspect;
 mod kernels;
+mod portable;
 mod readback;
 mod setup;
 mod shader;
@@ -170,7 +171,18 @@ mod tests {
                 .iter()
                 .filter(|(n, _)| family.files().contains(n))
             {
-                let code = unroll(&format!("{}\n{src}", super::prelude(reads)));
+                // The software family's files share the dense-layer code.
+                let dense = match family {
+                    super::Family::Software if *name != "dense" => {
+                        super::SHADERS
+                            .iter()
+                            .find(|(n, _)| *n == "dense")
+                            .unwrap()
+                            .1
+                    }
+                    _ => "",
+                };
+                let code = unroll(&format!("{}\n{dense}\n{src}", super::prelude(reads)));
                 naga::front::wgsl::parse_str(&code)
                     .unwrap_or_else(|e| panic!("{name}, {reads:?}: {e}"));
             }

@@ -179,8 +179,9 @@ pub fn unroll(src: &str) -> String {
 }
 
 /// The shader files, each compiled with the header and common.wgsl in front.
-pub(super) const SHADERS: [(&str, &str); 7] = [
+pub(super) const SHADERS: [(&str, &str); 8] = [
     ("input", include_str!("../../shaders/input.wgsl")),
+    ("dense", include_str!("../../shaders/dense.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
     ("subsample", include_str!("../../shaders/subsample.wgsl")),
     ("full", include_str!("../../shaders/full.wgsl")),
