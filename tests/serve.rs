@@ -149,14 +149,21 @@ fn pixel_json_reads_as_the_test_digit() {
     }
 }
 
-#[test]
-fn bad_requests_get_a_one_line_json_error_and_the_right_status() {
-    let s = Server::start(&model().0, &[]);
+/// Every kind of bad request: (method, path, body, status, what the error says).
+type BadRequest = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, Vec<u8>)>,
+    u16,
+    &'static str,
+);
+
+fn bad_requests() -> Vec<BadRequest> {
     let png = |b: &[u8]| Some(("image/png", b.to_vec()));
     let js = |t: &str| Some(("application/json", t.as_bytes().to_vec()));
     let mut too_many = vec![0u8; 784];
     too_many.push(1);
-    let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, u16, &str)> = vec![
+    vec![
         (
             "POST",
             "/api/classify",
@@ -236,8 +243,13 @@ fn bad_requests_get_a_one_line_json_error_and_the_right_status() {
         ),
         ("GET", "/api/classify", None, 405, "method not allowed"),
         ("DELETE", "/api/model", None, 405, "method not allowed"),
-    ];
-    for (method, path, body, status, says) in cases {
+    ]
+}
+
+#[test]
+fn bad_requests_get_a_one_line_json_error_and_the_right_status() {
+    let s = Server::start(&model().0, &[]);
+    for (method, path, body, status, says) in bad_requests() {
         let (got, text) = s.ask(method, path, body);
         assert_eq!(got, status, "{method} {path}: {text}");
         assert_eq!(

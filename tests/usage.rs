@@ -23,6 +23,16 @@ fn log_curve_eval_visualize_predict() {
     let data = s(&common::mnist_dir());
     let d = tmp("all");
     let model = d.join("m.safetensors");
+    train_with_logs(&d, &data, &model);
+    eval_on_both_backends(&d, &data, &model);
+    visualize_a_digit(&d, &data, &model);
+    predict_pictures(&d, &model);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Trains 2 passes with a CSV and a JSON-lines log: one line per pass, the curve at the
+/// end, and `plot` drawing the same picture again.
+fn train_with_logs(d: &Path, data: &str, model: &Path) {
     for log in ["log.csv", "log.jsonl"] {
         let log = d.join(log);
         let (ok, out, err) = run(&[
@@ -30,7 +40,7 @@ fn log_curve_eval_visualize_predict() {
             "--backend",
             "cpu",
             "--data",
-            &data,
+            data,
             "--train-limit",
             "1000",
             "--test-limit",
@@ -42,7 +52,7 @@ fn log_curve_eval_visualize_predict() {
             "--log",
             &s(&log),
             "--save",
-            &s(&model),
+            &s(model),
         ]);
         assert!(ok, "{out}{err}");
         // Not a terminal: no progress bar, one line per pass.
@@ -68,17 +78,21 @@ fn log_curve_eval_visualize_predict() {
         assert!(ok, "{err}");
         assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&png).unwrap());
     }
+}
+
+/// `eval` with `--errors-png`, and the same figure on the GPU backend.
+fn eval_on_both_backends(d: &Path, data: &str, model: &Path) {
     let errors = d.join("errors.png");
     let (ok, out, err) = run(&[
         "eval",
         "--backend",
         "cpu",
         "--data",
-        &data,
+        data,
         "--test-limit",
         "300",
         "--model",
-        &s(&model),
+        &s(model),
         "--errors-png",
         &s(&errors),
     ]);
@@ -98,11 +112,11 @@ fn log_curve_eval_visualize_predict() {
             "eval",
             "--cpu-adapter",
             "--data",
-            &data,
+            data,
             "--test-limit",
             "300",
             "--model",
-            &s(&model),
+            &s(model),
         ]);
         assert!(ok, "{gout}{err}");
         let line = |t: &str| {
@@ -112,13 +126,17 @@ fn log_curve_eval_visualize_predict() {
         };
         assert_eq!(line(&gout), line(&out), "GPU and CPU evaluation differ");
     }
+}
+
+/// `visualize` of a test digit, and a refused index.
+fn visualize_a_digit(d: &Path, data: &str, model: &Path) {
     let vis = d.join("vis.png");
     let (ok, out, err) = run(&[
         "visualize",
         "--data",
-        &data,
+        data,
         "--model",
-        &s(&model),
+        &s(model),
         "--index",
         "3",
         "--out",
@@ -129,16 +147,19 @@ fn log_curve_eval_visualize_predict() {
     let (ok, _, err) = run(&[
         "visualize",
         "--data",
-        &data,
+        data,
         "--model",
-        &s(&model),
+        &s(model),
         "--index",
         "99999",
         "--out",
         &s(&vis),
     ]);
     assert!(!ok && err.contains("--index"), "{err}");
+}
 
+/// `predict` on a user's picture of a test digit, a blank image and a file that is not one.
+fn predict_pictures(d: &Path, model: &Path) {
     // predict: a real test digit as a user's picture (scaled up, dark on light), a blank
     // image and a file that is not an image; the good one is still classified.
     let (_, test) = lenet_gpu::data::load_mnist(&common::mnist_dir()).unwrap();
@@ -164,7 +185,7 @@ fn log_curve_eval_visualize_predict() {
     let (ok, out, err) = run(&[
         "predict",
         "--model",
-        &s(&model),
+        &s(model),
         &s(&three),
         &s(&blank),
         &s(&junk),
@@ -178,12 +199,11 @@ fn log_curve_eval_visualize_predict() {
         err.contains("blank.png") && err.contains("junk.jpg"),
         "{err}"
     );
-    let (ok, out, err) = run(&["predict", "--json", "--model", &s(&model), &s(&three)]);
+    let (ok, out, err) = run(&["predict", "--json", "--model", &s(model), &s(&three)]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["distances"].as_array().unwrap().len(), 10);
     assert!(v["digit"].as_u64().unwrap() < 10);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
