@@ -120,9 +120,43 @@ fn f6_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     put_act(i / 84u, X6, i % 84u, dense_at(i / 84u, X5, 120u, F6_W, F6_B, i % 84u));
 }
 
+// x6: (B,84) -> y: (B,10): the squared distance of F6's output to class c's centre.
+@compute @workgroup_size(WG)
+fn rbf_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= step.batch * CLASSES) { return; }
+    let b = i / CLASSES;
+    let c = i % CLASSES;
+    var s = 0.0;
+    for (var j = 0u; j < CENTRE_LEN; j++) {
+        let d = act(b, X6, j) - sparam(RBF_CENTERS + c * CENTRE_LEN + j);
+        s += d * d;
+    }
+    put_act(b, Y, c, s);
+}
+
 // ---- backward: input gradients ------------------------------------------------------
 // Each writes dE/da of the layer below (its d), from the layer above's d; in
 // second-derivative mode the same with squared weights and squashing derivatives.
+
+// dy: (B,10) -> d6: (B,84) = f'(a6) sum_c dy[c] 2 (x6 - centre_c); in second-derivative
+// mode (rbf_hessian on the CPU) d2E/dx6^2 = 2, times f'(a6)^2.
+@compute @workgroup_size(WG)
+fn rbf_backward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= step.batch * CENTRE_LEN) { return; }
+    let b = i / CENTRE_LEN;
+    let j = i % CENTRE_LEN;
+    let x = act(b, X6, j);
+    var s = 2.0;
+    if (step.mode == 0u) {
+        s = 0.0;
+        for (var c = 0u; c < CLASSES; c++) {
+            s += delta(b, DY, c) * 2.0 * (x - sparam(RBF_CENTERS + c * CENTRE_LEN + j));
+        }
+    }
+    put_delta(b, D6, j, dfac(x) * s);
+}
 
 // d6: (B,84) -> d5: (B,120): d5[j] = f'(a5[j]) sum_o W6[o][j] d6[o].
 @compute @workgroup_size(WG)

@@ -92,9 +92,10 @@ impl Family {
                 "subsample",
                 "full",
                 "rbf",
+                "loss",
                 "update",
             ],
-            Family::Hardware => &["input", "rbf", "update", "simple"],
+            Family::Hardware => &["input", "loss", "update", "simple"],
         }
     }
 
@@ -182,7 +183,7 @@ registry! {
         twins ["f6_forward"], writes ["x6"];
     RbfForward = "rbf", "rbf_forward", Size::PerPattern(1),
         twins ["rbf_forward"], writes ["y"];
-    LossForwardBackward = "rbf", "loss_forward_backward", Size::PerPattern(1),
+    LossForwardBackward = "loss", "loss_forward_backward", Size::PerPattern(1),
         twins ["loss_forward_backward"], writes ["dy"];
     RbfBackward = "rbf", "rbf_backward", Size::PerPattern(1),
         twins ["rbf_backward", "rbf_hessian"], writes ["d6"];
@@ -222,7 +223,7 @@ registry! {
     S2BackwardInput = "subsample", "s2_backward_input", Size::PerPattern(588),
         twins ["s2_backward", "s2_hessian"], writes ["d1"];
     // The hardware family (simple.wgsl): one invocation per output value; it shares the
-    // input, RBF, loss and update kernels above.
+    // input, loss and update kernels above.
     C1ForwardSimple = "simple", "c1_forward_simple", Size::PerPattern(4704),
         twins ["c1_forward"], writes ["x1"];
     S2ForwardSimple = "simple", "s2_forward_simple", Size::PerPattern(1176),
@@ -235,6 +236,10 @@ registry! {
         twins ["c5_forward"], writes ["x5"];
     F6ForwardSimple = "simple", "f6_forward_simple", Size::PerPattern(84),
         twins ["f6_forward"], writes ["x6"];
+    RbfForwardSimple = "simple", "rbf_forward_simple", Size::PerPattern(10),
+        twins ["rbf_forward"], writes ["y"];
+    RbfBackwardSimple = "simple", "rbf_backward_simple", Size::PerPattern(84),
+        twins ["rbf_backward", "rbf_hessian"], writes ["d6"];
     F6BackwardInputSimple = "simple", "f6_backward_input_simple", Size::PerPattern(120),
         twins ["f6_backward", "f6_hessian"], writes ["d5"];
     C5BackwardInputSimple = "simple", "c5_backward_input_simple", Size::PerPattern(400),
@@ -319,12 +324,12 @@ pub const FORWARD_SIMPLE: [Kernel; 8] = [
     S4ForwardSimple,
     C5ForwardSimple,
     F6ForwardSimple,
-    RbfForward,
+    RbfForwardSimple,
 ];
 /// The hardware family's backward sweep: input gradients down to d1, then every
 /// parameter's gradient.
 pub const BACKWARD_SIMPLE: [Kernel; 12] = [
-    RbfBackward,
+    RbfBackwardSimple,
     F6BackwardInputSimple,
     C5BackwardInputSimple,
     S4BackwardInputSimple,

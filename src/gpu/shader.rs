@@ -179,13 +179,14 @@ pub fn unroll(src: &str) -> String {
 }
 
 /// The shader files, each compiled with the header and common.wgsl in front.
-pub(super) const SHADERS: [(&str, &str); 8] = [
+pub(super) const SHADERS: [(&str, &str); 9] = [
     ("input", include_str!("../../shaders/input.wgsl")),
     ("dense", include_str!("../../shaders/dense.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
     ("subsample", include_str!("../../shaders/subsample.wgsl")),
     ("full", include_str!("../../shaders/full.wgsl")),
     ("rbf", include_str!("../../shaders/rbf.wgsl")),
+    ("loss", include_str!("../../shaders/loss.wgsl")),
     ("update", include_str!("../../shaders/update.wgsl")),
     ("simple", include_str!("../../shaders/simple.wgsl")),
 ];
