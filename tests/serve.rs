@@ -16,28 +16,7 @@ use std::sync::OnceLock;
 /// its run log.
 fn model() -> &'static (PathBuf, PathBuf) {
     static MODEL: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = tmp("model");
-        let (m, log) = (dir.join("m.safetensors"), dir.join("run.csv"));
-        let (ok, _, err) = common::run(&[
-            "train",
-            "--backend",
-            "cpu",
-            "--epochs",
-            "1",
-            "--train-limit",
-            "3000",
-            "--test-limit",
-            "500",
-            "--quiet",
-            "--save",
-            m.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ]);
-        assert!(ok, "training the test model failed: {err}");
-        (m, log)
-    })
+    MODEL.get_or_init(|| common::server::train_model(&tmp("model"), 1))
 }
 
 /// Test digit `i` of MNIST as 28x28 grey values, ink high (the server reads the same

@@ -41,25 +41,8 @@ fn the_page_reads_a_digit_written_on_it_and_browses_misread_ones() {
         return;
     }
     let dir = common::tmp("page");
-    let (model, log) = (dir.join("m.safetensors"), dir.join("run.csv"));
-    let (m, l) = (model.to_str().unwrap(), log.to_str().unwrap());
-    let (ok, _, err) = common::run(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--epochs",
-        "2",
-        "--train-limit",
-        "3000",
-        "--test-limit",
-        "500",
-        "--quiet",
-        "--save",
-        m,
-        "--log",
-        l,
-    ]);
-    assert!(ok, "{err}");
+    let (model, log) = common::server::train_model(&dir, 2);
+    let l = log.to_str().unwrap();
     let server = common::server::Server::start(&model, &["--log", l]);
     let url = format!("{}/", server.url);
     let shots = std::env::var_os("LENET_SCREENSHOTS").map_or(dir.clone(), Into::into);

@@ -6,6 +6,31 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 
+/// A model for the server to serve, with its run log, trained in `dir` on the CPU backend:
+/// `passes` passes over 3,000 training images, tested on 500.
+pub fn train_model(dir: &Path, passes: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (model, log) = (dir.join("m.safetensors"), dir.join("run.csv"));
+    let passes = passes.to_string();
+    let (ok, _, err) = super::run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--epochs",
+        &passes,
+        "--train-limit",
+        "3000",
+        "--test-limit",
+        "500",
+        "--quiet",
+        "--save",
+        model.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(ok, "training the test model failed: {err}");
+    (model, log)
+}
+
 /// A running `serve` on a free port; killed when dropped.
 pub struct Server {
     pub child: Child,
