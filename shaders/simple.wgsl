@@ -158,18 +158,22 @@ fn rbf_backward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     put_delta(b, D6, j, dfac(x) * s);
 }
 
-// d6: (B,84) -> d5: (B,120): d5[j] = f'(a5[j]) sum_o W6[o][j] d6[o].
+// A dense layer's input gradient j: f'(a[j]) sum_o W[o][j] d[o], W (n_out, n_in) row-major,
+// the twin of dense_at.
+fn dense_input_at(b: u32, n_in: u32, n_out: u32, w: u32, doff: u32, xoff: u32, j: u32) -> f32 {
+    var s = 0.0;
+    for (var o = 0u; o < n_out; o++) {
+        s += wt(w + o * n_in + j) * delta(b, doff, o);
+    }
+    return dfac(act(b, xoff, j)) * s;
+}
+
+// d6: (B,84) -> d5: (B,120)
 @compute @workgroup_size(WG)
 fn f6_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 120u) { return; }
-    let b = i / 120u;
-    let j = i % 120u;
-    var s = 0.0;
-    for (var o = 0u; o < 84u; o++) {
-        s += wt(F6_W + o * 120u + j) * delta(b, D6, o);
-    }
-    put_delta(b, D5, j, dfac(act(b, X5, j)) * s);
+    put_delta(i / 120u, D5, i % 120u, dense_input_at(i / 120u, 120u, 84u, F6_W, D6, X5, i % 120u));
 }
 
 // d5: (B,120) -> d4: (B,400)
@@ -177,25 +181,26 @@ fn f6_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 fn c5_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 400u) { return; }
-    let b = i / 400u;
-    let j = i % 400u;
-    var s = 0.0;
-    for (var o = 0u; o < 120u; o++) {
-        s += wt(C5_W + o * 400u + j) * delta(b, D5, o);
-    }
-    put_delta(b, D4, j, dfac(act(b, X4, j)) * s);
+    put_delta(i / 400u, D4, i % 400u, dense_input_at(i / 400u, 400u, 120u, C5_W, D5, X4, i % 400u));
 }
 
-// d4: (B,16,5,5) -> d3: (B,16,10,10): each input of a 2x2 block gets coef * d of its unit.
+// A subsampling layer's input gradient r (maps of side 2h): every input of a 2x2 block
+// gets f'(a) coef[m] d of its unit, the twin of subsample_at.
+fn subsample_input_at(b: u32, h: u32, coef: u32, doff: u32, xoff: u32, r: u32) -> f32 {
+    let hin = 2u * h;
+    let m = r / (hin * hin);
+    let y = (r % (hin * hin)) / hin;
+    let x = r % hin;
+    let d = delta(b, doff, m * h * h + (y / 2u) * h + x / 2u);
+    return dfac(act(b, xoff, r)) * wt(coef + m) * d;
+}
+
+// d4: (B,16,5,5) -> d3: (B,16,10,10)
 @compute @workgroup_size(WG)
 fn s4_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 1600u) { return; }
-    let b = i / 1600u;
-    let r = i % 1600u;
-    let m = r / 100u;
-    let d = delta(b, D4, m * 25u + ((r % 100u) / 20u) * 5u + (r % 10u) / 2u);
-    put_delta(b, D3, r, dfac(act(b, X3, r)) * wt(S4_W + m) * d);
+    put_delta(i / 1600u, D3, i % 1600u, subsample_input_at(i / 1600u, 5u, S4_W, D4, X3, i % 1600u));
 }
 
 // d3: (B,16,10,10) -> d2: (B,6,14,14): S2 map c's input (y, x) gathers, over the links
@@ -229,11 +234,7 @@ fn c3_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 fn s2_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 4704u) { return; }
-    let b = i / 4704u;
-    let r = i % 4704u;
-    let m = r / 784u;
-    let d = delta(b, D2, m * 196u + ((r % 784u) / 56u) * 14u + (r % 28u) / 2u);
-    put_delta(b, D1, r, dfac(act(b, X1, r)) * wt(S2_W + m) * d);
+    put_delta(i / 4704u, D1, i % 4704u, subsample_input_at(i / 4704u, 14u, S2_W, D2, X1, i % 4704u));
 }
 
 // ---- backward: parameter gradients --------------------------------------------------
