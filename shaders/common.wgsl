@@ -110,3 +110,23 @@ fn act2_of(v: vec4<f32>, i: u32) -> vec2<f32> {
 fn delta(b: u32, off: u32, i: u32) -> f32 {
     return delta4(b, off, i & ~3u)[i & 3u];
 }
+
+// Weight k of the flat layout from `state`, squared in second-derivative mode.
+fn wt(k: u32) -> f32 {
+    let w = param(k);
+    return select(w, w * w, step.mode == 1u);
+}
+
+// A dense layer's parameter k (n_out x n_in weights, then n_out biases): sum_b d[o] x[j]
+// (x squared in second-derivative mode) for a weight, sum_b d[o] for a bias. Weights and
+// biases run the same loop (see conv_param in simple.wgsl).
+fn dense_param(k: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32) -> f32 {
+    let bias = k >= n_out * n_in;
+    let o = select(k / n_in, k - n_out * n_in, bias);
+    let j = select(k % n_in, 0u, bias);
+    var s = 0.0;
+    for (var b = 0u; b < step.batch; b++) {
+        s += delta(b, doff, o) * select(xin(act(b, xoff, j)), 1.0, bias);
+    }
+    return s;
+}

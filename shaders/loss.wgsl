@@ -6,7 +6,6 @@
 fn loss_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_id(gid, nwg);
     if (b >= step.batch) { return; }
-    let label = labels[order[step.start + b]];
     // y, then two floats of padding: three texels.
     var y: array<f32, 12>;
     /*unroll*/ for (var q = 0u; q < 3u; q++) {
@@ -16,6 +15,13 @@ fn loss_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         y[4u * q + 2u] = v.z;
         y[4u * q + 3u] = v.w;
     }
+    loss_at(b, y);
+}
+
+// Pattern b's loss and prediction from its RBF outputs y (the first CLASSES of 12): writes
+// dE/dy and stats. Also called by the hardware family's head_forward (fused.wgsl).
+fn loss_at(b: u32, y: array<f32, 12>) {
+    let label = labels[order[step.start + b]];
     var best = 0u;
     var ymin = y[0];
     /*unroll*/ for (var i = 1u; i < 10u; i++) {

@@ -17,12 +17,6 @@
 // the sum, over 50,000 terms at batch 64), and uniform loops also keep a GPU's SIMD
 // groups together.
 
-// Weight k of the flat layout from `state`, squared in second-derivative mode.
-fn wt(k: u32) -> f32 {
-    let w = param(k);
-    return select(w, w * w, step.mode == 1u);
-}
-
 // ---- forward ----------------------------------------------------------------------
 
 // One link's share of a 5x5 valid convolution at output position (y, x): the sum of its
@@ -240,19 +234,7 @@ fn s2_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 // ---- backward: parameter gradients --------------------------------------------------
 // One invocation per parameter, summing over the batch in pattern order.
 
-// A dense layer's parameter k (n_out x n_in weights, then n_out biases): sum_b d[o] x[j]
-// (x squared in second-derivative mode) for a weight, sum_b d[o] for a bias. Weights and
-// biases run the same loop (see conv_param).
-fn dense_param(k: u32, n_in: u32, n_out: u32, xoff: u32, doff: u32) -> f32 {
-    let bias = k >= n_out * n_in;
-    let o = select(k / n_in, k - n_out * n_in, bias);
-    let j = select(k % n_in, 0u, bias);
-    var s = 0.0;
-    for (var b = 0u; b < step.batch; b++) {
-        s += delta(b, doff, o) * select(xin(act(b, xoff, j)), 1.0, bias);
-    }
-    return s;
-}
+// dense_param (common.wgsl): one dense-layer parameter's batch sum.
 
 @compute @workgroup_size(WG)
 fn f6_backward_params_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

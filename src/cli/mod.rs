@@ -87,6 +87,7 @@ pub enum KernelsArg {
     Auto,
     Hardware,
     Software,
+    Simple,
 }
 
 impl KernelsArg {
@@ -96,6 +97,7 @@ impl KernelsArg {
             KernelsArg::Auto => None,
             KernelsArg::Hardware => Some(lenet_gpu::gpu::Family::Hardware),
             KernelsArg::Software => Some(lenet_gpu::gpu::Family::Software),
+            KernelsArg::Simple => Some(lenet_gpu::gpu::Family::Simple),
         }
     }
 }

@@ -150,7 +150,7 @@ impl Backend for GpuBackend {
             .map(|(s, b)| self.step(split, s, b, Sweep::Backward))
             .collect();
         self.prepare_steps(&steps);
-        let kernels = sequence(&[self.family.forward(), &LOSS]);
+        let kernels = sequence(&[self.family.forward(), self.family.loss()]);
         self.run(split, &steps, &kernels);
         let (loss_sum, errors, predictions, _) = self.stats_to(split, None, n)?;
         Ok(Evaluation {

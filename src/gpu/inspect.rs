@@ -17,12 +17,12 @@ pub struct Snapshot {
 /// (whose training computes d1 in registers), the kernel that writes d1.
 pub fn snapshot_kernels(sweep: Sweep, family: Family) -> Vec<Kernel> {
     let loss: &[Kernel] = match sweep {
-        Sweep::Backward => &LOSS,
+        Sweep::Backward => family.loss(),
         Sweep::Hessian => &[],
     };
     let d1: &[Kernel] = match family {
         Family::Software => &[Kernel::S2BackwardInput],
-        Family::Hardware => &[],
+        Family::Hardware | Family::Simple => &[],
     };
     sequence(&[family.forward(), loss, family.backward(), d1])
 }

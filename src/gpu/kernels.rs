@@ -22,6 +22,9 @@ pub enum Size {
     /// second stage, in workgroups of `SUM_WG`: there are few, and a CPU adapter runs each
     /// workgroup on one core, so small groups keep every core busy.
     Sum(u32),
+    /// `groups` workgroups of `wg` invocations for every `patterns` patterns (the hardware
+    /// family's kernels that own a pattern, or a group of them: fused.wgsl).
+    Groups { patterns: u32, groups: u32, wg: u32 },
 }
 
 /// Invocations per workgroup of most kernels (`Size::PerPattern`, `Size::Threads`).
@@ -33,6 +36,23 @@ pub const TILE_B: u32 = 16;
 /// Workgroup size of the gradients' second-stage sums (`Size::Sum`).
 pub const SUM_WG: u32 = 8;
 
+// The hardware family's workgroups (fused.wgsl; why these sizes: shaders/README.md).
+/// c1s2_forward: one invocation per S2 position, 14 x 14.
+pub const C1S2_WG: u32 = 196;
+/// c3s4_forward: one invocation per (C3 map, S4 position), 8 maps x 25 positions.
+pub const C3S4_WG: u32 = 200;
+/// head_forward and head_backward_input: patterns per workgroup (the lanes of a vec4)...
+pub const HEAD_B: u32 = 4;
+/// ... and invocations (C5's 120 outputs, rounded up to whole 32-wide SIMD groups).
+pub const HEAD_WG: u32 = 128;
+/// conv_backward_input: invocations per workgroup, one workgroup per pattern.
+pub const C3B_WG: u32 = 256;
+/// conv_backward_params: invocations per workgroup...
+pub const PARAMS_WG: u32 = 64;
+/// ... and workgroups per pattern: one per C1/S2 map (6) and per C3/S4 map (16).
+pub const PARAM_GROUPS: u32 = 22;
+const _: () = assert!(HEAD_B == 4, "head_forward holds HEAD_B patterns in a vec4");
+
 impl Size {
     /// Invocations per workgroup.
     pub const fn workgroup(self) -> u32 {
@@ -40,6 +60,7 @@ impl Size {
             Size::PerPattern(_) | Size::Threads(_) => WG,
             Size::Tiles(_) => DENSE_WG,
             Size::Sum(_) => SUM_WG,
+            Size::Groups { wg, .. } => wg,
         }
     }
 
@@ -50,6 +71,9 @@ impl Size {
             Size::Threads(t) => t.div_ceil(WG),
             Size::Sum(t) => t.div_ceil(SUM_WG),
             Size::Tiles(blocks) => (b.div_ceil(TILE_B) * blocks).div_ceil(DENSE_WG),
+            Size::Groups {
+                patterns, groups, ..
+            } => b.div_ceil(patterns) * groups,
         }
     }
 }
@@ -61,9 +85,15 @@ pub enum Family {
     /// subsample.wgsl, full.wgsl): shaped for CPU adapters (lavapipe, llvmpipe), where an
     /// invocation is a SIMD lane of a CPU core and few, fat invocations win.
     Software,
-    /// One invocation per output value, small and plain (simple.wgsl): shaped for GPUs,
-    /// where thousands of small invocations hide memory latency. Storage buffers only.
+    /// Fused kernels, one output or a few per invocation, workgroup memory for what a
+    /// workgroup reuses (fused.wgsl): shaped for GPUs, where thousands of small
+    /// invocations hide memory latency and every dispatch costs microseconds. Storage
+    /// buffers only.
     Hardware,
+    /// One invocation per output value, plain loops, one kernel per pass (simple.wgsl):
+    /// the simplest readable form of every pass, kept beside the fast families and
+    /// tested like them. Storage buffers only.
+    Simple,
 }
 
 impl Family {
@@ -79,6 +109,7 @@ impl Family {
         match self {
             Family::Software => "software",
             Family::Hardware => "hardware",
+            Family::Simple => "simple",
         }
     }
 
@@ -95,7 +126,8 @@ impl Family {
                 "loss",
                 "update",
             ],
-            Family::Hardware => &["input", "loss", "update", "simple"],
+            Family::Hardware => &["input", "loss", "update", "fused"],
+            Family::Simple => &["input", "loss", "update", "simple"],
         }
     }
 
@@ -110,7 +142,8 @@ impl Family {
     pub fn forward(self) -> &'static [Kernel] {
         match self {
             Family::Software => &FORWARD,
-            Family::Hardware => &FORWARD_SIMPLE,
+            Family::Hardware => &FORWARD_FUSED,
+            Family::Simple => &FORWARD_SIMPLE,
         }
     }
 
@@ -119,13 +152,29 @@ impl Family {
     pub fn backward(self) -> &'static [Kernel] {
         match self {
             Family::Software => &BACKWARD,
-            Family::Hardware => &BACKWARD_SIMPLE,
+            Family::Hardware => &BACKWARD_FUSED,
+            Family::Simple => &BACKWARD_SIMPLE,
+        }
+    }
+
+    /// The loss, dE/dy and the statistics after the forward pass, where it is a kernel of
+    /// its own (the hardware family's head_forward computes it).
+    pub fn loss(self) -> &'static [Kernel] {
+        match self {
+            Family::Software | Family::Simple => &LOSS,
+            Family::Hardware => &[],
         }
     }
 
     /// A training batch: forward, loss, backward, update.
     pub fn training(self) -> Vec<Kernel> {
-        sequence(&[self.forward(), &LOSS, self.backward(), &UPDATE])
+        sequence(&[self.forward(), self.loss(), self.backward(), &UPDATE])
+    }
+
+    /// Whether its kernels need activations and deltas in storage buffers (they write
+    /// one float at a time).
+    pub fn needs_storage(self) -> bool {
+        self != Family::Software
     }
 }
 
@@ -262,6 +311,41 @@ registry! {
         twins ["s2_backward", "s2_hessian"], writes ["s2.weight", "s2.bias"];
     C1BackwardParamsSimple = "simple", "c1_backward_params_simple", Size::Threads(156),
         twins ["c1_backward", "c1_hessian"], writes ["c1.weight", "c1.bias"];
+    // The hardware family (fused.wgsl): fused kernels with workgroup memory; it shares the
+    // input and update kernels and loss.wgsl's loss_at.
+    C1S2Forward = "fused", "c1s2_forward",
+        Size::Groups { patterns: 1, groups: 1, wg: C1S2_WG },
+        twins ["c1_forward", "s2_forward"], writes ["x1", "x2"];
+    C3S4Forward = "fused", "c3s4_forward",
+        Size::Groups { patterns: 1, groups: 2, wg: C3S4_WG },
+        twins ["c3_forward", "s4_forward"], writes ["x3", "x4"];
+    HeadForward = "fused", "head_forward",
+        Size::Groups { patterns: HEAD_B, groups: 1, wg: HEAD_WG },
+        twins ["c5_forward", "f6_forward", "rbf_forward", "loss_forward_backward"],
+        writes ["x5", "x6", "y", "dy"];
+    HeadBackwardInput = "fused", "head_backward_input",
+        Size::Groups { patterns: HEAD_B, groups: 1, wg: HEAD_WG },
+        twins ["rbf_backward", "f6_backward", "c5_backward", "rbf_hessian", "f6_hessian", "c5_hessian"],
+        writes ["d6", "d5", "d4"];
+    ConvBackwardInput = "fused", "conv_backward_input",
+        Size::Groups { patterns: 1, groups: 1, wg: C3B_WG },
+        twins ["s4_backward", "c3_backward", "s2_backward", "s4_hessian", "c3_hessian", "s2_hessian"],
+        writes ["d3", "d2", "d1"];
+    ConvBackwardParams = "fused", "conv_backward_params",
+        Size::Groups { patterns: 1, groups: PARAM_GROUPS, wg: PARAMS_WG },
+        twins ["c1_backward", "s2_backward", "c3_backward", "s4_backward",
+               "c1_hessian", "s2_hessian", "c3_hessian", "s4_hessian"],
+        writes [];
+    DenseBackwardParams = "fused", "dense_backward_params",
+        Size::Threads((N_PARAMS - params::C5_W.offset) as u32),
+        twins ["c5_backward", "f6_backward", "c5_hessian", "f6_hessian"],
+        writes ["c5.weight", "c5.bias", "f6.weight", "f6.bias"];
+    ConvBackwardParamsSum = "fused", "conv_backward_params_sum",
+        Size::Threads(params::C5_W.offset as u32),
+        twins ["c1_backward", "s2_backward", "c3_backward", "s4_backward",
+               "c1_hessian", "s2_hessian", "c3_hessian", "s4_hessian"],
+        writes ["c1.weight", "c1.bias", "s2.weight", "s2.bias",
+                "c3.weight", "c3.bias", "s4.weight", "s4.bias"];
 }
 
 impl Kernel {
@@ -341,6 +425,18 @@ pub const BACKWARD_SIMPLE: [Kernel; 12] = [
     C3BackwardParamsSimple,
     S2BackwardParamsSimple,
     C1BackwardParamsSimple,
+];
+/// The hardware family's forward pass; its last kernel also computes the loss in the
+/// backward sweep (step record mode 0), so `Family::loss` is empty.
+pub const FORWARD_FUSED: [Kernel; 4] = [InputForward, C1S2Forward, C3S4Forward, HeadForward];
+/// The hardware family's backward sweep: input gradients down to d1, then every
+/// parameter's gradient (C1 .. S4 in two stages).
+pub const BACKWARD_FUSED: [Kernel; 5] = [
+    HeadBackwardInput,
+    ConvBackwardInput,
+    ConvBackwardParams,
+    DenseBackwardParams,
+    ConvBackwardParamsSum,
 ];
 /// The step from the batch gradient.
 pub const UPDATE: [Kernel; 1] = [Update];

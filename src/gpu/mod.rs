@@ -53,10 +53,14 @@ pub const ACT_STRIDE: u32 = (ACT_RECORD.1 as u32).next_multiple_of(64);
 pub const DELTA_OFFSETS: [usize; 7] = DELTA_RECORD.0;
 const DELTA_RECORD: ([usize; 7], usize) = packed(&DELTAS, 4);
 /// After the deltas, each pattern has room for its partial parameter sums (`PART`): the
-/// first stage of the two-stage C1, S2, C3 and S4 gradient reductions, in whole texels.
-/// C3's is the largest: 60 links of 28 floats (25 weights and padding), then 6 texels of
-/// bias sums at `C3_PART_BIAS`.
-pub const PART_LEN: u32 = 60 * 28 + 6 * 4;
+/// first stage of the two-stage C1, S2, C3 and S4 gradient reductions. The software
+/// family's are in whole texels, C3's the largest: 60 links of 28 floats (25 weights and
+/// padding), then 6 texels of bias sums at `C3_PART_BIAS`. The hardware family's mirror the
+/// flat layout of those layers' parameters, SMALL_PARAMS floats.
+pub const PART_LEN: u32 = max(60 * 28 + 6 * 4, SMALL_PARAMS.next_multiple_of(4));
+const fn max(a: u32, b: u32) -> u32 {
+    if a > b { a } else { b }
+}
 const C3_PART_BIAS: u32 = 60 * 28;
 /// Where `PART` starts: after the deltas, at a whole texel.
 const PART: u32 = (DELTA_RECORD.1 as u32).next_multiple_of(4);
@@ -158,10 +162,11 @@ mod tests {
     }
 
     /// Each family with each storage it runs on.
-    const COMBINATIONS: [(super::Reads, super::Family); 3] = [
+    const COMBINATIONS: [(super::Reads, super::Family); 4] = [
         (super::Reads::Textures, super::Family::Software),
         (super::Reads::Storage, super::Family::Software),
         (super::Reads::Storage, super::Family::Hardware),
+        (super::Reads::Storage, super::Family::Simple),
     ];
 
     #[test]
@@ -171,17 +176,17 @@ mod tests {
                 .iter()
                 .filter(|(n, _)| family.files().contains(n))
             {
-                // The software family's files share the dense-layer code.
-                let dense = match family {
-                    super::Family::Software if *name != "dense" => {
-                        super::SHADERS
-                            .iter()
-                            .find(|(n, _)| *n == "dense")
-                            .unwrap()
-                            .1
-                    }
+                // The software family's files share the dense-layer code, and the hardware
+                // family's head_forward calls loss.wgsl's loss_at.
+                let shared = match family {
+                    super::Family::Software if *name != "dense" => "dense",
+                    super::Family::Hardware if *name == "fused" => "loss",
                     _ => "",
                 };
+                let dense = super::SHADERS
+                    .iter()
+                    .find(|(n, _)| *n == shared)
+                    .map_or("", |f| f.1);
                 let code = unroll(&format!("{}\n{dense}\n{src}", super::prelude(reads)));
                 naga::front::wgsl::parse_str(&code)
                     .unwrap_or_else(|e| panic!("{name}, {reads:?}: {e}"));

@@ -10,10 +10,11 @@ mod tests {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
 
     /// Each family with each storage it runs on.
-    const COMBINATIONS: [(Reads, Family); 3] = [
+    const COMBINATIONS: [(Reads, Family); 4] = [
         (Reads::Textures, Family::Software),
         (Reads::Storage, Family::Software),
         (Reads::Storage, Family::Hardware),
+        (Reads::Storage, Family::Simple),
     ];
 
     /// What the family may ask of the adapter beyond WebGPU's baseline: nothing for the
@@ -21,7 +22,7 @@ mod tests {
     /// feature (TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES), validated with naga's defaults.
     fn capabilities(family: Family) -> Capabilities {
         match family {
-            Family::Hardware => Capabilities::empty(),
+            Family::Hardware | Family::Simple => Capabilities::empty(),
             Family::Software => Capabilities::default(),
         }
     }

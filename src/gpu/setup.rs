@@ -34,9 +34,9 @@ impl GpuBackend {
         family: Family,
         reads: Reads,
     ) -> Result<Self> {
-        if family == Family::Hardware && reads != Reads::Storage {
+        if family.needs_storage() && reads != Reads::Storage {
             return Err(Error::Config(
-                "the hardware kernels write one float at a time, which needs storage buffers (Reads::Storage)".into(),
+                format!("the {} kernels write one float at a time, which needs storage buffers (Reads::Storage)", family.name()),
             ));
         }
         let info = adapter.get_info();

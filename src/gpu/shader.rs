@@ -82,6 +82,17 @@ fn kernel_constants() -> String {
     h += &constant("DENSE_WG", DENSE_WG);
     h += &constant("TILE_B", TILE_B);
     h += &constant("SUM_WG", SUM_WG);
+    for (name, v) in [
+        ("C1S2_WG", C1S2_WG),
+        ("C3S4_WG", C3S4_WG),
+        ("HEAD_B", HEAD_B),
+        ("HEAD_WG", HEAD_WG),
+        ("C3B_WG", C3B_WG),
+        ("PARAMS_WG", PARAMS_WG),
+        ("PARAM_GROUPS", PARAM_GROUPS),
+    ] {
+        h += &constant(name, v);
+    }
     h
 }
 
@@ -179,7 +190,7 @@ pub fn unroll(src: &str) -> String {
 }
 
 /// The shader files, each compiled with the header and common.wgsl in front.
-pub(super) const SHADERS: [(&str, &str); 9] = [
+pub(super) const SHADERS: [(&str, &str); 10] = [
     ("input", include_str!("../../shaders/input.wgsl")),
     ("dense", include_str!("../../shaders/dense.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
@@ -189,6 +200,7 @@ pub(super) const SHADERS: [(&str, &str); 9] = [
     ("loss", include_str!("../../shaders/loss.wgsl")),
     ("update", include_str!("../../shaders/update.wgsl")),
     ("simple", include_str!("../../shaders/simple.wgsl")),
+    ("fused", include_str!("../../shaders/fused.wgsl")),
 ];
 pub(super) const COMMON: &str = include_str!("../../shaders/common.wgsl");
 /// Where activations and deltas live, with the helpers that read and write them (`Reads`).

@@ -154,11 +154,11 @@ pub enum Reads {
 }
 
 impl Reads {
-    /// What `family` reads on `adapter`: the hardware family storage buffers, the software
+    /// What `family` reads on `adapter`: the hardware and simple families storage buffers, the software
     /// family as `for_adapter` says.
     pub fn for_family(adapter: &wgpu::Adapter, family: Family) -> Self {
         match family {
-            Family::Hardware => Reads::Storage,
+            Family::Hardware | Family::Simple => Reads::Storage,
             Family::Software => Self::for_adapter(adapter),
         }
     }

@@ -59,6 +59,12 @@ impl Reference {
             .filter(move |a| !(sweep == Sweep::Hessian && **a == DY))
     }
 
+    /// Whether this sweep computes tensor `name`: a parameter's gradient, or one of
+    /// `tensors`.
+    pub fn computes(&self, name: &str) -> bool {
+        TENSORS.iter().any(|t| t.name == name) || self.tensors().any(|a| a.name == name)
+    }
+
     /// Compares layout tensor `a` of every pattern, `got(p)` giving pattern p's values;
     /// `what` prefixes the failure message.
     pub fn check_tensor(
