@@ -46,9 +46,31 @@ pub enum Split {
     Test,
 }
 
-/// Seconds per batch of each kernel (entry point), and whether GPU timestamp queries
-/// measured them (else the wall clock around each dispatch).
-pub type KernelTimes = (Vec<(String, f64)>, bool);
+/// One training batch of a GPU backend, kernel by kernel (`bench --profile`).
+#[derive(Debug, Clone)]
+pub struct KernelTimes {
+    /// Per kernel (entry point), in the batch's order: seconds per batch, and its own
+    /// counts of FLOP and of bytes read and written per batch (`gpu::costs`).
+    pub kernels: Vec<KernelTime>,
+    /// Whether GPU timestamp queries measured the kernels (else the wall clock around
+    /// repeated single dispatches, each submission's fixed cost included).
+    pub timestamps: bool,
+    /// Dispatches per training batch.
+    pub dispatches: usize,
+    /// Host seconds per batch to record its compute pass (wgpu's checks and the driver's
+    /// command recording), and to submit it, measured over a full command buffer.
+    pub encode_s: f64,
+    pub submit_s: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KernelTime {
+    pub name: String,
+    pub seconds: f64,
+    pub flop: u64,
+    pub read: u64,
+    pub written: u64,
+}
 
 pub trait Backend {
     /// What runs the math, for reports ("cpu (2 threads)", an adapter name).
@@ -85,9 +107,9 @@ pub trait Backend {
     fn device_memory(&self) -> Option<u64> {
         None
     }
-    /// Seconds per batch of `batch` spent in each kernel (entry point), averaged over
-    /// `reps` runs, and whether GPU timestamps measured them (else the wall clock); None
-    /// for a backend without kernels.
+    /// Each kernel of a training batch of `batch`, timed over `reps` runs, with its
+    /// counts, and the host's cost of the batch (`KernelTimes`); None for a backend
+    /// without kernels.
     fn profile(&mut self, _batch: usize, _reps: usize) -> Result<Option<KernelTimes>> {
         Ok(None)
     }

@@ -2,6 +2,7 @@
 //! as a table or JSON lines, with the time per GPU kernel on request.
 
 use super::{BackendKind, DataArgs, load_data};
+use lenet_gpu::backend::{KernelTime, KernelTimes};
 use lenet_gpu::bench::{self, BenchConfig, BenchResult};
 use lenet_gpu::cpu::batch::CpuBackend;
 use lenet_gpu::select::DeviceChoice;
@@ -51,8 +52,8 @@ pub struct BenchArgs {
     profile: bool,
 }
 
-/// One kernel profile: backend, batch, (kernel, seconds per batch), timed by timestamps.
-type Profile = (String, usize, Vec<(String, f64)>, bool);
+/// One kernel profile: backend, batch, what `Backend::profile` measured.
+type Profile = (String, usize, KernelTimes);
 
 /// What `measure_all` found.
 struct Measured {
@@ -131,9 +132,9 @@ fn measure_all(a: &BenchArgs) -> Result<Measured> {
             }
             let res = bench::measure(b.as_mut(), train_set.len(), test_set.len(), batch, r, &cfg)?;
             if a.profile
-                && let Some((p, timestamps)) = b.profile(batch, 20)?
+                && let Some(p) = b.profile(batch, 20)?
             {
-                profiles.push((res.backend.clone(), batch, p, timestamps));
+                profiles.push((res.backend.clone(), batch, p));
             }
             results.push(res);
         }
@@ -242,27 +243,57 @@ fn print_table(a: &BenchArgs, m: &Measured) {
 }
 
 fn print_profiles(profiles: Vec<Profile>) {
-    for (backend, batch, mut p, timestamps) in profiles {
-        p.sort_by(|x, y| y.1.total_cmp(&x.1));
-        let total: f64 = p.iter().map(|x| x.1).sum();
-        let how = if timestamps {
+    if profiles.is_empty() {
+        return;
+    }
+    for (backend, batch, p) in profiles {
+        let total: f64 = p.kernels.iter().map(|k| k.seconds).sum();
+        let how = if p.timestamps {
             "GPU timestamp queries"
         } else {
             "wall time per dispatch, submission included: the adapter has no timestamp queries"
         };
         println!("\nkernel times, {backend}, batch {batch} ({how}):");
-        for (name, t) in &p {
-            println!(
-                "  {name:<26} {:>9.3} ms {:>5.1}%",
-                t * 1e3,
-                100.0 * t / total
-            );
-        }
         println!(
-            "  {:<26} {:>9.3} ms = {:.0} samples/s",
+            "  {:<26} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "kernel", "ms", "%", "MFLOP", "GFLOP/s", "MB read", "MB writ", "GB/s"
+        );
+        let mut kernels = p.kernels.clone();
+        kernels.sort_by(|x, y| y.seconds.total_cmp(&x.seconds));
+        let line = |name: &str, t: f64, flop: u64, bytes: (u64, u64)| {
+            println!(
+                "  {name:<26} {:>9.3} {:>5.1}% {:>8.2} {:>8.2} {:>8.3} {:>8.3} {:>8.2}",
+                t * 1e3,
+                100.0 * t / total,
+                flop as f64 / 1e6,
+                flop as f64 / t / 1e9,
+                bytes.0 as f64 / 1e6,
+                bytes.1 as f64 / 1e6,
+                (bytes.0 + bytes.1) as f64 / t / 1e9
+            );
+        };
+        for k in &kernels {
+            line(&k.name, k.seconds, k.flop, (k.read, k.written));
+        }
+        let sum = |f: fn(&KernelTime) -> u64| kernels.iter().map(f).sum::<u64>();
+        line(
             "total",
-            total * 1e3,
-            batch as f64 / total
+            total,
+            sum(|k| k.flop),
+            (sum(|k| k.read), sum(|k| k.written)),
+        );
+        println!(
+            "  = {:.0} samples/s on the device; per batch {} dispatches, host {:.1} us to encode and {:.1} us to submit ({:.0} samples/s if the host alone bounded it)",
+            batch as f64 / total,
+            p.dispatches,
+            p.encode_s * 1e6,
+            p.submit_s * 1e6,
+            batch as f64 / (p.encode_s + p.submit_s)
         );
     }
+    println!(
+        "\ncounts: each kernel's FLOP (multiply-add = 2, squashing left out) and its compulsory \
+         bytes (each tensor it reads or writes in device memory once, parameters once per batch), \
+         from the layer shapes (src/gpu/costs.rs)"
+    );
 }

@@ -32,11 +32,7 @@ impl Backend for GpuBackend {
     }
 
     fn profile(&mut self, batch: usize, reps: usize) -> Result<Option<KernelTimes>> {
-        let (times, timestamps) = GpuBackend::profile(self, batch, reps)?;
-        Ok(Some((
-            times.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
-            timestamps,
-        )))
+        GpuBackend::profile(self, batch, reps).map(Some)
     }
 
     /// The adapter, and which kernel family runs on it.

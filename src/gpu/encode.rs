@@ -91,39 +91,10 @@ impl GpuBackend {
     /// parameters is refreshed at the start of every command buffer, since the host may
     /// have written new ones.
     pub(super) fn run(&self, split: Split, steps: &[Step], kernels: &[Kernel]) {
-        let bg = self.split(split).bind_group();
         let mut in_flight = std::collections::VecDeque::new();
         for (c, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
-            let mut enc = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("batches"),
-                });
-            self.copy_params(&mut enc, true);
-            for (i, s) in chunk.iter().enumerate() {
-                let offset = ((c * STEPS_PER_SUBMIT + i) as u64 * STEP_STRIDE) as u32;
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("lenet"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_bind_group(0, bg, &[offset]);
-                    for &k in kernels {
-                        let k = if k == Kernel::InputForward && s.distort == 1 {
-                            Kernel::InputForwardDistorted
-                        } else {
-                            k
-                        };
-                        let (x, y, z) = self.groups(k, s.batch);
-                        pass.set_pipeline(self.pipeline(k));
-                        pass.dispatch_workgroups(x, y, z);
-                    }
-                }
-                if kernels.contains(&Kernel::Update) {
-                    self.copy_params(&mut enc, false);
-                }
-            }
-            in_flight.push_back(self.queue.submit([enc.finish()]));
+            let buffer = self.encode(split, chunk, c * STEPS_PER_SUBMIT, kernels);
+            in_flight.push_back(self.queue.submit([buffer]));
             if in_flight.len() > MAX_IN_FLIGHT {
                 // A device error here also reaches the fault handler, reported at the next wait.
                 let _ = self.device.poll(wgpu::PollType::Wait {
@@ -132,6 +103,49 @@ impl GpuBackend {
                 });
             }
         }
+    }
+
+    /// One command buffer: `kernels` for each of `chunk`'s step records (at dynamic offsets
+    /// from record `first`), a compute pass per batch, each followed, after an update, by
+    /// the copy of the new parameters into the uniform buffer.
+    pub(super) fn encode(
+        &self,
+        split: Split,
+        chunk: &[Step],
+        first: usize,
+        kernels: &[Kernel],
+    ) -> wgpu::CommandBuffer {
+        let bg = self.split(split).bind_group();
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batches"),
+            });
+        self.copy_params(&mut enc, true);
+        for (i, s) in chunk.iter().enumerate() {
+            let offset = ((first + i) as u64 * STEP_STRIDE) as u32;
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("lenet"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(0, bg, &[offset]);
+                for &k in kernels {
+                    let k = if k == Kernel::InputForward && s.distort == 1 {
+                        Kernel::InputForwardDistorted
+                    } else {
+                        k
+                    };
+                    let (x, y, z) = self.groups(k, s.batch);
+                    pass.set_pipeline(self.pipeline(k));
+                    pass.dispatch_workgroups(x, y, z);
+                }
+            }
+            if kernels.contains(&Kernel::Update) {
+                self.copy_params(&mut enc, false);
+            }
+        }
+        enc.finish()
     }
 
     /// Copies the parameters of C1 .. S4 from `state` into the uniform buffer `small`, and

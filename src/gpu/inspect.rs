@@ -61,39 +61,80 @@ impl GpuBackend {
         })
     }
 
-    /// Wall time per batch of each kernel (entry point), measured by running it `reps`
-    /// times alone and waiting for the device; one training batch of `batch` patterns
-    /// from the start of the training set is run first so every buffer holds real values.
-    /// Seconds per batch of `batch` in each kernel (entry point), averaged over `reps`
-    /// dispatches, and whether they come from GPU timestamp queries (where the adapter
-    /// has them: the kernel's own time) or from the wall clock around repeated single
-    /// submissions (which includes each submission's fixed cost).
-    pub fn profile(
-        &mut self,
-        batch: usize,
-        reps: usize,
-    ) -> Result<(Vec<(&'static str, f64)>, bool)> {
+    /// A training batch of `batch` patterns kernel by kernel: seconds per batch of each
+    /// kernel (entry point), averaged over `reps` dispatches, from GPU timestamp queries
+    /// where the adapter has them (the kernel's own time), else from the wall clock around
+    /// repeated single submissions (which includes each submission's fixed cost); with
+    /// each kernel's counts (`costs::cost`), and the host time to encode and submit a
+    /// batch. One training batch from the start of the training set runs first, so every
+    /// buffer holds real values.
+    pub fn profile(&mut self, batch: usize, reps: usize) -> Result<KernelTimes> {
         let reps = reps.max(1);
         let order: Vec<u32> = (0..batch as u32).collect();
         self.train(&order, batch)?;
         let steps = vec![self.step(Split::Train, 0, batch, Sweep::Backward)];
         self.prepare_steps(&steps);
         let kernels = self.family.training();
-        if self.timestamps {
-            return Ok((self.profile_timestamps(&kernels, batch as u32, reps)?, true));
-        }
-        let mut out = Vec::new();
-        for k in kernels {
-            self.run(Split::Train, &steps, &[k]);
-            self.wait()?;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
+        let times = if self.timestamps {
+            self.profile_timestamps(&kernels, batch as u32, reps)?
+        } else {
+            let mut out = Vec::new();
+            for &k in &kernels {
                 self.run(Split::Train, &steps, &[k]);
+                self.wait()?;
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    self.run(Split::Train, &steps, &[k]);
+                }
+                self.wait()?;
+                out.push(t.elapsed().as_secs_f64() / reps as f64);
             }
+            out
+        };
+        let (encode_s, submit_s) = self.host_cost(batch, &kernels)?;
+        Ok(KernelTimes {
+            kernels: kernels
+                .iter()
+                .zip(times)
+                .map(|(&k, seconds)| {
+                    let c = costs::cost(k, batch as u64);
+                    KernelTime {
+                        name: k.entry().to_string(),
+                        seconds,
+                        flop: c.flop,
+                        read: c.read,
+                        written: c.written,
+                    }
+                })
+                .collect(),
+            timestamps: self.timestamps,
+            dispatches: kernels.len(),
+            encode_s,
+            submit_s,
+        })
+    }
+
+    /// Host seconds per training batch to encode (record its compute pass and the
+    /// parameter copy, as `run` does) and to submit, best of five command buffers of
+    /// STEPS_PER_SUBMIT batches each, waiting for the device between them so only the
+    /// host's work is timed.
+    fn host_cost(&mut self, batch: usize, kernels: &[Kernel]) -> Result<(f64, f64)> {
+        let n = STEPS_PER_SUBMIT;
+        let steps = vec![self.step(Split::Train, 0, batch, Sweep::Backward); n];
+        self.prepare_steps(&steps);
+        let (mut encode, mut submit) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let buffer = self.encode(Split::Train, &steps, 0, kernels);
+            let encoded = t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            self.queue.submit([buffer]);
+            let submitted = t.elapsed().as_secs_f64();
             self.wait()?;
-            out.push((k.entry(), t.elapsed().as_secs_f64() / reps as f64));
+            encode = encode.min(encoded / n as f64);
+            submit = submit.min(submitted / n as f64);
         }
-        Ok((out, false))
+        Ok((encode, submit))
     }
 
     /// One compute pass per kernel, `reps` dispatches each, timed by timestamp queries at
@@ -103,7 +144,7 @@ impl GpuBackend {
         kernels: &[Kernel],
         batch: u32,
         reps: usize,
-    ) -> Result<Vec<(&'static str, f64)>> {
+    ) -> Result<Vec<f64>> {
         let n = 2 * kernels.len() as u32;
         let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("profile timestamps"),
@@ -147,9 +188,9 @@ impl GpuBackend {
         Ok(kernels
             .iter()
             .enumerate()
-            .map(|(i, &k)| {
+            .map(|(i, _)| {
                 let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
-                (k.entry(), dt / reps as f64)
+                dt / reps as f64
             })
             .collect())
     }

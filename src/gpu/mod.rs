@@ -7,6 +7,7 @@
 
 mod api;
 mod bindings;
+pub mod costs;
 pub mod device;
 mod encode;
 mod inspect;
@@ -28,7 +29,7 @@ use shader::*;
 pub use storage::Reads;
 use storage::*;
 
-use crate::backend::{Backend, Evaluation, KernelTimes, Split, TrainStats};
+use crate::backend::{Backend, Evaluation, KernelTime, KernelTimes, Split, TrainStats};
 use crate::data::Dataset;
 use crate::distort::Affine;
 use crate::model::RBF_CENTERS;
