@@ -22,9 +22,7 @@ pub struct BenchArgs {
     /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
     #[arg(long)]
     cpu_adapter: bool,
-    /// Which GPU kernels run: `hardware` (one invocation per output value, shaped for
-    /// GPUs), `software` (large register tiles, shaped for CPU adapters such as lavapipe),
-    /// or `auto`: hardware on GPUs, software on CPU adapters.
+    /// Which GPU kernels run (shaders/README.md describes each family).
     #[arg(long, value_enum, default_value = "auto")]
     kernels: super::KernelsArg,
     /// Batch sizes to measure, comma-separated or repeated.

@@ -75,18 +75,20 @@ pub struct DeviceArgs {
     /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
     #[arg(long)]
     pub cpu_adapter: bool,
-    /// Which GPU kernels run: `hardware` (one invocation per output value, shaped for
-    /// GPUs), `software` (large register tiles, shaped for CPU adapters such as lavapipe),
-    /// or `auto`: hardware on GPUs, software on CPU adapters.
+    /// Which GPU kernels run (shaders/README.md describes each family).
     #[arg(long, value_enum, default_value = "auto")]
     pub kernels: KernelsArg,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
 pub enum KernelsArg {
+    /// `hardware` on GPUs, `software` on CPU adapters
     Auto,
+    /// Fused kernels, a few outputs per invocation, workgroup memory: shaped for GPUs
     Hardware,
+    /// Large register tiles: shaped for CPU adapters such as lavapipe
     Software,
+    /// One invocation per output value, plain loops: the readable form of every pass
     Simple,
 }
 

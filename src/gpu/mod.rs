@@ -7,6 +7,7 @@
 
 mod api;
 mod bindings;
+pub mod cache;
 pub mod costs;
 pub mod device;
 mod encode;

@@ -123,4 +123,34 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// WebGPU's baseline limits, which the hardware and simple families ask for: at most
+    /// 256 invocations and 16 KiB of workgroup memory per workgroup (maxComputeInvocations
+    /// PerWorkgroup, maxComputeWorkgroupStorageSize). naga does not check these; this test
+    /// adds up the workgroup variables each entry point uses.
+    #[test]
+    fn gpu_families_fit_baseline_workgroup_limits() {
+        for family in [Family::Hardware, Family::Simple] {
+            let code = module_source(Reads::Storage, family);
+            let module = naga::front::wgsl::parse_str(&code).unwrap();
+            let info = Validator::new(ValidationFlags::all(), capabilities(family))
+                .validate(&module)
+                .unwrap();
+            for (i, e) in module.entry_points.iter().enumerate() {
+                let uses = info.get_entry_point(i);
+                let bytes: u32 = module
+                    .global_variables
+                    .iter()
+                    .filter(|(h, v)| {
+                        v.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty()
+                    })
+                    .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+                    .sum();
+                let invocations: u32 = e.workgroup_size.iter().product();
+                println!("{family:?} {}: {invocations} invocations, {bytes} B of workgroup memory", e.name);
+                assert!(invocations <= 256, "{}: {invocations} invocations", e.name);
+                assert!(bytes <= 16384, "{}: {bytes} B of workgroup memory", e.name);
+            }
+        }
+    }
 }

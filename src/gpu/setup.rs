@@ -254,8 +254,10 @@ fn warps_buffer(device: &wgpu::Device, images: usize) -> wgpu::Buffer {
     })
 }
 
-/// One module for the family's kernels, then one pipeline per kernel of the family,
-/// labelled with its entry point, at the kernel's place in the registry (None elsewhere).
+/// One module for the family's kernels (parsed, or from the kernel cache:
+/// `cache::module`), then one pipeline per kernel of the family, labelled with its entry
+/// point, at the kernel's place in the registry (None elsewhere). The pipelines are
+/// compiled in parallel: a driver compiles a pipeline on the thread that asks for it.
 fn compile_kernels(
     device: &wgpu::Device,
     info: &wgpu::AdapterInfo,
@@ -263,6 +265,7 @@ fn compile_kernels(
     reads: Reads,
     family: Family,
 ) -> Result<Vec<Option<wgpu::ComputePipeline>>> {
+    use rayon::prelude::*;
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some("lenet pipeline layout"),
         bind_group_layouts: &[Some(layout)],
@@ -270,51 +273,65 @@ fn compile_kernels(
     });
     // One module for all kernels: every file needs common.wgsl's helpers, and a module
     // per file would hold (in wgpu and the driver) a parsed copy of them for each file.
-    let code = module_source(reads, family);
+    let module = cache::module(cache::dir().as_deref(), reads, family)
+        .map_err(|e| gpu_err("parsing the kernels", e))?;
     let spirv = info.backend == wgpu::Backend::Vulkan
         && device
             .features()
             .contains(wgpu::Features::PASSTHROUGH_SHADERS);
     let modules = if spirv {
-        spirv_modules(device, code, family)?
+        spirv_modules(device, module, family)?
     } else {
-        vec![wgsl_module(device, code)]
+        vec![naga_module(device, module)]
     };
-    let mut pipelines: Vec<Option<wgpu::ComputePipeline>> = KERNELS.iter().map(|_| None).collect();
-    for (n, spec) in family.kernels().enumerate() {
-        pipelines[spec.kernel as usize] = Some(device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
+    let specs: Vec<&KernelSpec> = family.kernels().collect();
+    // wgpu's error scopes belong to the thread that pushed them: each worker keeps its own
+    // and hands back what it caught.
+    let compiled: Vec<(wgpu::ComputePipeline, Option<wgpu::Error>)> = specs
+        .par_iter()
+        .enumerate()
+        .map(|(n, spec)| {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(spec.entry),
                 layout: Some(&pipeline_layout),
                 module: &modules[n.min(modules.len() - 1)],
                 entry_point: Some(spec.entry),
                 compilation_options: Default::default(),
                 cache: None,
-            },
-        ));
+            });
+            (p, pollster::block_on(scope.pop()))
+        })
+        .collect();
+    let mut pipelines: Vec<Option<wgpu::ComputePipeline>> = KERNELS.iter().map(|_| None).collect();
+    for (spec, (p, error)) in specs.iter().zip(compiled) {
+        if let Some(e) = error {
+            return Err(gpu_err(&format!("compiling {}", spec.entry), e));
+        }
+        pipelines[spec.kernel as usize] = Some(p);
     }
     Ok(pipelines)
 }
 
 /// On Vulkan the kernels go to the driver as SPIR-V translated here, one small module per
-/// kernel, and the parsed source is freed before the driver compiles them; a WGSL module
-/// would keep wgpu's parsed copy of all kernels (65 MB with the unrolled tiles) alive as
-/// long as the pipelines, host memory that counts in the peak.
+/// kernel, and the parsed module is freed before the driver compiles them; a module of
+/// naga's IR would stay alive in wgpu (65 MB with the unrolled tiles) as long as the
+/// pipelines, host memory that counts in the peak.
 fn spirv_modules(
     device: &wgpu::Device,
-    code: String,
+    module: naga::Module,
     family: Family,
 ) -> Result<Vec<wgpu::ShaderModule>> {
-    let spirv = spirv_kernels(&code, family)
+    let spirv = spirv_kernels(&module, family)
         .map_err(|e| gpu_err("translating the kernels to SPIR-V", e))?;
-    drop(code);
+    drop(module);
     Ok(spirv
         .into_iter()
         .zip(family.kernels())
         .map(|((words, size), spec)| {
-            // SAFETY: naga wrote this SPIR-V from WGSL it validated; the kernels are the
-            // same as on the WGSL path, which wgpu checks against the layout (on GL in
-            // tests/gpu.rs), and their bounds are argued in `wgsl_module`.
+            // SAFETY: naga wrote this SPIR-V from a module it validated; the kernels are
+            // the same as on the naga-IR path, which wgpu checks against the layout (on GL
+            // in tests/gpu.rs), and their bounds are argued in `naga_module`.
             unsafe {
                 device.create_shader_module_passthrough(wgpu::ShaderModuleDescriptorPassthrough {
                     label: Some(spec.entry),
@@ -332,10 +349,12 @@ fn spirv_modules(
         .collect())
 }
 
-fn wgsl_module(device: &wgpu::Device, code: String) -> wgpu::ShaderModule {
+/// Elsewhere wgpu takes the parsed module itself (it validates it and translates it for
+/// the API).
+fn naga_module(device: &wgpu::Device, module: naga::Module) -> wgpu::ShaderModule {
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some("lenet kernels"),
-        source: wgpu::ShaderSource::Wgsl(code.into()),
+        source: wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module)),
     };
     // SAFETY: every index in these kernels is bounded by construction (per-pattern offsets
     // below the strides, patterns below `step.batch` <= the capacity the buffers were

@@ -217,40 +217,42 @@ pub(super) fn prelude(reads: Reads) -> String {
     format!("{}\n{store}\n{COMMON}\n", header(reads))
 }
 
-/// The kernel files of `family` behind the prelude of `reads`, as one module, with the
-/// marked loops unrolled.
-pub(super) fn module_source(reads: Reads, family: Family) -> String {
+/// The kernel files of `family` behind the prelude of `reads`, as one module, before
+/// unrolling.
+pub(super) fn module_text(reads: Reads, family: Family) -> String {
     let head = prelude(reads);
     let files = SHADERS
         .iter()
         .filter(|(name, _)| family.files().contains(name))
         .map(|(_, src)| *src);
-    unroll(
-        &std::iter::once(head.as_str())
-            .chain(files)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
+    std::iter::once(head.as_str())
+        .chain(files)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `module_text` with the marked loops unrolled: the module's source.
+pub(super) fn module_source(reads: Reads, family: Family) -> String {
+    unroll(&module_text(reads, family))
 }
 
 /// One kernel's SPIR-V words and workgroup size.
 pub(super) type SpirvKernel = (Vec<u32>, [u32; 3]);
 
-/// Translates the kernels' WGSL to SPIR-V, one module per kernel of `family`, with wgpu's
-/// translator and the settings `ShaderRuntimeChecks::unchecked()` gives the WGSL path; with
-/// each, the kernel's workgroup size.
+/// Translates the family's parsed module to SPIR-V, one module per kernel of `family`, with
+/// wgpu's translator and the settings `ShaderRuntimeChecks::unchecked()` gives the WGSL
+/// path; with each, the kernel's workgroup size.
 pub(super) fn spirv_kernels(
-    code: &str,
+    module: &naga::Module,
     family: Family,
 ) -> std::result::Result<Vec<SpirvKernel>, String> {
     use naga::back::spv;
-    let module = naga::front::wgsl::parse_str(code).map_err(|e| e.emit_to_string(code))?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::default(),
     )
-    .validate(&module)
-    .map_err(|e| e.emit_to_string(code))?;
+    .validate(module)
+    .map_err(|e| format!("{e:?}"))?;
     let options = spv::Options {
         flags: spv::WriterFlags::empty(),
         // Descriptor set = @group, binding = @binding: wgpu's Vulkan backend numbers a
@@ -282,7 +284,7 @@ pub(super) fn spirv_kernels(
                 .find(|e| e.name == entry)
                 .ok_or_else(|| format!("no entry point {entry}"))?
                 .workgroup_size;
-            let words = spv::write_vec(&module, &info, &options, Some(&pipeline))
+            let words = spv::write_vec(module, &info, &options, Some(&pipeline))
                 .map_err(|e| format!("{entry}: {e}"))?;
             Ok((words, size))
         })
