@@ -127,6 +127,15 @@ var<workgroup> head_x4: array<f32, 1600>;
 var<workgroup> head_x5: array<f32, 480>;
 var<workgroup> head_x6: array<f32, 336>;
 var<workgroup> head_y: array<f32, 40>;
+// The RBF centres (CLASSES x CENTRE_LEN): read at an index that differs between the
+// invocations of a SIMD group, which a uniform buffer serves one address at a time.
+var<workgroup> centres: array<f32, 840>;
+
+fn load_centres(t: u32) {
+    for (var i = t; i < CLASSES * CENTRE_LEN; i += HEAD_WG) {
+        centres[i] = sparam(RBF_CENTERS + i);
+    }
+}
 
 // Value i of a (HEAD_B, n) array in workgroup memory for the four patterns, as a vec4.
 fn lanes_x4(i: u32) -> vec4<f32> {
@@ -148,9 +157,12 @@ fn head_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     // Patterns of this group in the batch; lanes past them compute on zeros, unwritten.
     let n = min(HEAD_B, step.batch - b0);
     for (var i = t; i < HEAD_B * 400u; i += HEAD_WG) {
-        let p = i / 400u;
-        head_x4[i] = select(0.0, act(b0 + p, X4, i % 400u), p < n);
+        // Not select(): it would read both sides, past the buffer for the last group.
+        var v = 0.0;
+        if (i / 400u < n) { v = act(b0 + i / 400u, X4, i % 400u); }
+        head_x4[i] = v;
     }
+    load_centres(t);
     workgroupBarrier();
     if (t < 120u) {
         var a = vec4<f32>(pw(C5_B + t));
@@ -182,7 +194,7 @@ fn head_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         let c = t % CLASSES;
         var s = 0.0;
         for (var j = 0u; j < CENTRE_LEN; j++) {
-            let d = head_x6[p * 84u + j] - sparam(RBF_CENTERS + c * CENTRE_LEN + j);
+            let d = head_x6[p * 84u + j] - centres[c * CENTRE_LEN + j];
             s += d * d;
         }
         head_y[t] = s;
@@ -219,6 +231,8 @@ fn head_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let b0 = group_index(wid, nwg) * HEAD_B;
     if (b0 >= step.batch) { return; }
     let n = min(HEAD_B, step.batch - b0);
+    load_centres(t);
+    workgroupBarrier();
     // The RBF layer: d6 = f'(a6) sum_c dy[c] 2 (x6 - centre_c), or f'(a6)^2 2.
     for (var i = t; i < HEAD_B * 84u; i += HEAD_WG) {
         let p = i / 84u;
@@ -230,7 +244,7 @@ fn head_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
             if (step.mode == 0u) {
                 s = 0.0;
                 for (var c = 0u; c < CLASSES; c++) {
-                    s += delta(b0 + p, DY, c) * 2.0 * (x - sparam(RBF_CENTERS + c * CENTRE_LEN + j));
+                    s += delta(b0 + p, DY, c) * 2.0 * (x - centres[c * CENTRE_LEN + j]);
                 }
             }
             d = dfac(x) * s;

@@ -92,6 +92,11 @@ pub(super) fn store(path: &Path, module: &naga::Module) -> std::io::Result<()> {
     bytes.extend_from_slice(&Sha256::digest(&payload));
     bytes.extend_from_slice(&payload);
     let dir = path.parent().unwrap_or(Path::new("."));
+    // The user's alone: the files become kernels run without bounds checks.
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)?;
+    #[cfg(not(unix))]
     std::fs::create_dir_all(dir)?;
     // A name of this process and call: tests write the same file from several threads.
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -104,7 +109,29 @@ pub(super) fn store(path: &Path, module: &naga::Module) -> std::io::Result<()> {
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-    })
+    })?;
+    remove_older(path);
+    Ok(())
+}
+
+/// Removes the files of the same family and storage with another key (a changed kernel or
+/// build): only the newest is read again.
+fn remove_older(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return;
+    };
+    // kernels-<family>-<reads>-<key>.bin
+    let Some(stem) = name.rsplit_once('-').map(|(s, _)| format!("{s}-")) else {
+        return;
+    };
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let other = entry.file_name();
+        let other = other.to_string_lossy();
+        if other != name && other.starts_with(&stem) && other.ends_with(".bin") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +194,12 @@ mod tests {
             assert_eq!(spirv(&module(Some(&dir), reads, family).unwrap(), family), want);
             assert_eq!(std::fs::read(&path).unwrap(), good, "rewritten");
         }
+        // A file of an older key is removed when a new one is written.
+        let old = dir.join(file_name(reads, family).replace("-storage-", "-storage-0"));
+        std::fs::write(&old, b"an older build's module").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        module(Some(&dir), reads, family).unwrap();
+        assert!(path.exists() && !old.exists());
         // Another family, storage or source has another file.
         assert_ne!(
             file_name(Reads::Storage, Family::Hardware),

@@ -257,7 +257,9 @@ fn warps_buffer(device: &wgpu::Device, images: usize) -> wgpu::Buffer {
 /// One module for the family's kernels (parsed, or from the kernel cache:
 /// `cache::module`), then one pipeline per kernel of the family, labelled with its entry
 /// point, at the kernel's place in the registry (None elsewhere). The pipelines are
-/// compiled in parallel: a driver compiles a pipeline on the thread that asks for it.
+/// compiled in parallel, on up to `COMPILE_THREADS` threads: a driver compiles a pipeline
+/// on the thread that asks for it, and on a CPU adapter each compilation of the software
+/// family's unrolled kernels takes memory of its own, so the peak grows with the threads.
 fn compile_kernels(
     device: &wgpu::Device,
     info: &wgpu::AdapterInfo,
@@ -285,33 +287,54 @@ fn compile_kernels(
         vec![naga_module(device, module)]
     };
     let specs: Vec<&KernelSpec> = family.kernels().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.min(COMPILE_THREADS))
+        .build()
+        .map_err(|e| gpu_err("starting the compiler threads", e))?;
     // wgpu's error scopes belong to the thread that pushed them: each worker keeps its own
-    // and hands back what it caught.
-    let compiled: Vec<(wgpu::ComputePipeline, Option<wgpu::Error>)> = specs
-        .par_iter()
-        .enumerate()
-        .map(|(n, spec)| {
-            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(spec.entry),
-                layout: Some(&pipeline_layout),
-                module: &modules[n.min(modules.len() - 1)],
-                entry_point: Some(spec.entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-            (p, pollster::block_on(scope.pop()))
-        })
-        .collect();
+    // (the setup's kinds, and the driver's own failures) and hands back what it caught.
+    let compiled: Vec<(wgpu::ComputePipeline, Option<wgpu::Error>)> = pool.install(|| {
+        specs
+            .par_iter()
+            .enumerate()
+            .map(|(n, spec)| {
+                let scopes = [
+                    wgpu::ErrorFilter::Validation,
+                    wgpu::ErrorFilter::OutOfMemory,
+                    wgpu::ErrorFilter::Internal,
+                ]
+                .map(|f| device.push_error_scope(f));
+                let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(spec.entry),
+                    layout: Some(&pipeline_layout),
+                    module: &modules[n.min(modules.len() - 1)],
+                    entry_point: Some(spec.entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                // Popped innermost first, as scopes must be.
+                let mut first = None;
+                for scope in scopes.into_iter().rev() {
+                    let e = pollster::block_on(scope.pop());
+                    first = first.or(e);
+                }
+                (p, first)
+            })
+            .collect()
+    });
     let mut pipelines: Vec<Option<wgpu::ComputePipeline>> = KERNELS.iter().map(|_| None).collect();
     for (spec, (p, error)) in specs.iter().zip(compiled) {
         if let Some(e) = error {
-            return Err(gpu_err(&format!("compiling {}", spec.entry), e));
+            return Err(gpu_err(&format!("compiling {} on {}", spec.entry, info.name), e));
         }
         pipelines[spec.kernel as usize] = Some(p);
     }
     Ok(pipelines)
 }
+
+/// The most pipelines compiled at once.
+const COMPILE_THREADS: usize = 4;
 
 /// On Vulkan the kernels go to the driver as SPIR-V translated here, one small module per
 /// kernel, and the parsed module is freed before the driver compiles them; a module of
