@@ -4,15 +4,25 @@ use super::*;
 
 impl GpuBackend {
     /// Workgroups (x, y, z) for kernel `k` on a batch of `b` patterns: 2-D where one
-    /// dimension would exceed the device's limit (`flat_id` in common.wgsl).
+    /// dimension would exceed the device's limit (`flat_id` in common.wgsl, `group_index`
+    /// in fused.wgsl). Tiles and second-stage sums stay 1-D: their kernels index in one
+    /// dimension (a sum's workgroups are not `WG` wide), and their counts are fixed or
+    /// bounded far below any device's limit.
     pub(super) fn groups(&self, k: Kernel, b: u32) -> (u32, u32, u32) {
         let size = k.spec().size;
         let n = size.groups(b);
-        if matches!(size, Size::Tiles(_)) || n <= self.max_groups {
+        if matches!(size, Size::Tiles(_) | Size::Sum(_)) || n <= self.max_groups {
             (n, 1, 1)
         } else {
             (self.max_groups, n.div_ceil(self.max_groups), 1)
         }
+    }
+
+    /// Splits dispatches over 2-D grids as a device allowing only `groups` workgroups per
+    /// dimension would (at least 1): the kernels' 2-D indexing (`flat_id`, `group_index`)
+    /// is then tested without batches of thousands. For tests.
+    pub fn limit_workgroups(&mut self, groups: u32) {
+        self.max_groups = self.max_groups.min(groups.max(1));
     }
 
     /// Writes the step records, growing the buffer (and rebuilding the bind groups that
