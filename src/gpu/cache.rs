@@ -117,8 +117,7 @@ pub(super) fn store(path: &Path, module: &naga::Module) -> std::io::Result<()> {
 /// Removes the files of the same family and storage with another key (a changed kernel or
 /// build): only the newest is read again.
 fn remove_older(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
-    else {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return;
     };
     // kernels-<family>-<reads>-<key>.bin
@@ -191,7 +190,10 @@ mod tests {
         ] {
             std::fs::write(&path, &bad).unwrap();
             assert!(load(&path).is_none());
-            assert_eq!(spirv(&module(Some(&dir), reads, family).unwrap(), family), want);
+            assert_eq!(
+                spirv(&module(Some(&dir), reads, family).unwrap(), family),
+                want
+            );
             assert_eq!(std::fs::read(&path).unwrap(), good, "rewritten");
         }
         // A file of an older key is removed when a new one is written.
@@ -219,7 +221,10 @@ mod tests {
         std::fs::write(&file, b"a file, not a folder").unwrap();
         let (reads, family) = (Reads::Storage, Family::Hardware);
         let m = module(Some(&file), reads, family).unwrap();
-        assert_eq!(spirv(&m, family), spirv(&module(None, reads, family).unwrap(), family));
+        assert_eq!(
+            spirv(&m, family),
+            spirv(&module(None, reads, family).unwrap(), family)
+        );
         std::fs::remove_file(&file).unwrap();
     }
 }

@@ -224,12 +224,29 @@ fn counts(k: Kernel) -> Counts {
         ),
         ConvBackwardInput => (
             &[InputGrad(S4), InputGrad(C3), InputGrad(S2)],
-            &[T("d4"), T("x3"), T("x2"), T("x1"), P("s4"), P("c3"), P("s2")],
+            &[
+                T("d4"),
+                T("x3"),
+                T("x2"),
+                T("x1"),
+                P("s4"),
+                P("c3"),
+                P("s2"),
+            ],
             &[T("d3"), T("d2"), T("d1")],
         ),
         ConvBackwardParams => (
             &[ParamGrad(C1), ParamGrad(S2), ParamGrad(C3), ParamGrad(S4)],
-            &[T("x0"), T("d1"), T("x1"), T("d2"), T("x2"), T("d3"), T("x3"), T("d4")],
+            &[
+                T("x0"),
+                T("d1"),
+                T("x1"),
+                T("d2"),
+                T("x2"),
+                T("d3"),
+                T("x3"),
+                T("d4"),
+            ],
             &[Part(HW_PART)],
         ),
         DenseBackwardParams => (

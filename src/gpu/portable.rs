@@ -147,7 +147,10 @@ mod tests {
                     .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
                     .sum();
                 let invocations: u32 = e.workgroup_size.iter().product();
-                println!("{family:?} {}: {invocations} invocations, {bytes} B of workgroup memory", e.name);
+                println!(
+                    "{family:?} {}: {invocations} invocations, {bytes} B of workgroup memory",
+                    e.name
+                );
                 assert!(invocations <= 256, "{}: {invocations} invocations", e.name);
                 assert!(bytes <= 16384, "{}: {bytes} B of workgroup memory", e.name);
             }

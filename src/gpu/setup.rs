@@ -35,9 +35,10 @@ impl GpuBackend {
         reads: Reads,
     ) -> Result<Self> {
         if family.needs_storage() && reads != Reads::Storage {
-            return Err(Error::Config(
-                format!("the {} kernels write one float at a time, which needs storage buffers (Reads::Storage)", family.name()),
-            ));
+            return Err(Error::Config(format!(
+                "the {} kernels write one float at a time, which needs storage buffers (Reads::Storage)",
+                family.name()
+            )));
         }
         let info = adapter.get_info();
         let capacity = max_batch.max(EVAL_BATCH);
@@ -326,7 +327,10 @@ fn compile_kernels(
     let mut pipelines: Vec<Option<wgpu::ComputePipeline>> = KERNELS.iter().map(|_| None).collect();
     for (spec, (p, error)) in specs.iter().zip(compiled) {
         if let Some(e) = error {
-            return Err(gpu_err(&format!("compiling {} on {}", spec.entry, info.name), e));
+            return Err(gpu_err(
+                &format!("compiling {} on {}", spec.entry, info.name),
+                e,
+            ));
         }
         pipelines[spec.kernel as usize] = Some(p);
     }
