@@ -185,10 +185,8 @@ impl GpuBackend {
         let raw = self.read(&resolved, 0, 2 * n as usize)?;
         let ticks: Vec<u64> = bytemuck::cast_slice::<f32, u64>(&raw).to_vec();
         let period = self.queue.get_timestamp_period() as f64 * 1e-9;
-        Ok(kernels
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
+        Ok((0..kernels.len())
+            .map(|i| {
                 let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
                 dt / reps as f64
             })

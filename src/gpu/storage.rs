@@ -154,12 +154,13 @@ pub enum Reads {
 }
 
 impl Reads {
-    /// What `family` reads on `adapter`: the hardware and simple families storage buffers, the software
-    /// family as `for_adapter` says.
+    /// What `family` reads on `adapter`: storage buffers for a family that needs them
+    /// (`Family::needs_storage`), else what `for_adapter` says.
     pub fn for_family(adapter: &wgpu::Adapter, family: Family) -> Self {
-        match family {
-            Family::Hardware | Family::Simple => Reads::Storage,
-            Family::Software => Self::for_adapter(adapter),
+        if family.needs_storage() {
+            Reads::Storage
+        } else {
+            Self::for_adapter(adapter)
         }
     }
 
