@@ -5,7 +5,6 @@
 use std::{env, fs, path::Path};
 
 fn main() {
-    kernel_build_id();
     let src = "data/rbf_centers.txt";
     println!("cargo:rerun-if-changed={src}");
     let text = fs::read_to_string(src).unwrap_or_else(|e| panic!("{src}: {e}"));
@@ -50,16 +49,3 @@ fn main() {
     .unwrap();
 }
 
-/// `LENET_KERNEL_BUILD`: a hash of what turns the shader files into a module besides the
-/// files themselves (the unroller in src/gpu/shader.rs, and naga's version in Cargo.lock),
-/// part of the kernel cache's key (src/gpu/cache.rs).
-fn kernel_build_id() {
-    use std::hash::Hasher;
-    let mut h = std::hash::DefaultHasher::new();
-    for f in ["Cargo.lock", "src/gpu/shader.rs"] {
-        println!("cargo:rerun-if-changed={f}");
-        // Missing (a build from a published package): the crate version still keys it.
-        h.write(&fs::read(f).unwrap_or_default());
-    }
-    println!("cargo:rustc-env=LENET_KERNEL_BUILD={:016x}", h.finish());
-}

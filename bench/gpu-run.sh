@@ -60,7 +60,7 @@ if command -v nvidia-smi >/dev/null; then
     log "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
 fi
 step devices 30 "$bin" devices
-for kernels in hardware software; do
+for kernels in fused simple; do
     step "bench, $kernels kernels" "$limit_bench" "$bin" bench --backend vulkan "${adapter[@]}" \
         --kernels "$kernels" --batch "$batches" --steps "$steps" --profile --data "$data" "${bench_limit[@]}"
 done

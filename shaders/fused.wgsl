@@ -1,50 +1,40 @@
-// The `hardware` family (`--kernels hardware`, the default on GPUs): every pass of a
-// training batch in 9 kernels of its own (10 dispatches with the shared `input_forward`
-// and `update`), shaped by a GPU's rules. simple.wgsl holds the same passes in their
+// The `fused` family (`--kernels fused`, the default): every pass of a training batch in
+// 6 dispatches, shaped by a GPU's rules. simple.wgsl holds the same passes in their
 // simplest form, one invocation per output value; this file fuses them where a tensor has
-// one reader, keeps what a workgroup reuses (an input plane, a layer's weights) in
-// workgroup memory, and gives each invocation one output or a few. Why each kernel is
-// shaped as it is, with its counts, is in shaders/README.md ("The hardware family").
+// one reader, keeps what a workgroup reuses (an input plane, a layer's weights, the head's
+// activations) in workgroup memory, and gives each invocation one output or a few. Why
+// each kernel is shaped as it is, with its counts, is in shaders/README.md.
 //
-// The dependency chain of a batch, one dispatch per link (a dispatch is a device-wide
-// barrier, the only one WebGPU has):
-//   input_forward -> c1s2_forward -> c3s4_forward -> head_forward (C5, F6, RBF, loss)
-//   -> head_backward_input (d6, d5, d4) -> conv_backward_input (d3, d2, d1)
-//   -> conv_backward_params (per-pattern partial sums of C1, S2, C3, S4) and
-//      dense_backward_params (C5, F6) -> conv_backward_params_sum -> update.
+// The dependency chain of a training batch, one dispatch per link (a dispatch is a
+// device-wide barrier, the only one WebGPU has):
+//   c1s2_forward (x0, C1, S2) -> c3s4_forward (C3, S4)
+//   -> head_forward_backward (C5, F6, RBF, loss; d6, d5, d4)
+//   -> conv_backward_input (d3, d2, d1)
+//   -> conv_backward_params (each pattern's share of the C1, S2, C3, S4 gradients)
+//   -> grad_sum_update (every gradient summed over the batch in pattern order, C5's and
+//      F6's from the deltas, then the SDLM step).
+// Evaluation runs c1s2_forward, c3s4_forward and head_forward.
 //
 // Kernels that own a pattern (or HEAD_B patterns) take one workgroup for it, so every
 // barrier is between invocations of one pattern; a workgroup past the batch (the last row
 // of a 2-D dispatch) returns before its first barrier, the same for all its invocations.
-// Workgroup memory stays under WebGPU's baseline 16 KiB per workgroup (checked by a unit
-// test), and every workgroup size under its 256 invocations. Parameter sums keep a fixed
-// order: a first stage per pattern, in the `PART` region of that pattern's delta record,
-// a second over the batch in pattern order. No atomics.
-//
-// Storage buffers only (`Reads::Storage`): activations and deltas are read with act /
-// delta and written one float at a time with put_act / put_delta (buffers.wgsl).
+// A value a kernel writes to a storage buffer is read back only by a later dispatch;
+// within a workgroup values pass through workgroup memory. Workgroup memory stays under
+// WebGPU's baseline 16 KiB per workgroup and every workgroup size under its 256
+// invocations (both checked by a unit test). Parameter sums keep a fixed order: a first
+// stage per pattern, in the `PART` region of that pattern's delta record, a second over
+// the batch in pattern order. No atomics.
 
-// The workgroup's index in a dispatch that encode.rs may make 2-D.
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + wid.y * nwg.x;
-}
-
-// Parameter k of the flat layout, read from `state` as one float (param() reads a texel's
-// worth); squared in second-derivative mode (pwt).
-fn pw(k: u32) -> f32 {
-    return state[P_OFF + k];
-}
-fn pwt(k: u32) -> f32 {
-    let w = state[P_OFF + k];
-    return select(w, w * w, step.mode == 1u);
-}
+// Parameter k of the flat layout squared in second-derivative mode: wt (common.wgsl).
 
 // ---- forward --------------------------------------------------------------------------
 
 var<workgroup> plane: array<f32, 1024>;
 
-// x0: (B,1,32,32) -> x1: (B,6,28,28) -> x2: (B,6,14,14). One workgroup per pattern, one
-// invocation per S2 position (14 x 14 = C1S2_WG): for each of the six maps it computes the
+// image -> x0: (B,1,32,32) -> x1: (B,6,28,28) -> x2: (B,6,14,14). One workgroup per
+// pattern: the input plane (padded, scaled and, with --distort, warped: input.wgsl) into
+// workgroup memory and out (C1's gradient reads x0); then one invocation per S2 position
+// (14 x 14 = C1S2_WG): for each of the six maps it computes the
 // 2x2 block of C1 outputs under its S2 unit (4 x 25 multiply-adds from the input plane in
 // workgroup memory, weights from the uniform buffer, the same for every invocation),
 // writes them (the backward pass reads x1) and their subsampled, squashed sum.
@@ -53,12 +43,10 @@ fn c1s2_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) t: u32) {
     let b = group_index(wid, nwg);
     if (b >= step.batch) { return; }
-    for (var i = t; i < 256u; i += C1S2_WG) {
-        let v = act4(b, X0, 4u * i);
-        plane[4u * i] = v.x;
-        plane[4u * i + 1u] = v.y;
-        plane[4u * i + 2u] = v.z;
-        plane[4u * i + 3u] = v.w;
+    for (var i = t; i < 1024u; i += C1S2_WG) {
+        let v = input_at(b, i / 32u, i % 32u);
+        plane[i] = v;
+        put_act(b, X0, i, v);
     }
     workgroupBarrier();
     let y = t / 14u;
@@ -96,7 +84,7 @@ fn c3s4_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let b = g / 2u;
     if (b >= step.batch) { return; }
     for (var i = t; i < 1176u; i += C3S4_WG) { s2_maps[i] = act(b, X2, i); }
-    for (var i = t; i < 1516u; i += C3S4_WG) { c3_weights[i] = pw(C3_W + i); }
+    for (var i = t; i < 1516u; i += C3S4_WG) { c3_weights[i] = param(C3_W + i); }
     workgroupBarrier();
     let o = 8u * (g % 2u) + t / 25u;
     let y = (t % 25u) / 5u;
@@ -106,8 +94,8 @@ fn c3s4_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         let cy = 2u * y + q / 2u;
         let cx = 2u * x + q % 2u;
         var a = c3_weights[1500u + o];
-        for (var l = C3_START[o]; l < C3_START[o + 1u]; l++) {
-            let base = C3_IN[l] * 196u + cy * 14u + cx;
+        for (var l = c3_start(o); l < c3_start(o + 1u); l++) {
+            let base = c3_in(l) * 196u + cy * 14u + cx;
             for (var ky = 0u; ky < 5u; ky++) {
                 for (var kx = 0u; kx < 5u; kx++) {
                     a += c3_weights[l * 25u + ky * 5u + kx] * s2_maps[base + ky * 14u + kx];
@@ -122,7 +110,9 @@ fn c3s4_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // The head's tensors for the HEAD_B (= 4) patterns of a workgroup, pattern-major: four
-// patterns are the four lanes of a vec4, so each weight read from memory serves four.
+// patterns are the four lanes of a vec4, so each weight read from memory serves four. The
+// backward sweep overwrites x6 with d6, x5 with d5 and y with dy, each value by the
+// invocation that read it.
 var<workgroup> head_x4: array<f32, 1600>;
 var<workgroup> head_x5: array<f32, 480>;
 var<workgroup> head_x6: array<f32, 336>;
@@ -131,12 +121,6 @@ var<workgroup> head_y: array<f32, 40>;
 // invocations of a SIMD group, which a uniform buffer serves one address at a time.
 var<workgroup> centres: array<f32, 840>;
 
-fn load_centres(t: u32) {
-    for (var i = t; i < CLASSES * CENTRE_LEN; i += HEAD_WG) {
-        centres[i] = sparam(RBF_CENTERS + i);
-    }
-}
-
 // Value i of a (HEAD_B, n) array in workgroup memory for the four patterns, as a vec4.
 fn lanes_x4(i: u32) -> vec4<f32> {
     return vec4<f32>(head_x4[i], head_x4[400u + i], head_x4[800u + i], head_x4[1200u + i]);
@@ -144,30 +128,30 @@ fn lanes_x4(i: u32) -> vec4<f32> {
 fn lanes_x5(i: u32) -> vec4<f32> {
     return vec4<f32>(head_x5[i], head_x5[120u + i], head_x5[240u + i], head_x5[360u + i]);
 }
+fn lanes_x6(i: u32) -> vec4<f32> {
+    return vec4<f32>(head_x6[i], head_x6[84u + i], head_x6[168u + i], head_x6[252u + i]);
+}
 
-// x4: (B,400) -> x5: (B,120) -> x6: (B,84) -> y: (B,10), then (backward sweep only) the
-// loss, dE/dy and the statistics, as loss_forward_backward does. One workgroup of
-// HEAD_WG invocations per HEAD_B patterns; each dense output is one invocation's dot
-// product over the four patterns at once, its inputs from workgroup memory.
-@compute @workgroup_size(HEAD_WG)
-fn head_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) t: u32) {
-    let b0 = group_index(wid, nwg) * HEAD_B;
-    if (b0 >= step.batch) { return; }
-    // Patterns of this group in the batch; lanes past them compute on zeros, unwritten.
-    let n = min(HEAD_B, step.batch - b0);
+// x4: (B,400) -> x5: (B,120) -> x6: (B,84) -> y: (B,10) for patterns b0 .. b0 + n (lanes
+// past them compute on zeros, unwritten), then (backward sweep only) the loss, dE/dy
+// (into head_y) and the statistics, as loss_forward_backward does. Each dense output is
+// one invocation's dot product over the four patterns at once, its inputs from workgroup
+// memory.
+fn head_forward_at(t: u32, b0: u32, n: u32) {
     for (var i = t; i < HEAD_B * 400u; i += HEAD_WG) {
         // Not select(): it would read both sides, past the buffer for the last group.
         var v = 0.0;
         if (i / 400u < n) { v = act(b0 + i / 400u, X4, i % 400u); }
         head_x4[i] = v;
     }
-    load_centres(t);
+    for (var i = t; i < CLASSES * CENTRE_LEN; i += HEAD_WG) {
+        centres[i] = sparam(RBF_CENTERS + i);
+    }
     workgroupBarrier();
     if (t < 120u) {
-        var a = vec4<f32>(pw(C5_B + t));
+        var a = vec4<f32>(param(C5_B + t));
         for (var j = 0u; j < 400u; j++) {
-            a += pw(C5_W + t * 400u + j) * lanes_x4(j);
+            a += param(C5_W + t * 400u + j) * lanes_x4(j);
         }
         for (var p = 0u; p < HEAD_B; p++) {
             let v = squash(a[p]);
@@ -177,9 +161,9 @@ fn head_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     workgroupBarrier();
     if (t < 84u) {
-        var a = vec4<f32>(pw(F6_B + t));
+        var a = vec4<f32>(param(F6_B + t));
         for (var j = 0u; j < 120u; j++) {
-            a += pw(F6_W + t * 120u + j) * lanes_x5(j);
+            a += param(F6_W + t * 120u + j) * lanes_x5(j);
         }
         for (var p = 0u; p < HEAD_B; p++) {
             let v = squash(a[p]);
@@ -202,79 +186,81 @@ fn head_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     workgroupBarrier();
     if (t < n && step.mode == 0u) {
-        var y: array<f32, 12>;
+        var y: array<f32, 10>;
         for (var c = 0u; c < CLASSES; c++) { y[c] = head_y[t * CLASSES + c]; }
-        loss_at(b0 + t, y);
+        let dy = loss_at(b0 + t, y);
+        for (var c = 0u; c < CLASSES; c++) { head_y[t * CLASSES + c] = dy[c]; }
     }
+    workgroupBarrier();
+}
+
+// Evaluation: the head's forward pass, the loss and the statistics. One workgroup of
+// HEAD_WG invocations per HEAD_B patterns.
+@compute @workgroup_size(HEAD_WG)
+fn head_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) t: u32) {
+    let b0 = group_index(wid, nwg) * HEAD_B;
+    if (b0 >= step.batch) { return; }
+    head_forward_at(t, b0, min(HEAD_B, step.batch - b0));
 }
 
 // ---- backward: input gradients -------------------------------------------------------
 // Each writes dE/da of the layers below (d), or in second-derivative mode d2E/da2, with
-// squared weights and squashing derivatives (pwt, dfac).
+// squared weights and squashing derivatives (wt, dfac).
 
-var<workgroup> head_d6: array<f32, 336>;
-var<workgroup> head_d5: array<f32, 480>;
-
-fn lanes_d6(i: u32) -> vec4<f32> {
-    return vec4<f32>(head_d6[i], head_d6[84u + i], head_d6[168u + i], head_d6[252u + i]);
-}
-fn lanes_d5(i: u32) -> vec4<f32> {
-    return vec4<f32>(head_d5[i], head_d5[120u + i], head_d5[240u + i], head_d5[360u + i]);
-}
-
-// dy: (B,10) -> d6: (B,84) -> d5: (B,120) -> d4: (B,400), the head's patterns as in
-// head_forward. The input gradients read a weight column per invocation: neighbouring
-// invocations read neighbouring weights.
+// Training and the SDLM sweep: head_forward_at, then dy: (B,10) -> d6: (B,84) -> d5:
+// (B,120) -> d4: (B,400) for the same patterns, from workgroup memory. The input
+// gradients read a weight column per invocation: neighbouring invocations read
+// neighbouring weights.
 @compute @workgroup_size(HEAD_WG)
-fn head_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) t: u32) {
+fn head_forward_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) t: u32) {
     let b0 = group_index(wid, nwg) * HEAD_B;
     if (b0 >= step.batch) { return; }
     let n = min(HEAD_B, step.batch - b0);
-    load_centres(t);
-    workgroupBarrier();
+    head_forward_at(t, b0, n);
     // The RBF layer: d6 = f'(a6) sum_c dy[c] 2 (x6 - centre_c), or f'(a6)^2 2.
     for (var i = t; i < HEAD_B * 84u; i += HEAD_WG) {
         let p = i / 84u;
         let j = i % 84u;
         var d = 0.0;
         if (p < n) {
-            let x = act(b0 + p, X6, j);
+            let x = head_x6[i];
             var s = 2.0;
             if (step.mode == 0u) {
                 s = 0.0;
                 for (var c = 0u; c < CLASSES; c++) {
-                    s += delta(b0 + p, DY, c) * 2.0 * (x - centres[c * CENTRE_LEN + j]);
+                    s += head_y[p * CLASSES + c] * 2.0 * (x - centres[c * CENTRE_LEN + j]);
                 }
             }
             d = dfac(x) * s;
             put_delta(b0 + p, D6, j, d);
         }
-        head_d6[i] = d;
+        head_x6[i] = d;
     }
     workgroupBarrier();
     if (t < 120u) {
         var s = vec4<f32>(0.0);
         for (var o = 0u; o < 84u; o++) {
-            s += pwt(F6_W + o * 120u + t) * lanes_d6(o);
+            s += wt(F6_W + o * 120u + t) * lanes_x6(o);
         }
         for (var p = 0u; p < HEAD_B; p++) {
             var d = 0.0;
             if (p < n) {
-                d = dfac(act(b0 + p, X5, t)) * s[p];
+                d = dfac(head_x5[p * 120u + t]) * s[p];
                 put_delta(b0 + p, D5, t, d);
             }
-            head_d5[p * 120u + t] = d;
+            head_x5[p * 120u + t] = d;
         }
     }
     workgroupBarrier();
     for (var j = t; j < 400u; j += HEAD_WG) {
         var s = vec4<f32>(0.0);
         for (var o = 0u; o < 120u; o++) {
-            s += pwt(C5_W + o * 400u + j) * lanes_d5(o);
+            s += wt(C5_W + o * 400u + j) * lanes_x5(o);
         }
         for (var p = 0u; p < n; p++) {
-            put_delta(b0 + p, D4, j, dfac(act(b0 + p, X4, j)) * s[p]);
+            put_delta(b0 + p, D4, j, dfac(head_x4[p * 400u + j]) * s[p]);
         }
     }
 }
@@ -292,7 +278,7 @@ fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
                        @builtin(local_invocation_index) t: u32) {
     let b = group_index(wid, nwg);
     if (b >= step.batch) { return; }
-    for (var i = t; i < 1500u; i += C3B_WG) { c3_wt[i] = pwt(C3_W + i); }
+    for (var i = t; i < 1500u; i += C3B_WG) { c3_wt[i] = wt(C3_W + i); }
     for (var r = t; r < 1600u; r += C3B_WG) {
         let o = r / 100u;
         let u = o * 25u + ((r % 100u) / 20u) * 5u + (r % 10u) / 2u;
@@ -306,13 +292,13 @@ fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         let y = (r % 196u) / 14u;
         let x = r % 14u;
         var s = 0.0;
-        for (var k = C3_BY_INPUT_START[c]; k < C3_BY_INPUT_START[c + 1u]; k++) {
-            let l = C3_BY_INPUT_LINK[k];
+        for (var k = c3_by_input_start(c); k < c3_by_input_start(c + 1u); k++) {
+            let l = c3_by_input_link(k);
             for (var ky = 0u; ky < 5u; ky++) {
                 for (var kx = 0u; kx < 5u; kx++) {
                     // The output (y - ky, x - kx), where it exists.
                     if (y >= ky && y - ky < 10u && x >= kx && x - kx < 10u) {
-                        s += c3_wt[l * 25u + ky * 5u + kx] * c3_deltas[C3_MAP[l] * 100u + (y - ky) * 10u + x - kx];
+                        s += c3_wt[l * 25u + ky * 5u + kx] * c3_deltas[c3_map(l) * 100u + (y - ky) * 10u + x - kx];
                     }
                 }
             }
@@ -405,13 +391,13 @@ fn c3s4_share(b: u32, o: u32, t: u32) {
     for (var i = t; i < 1176u; i += PARAMS_WG) { grad_x[i] = xin(act(b, X2, i)); }
     for (var i = t; i < 100u; i += PARAMS_WG) { grad_d[i] = delta(b, D3, o * 100u + i); }
     workgroupBarrier();
-    let l0 = C3_START[o];
-    let n = 25u * (C3_START[o + 1u] - l0) + 1u;
+    let l0 = c3_start(o);
+    let n = 25u * (c3_start(o + 1u) - l0) + 1u;
     for (var q = t; q < n; q += PARAMS_WG) {
         let bias = q == n - 1u;
         let l = l0 + select(q / 25u, 0u, bias);
         let tap = select(q % 25u, 0u, bias);
-        let at = C3_IN[l] * 196u + (tap / 5u) * 14u + tap % 5u;
+        let at = c3_in(l) * 196u + (tap / 5u) * 14u + tap % 5u;
         var s = 0.0;
         for (var p = 0u; p < 100u; p++) {
             s += grad_d[p] * select(grad_x[at + (p / 10u) * 14u + p % 10u], 1.0, bias);
@@ -442,29 +428,26 @@ fn conv_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     }
 }
 
-// The second stage: parameter k < SMALL_PARAMS summed over the batch's shares in pattern
-// order, into the gradient (or the SDLM accumulator).
+// The second stage, one invocation per parameter: its gradient summed over the batch in
+// pattern order (C1 .. S4: the patterns' shares in PART; C5 and F6: from the deltas and
+// activations, dense_param), into the gradient (or the SDLM accumulator); then, in
+// batches whose record says update, the SDLM step of that parameter (update.wgsl).
 @compute @workgroup_size(WG)
-fn conv_backward_params_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn grad_sum_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = flat_id(gid, nwg);
-    if (k >= SMALL_PARAMS) { return; }
+    if (k >= N_PARAMS) { return; }
     var s = 0.0;
-    for (var b = 0u; b < step.batch; b++) {
-        s += delta(b, PART, k);
+    if (k < SMALL_PARAMS) {
+        for (var b = 0u; b < step.batch; b++) {
+            s += delta(b, PART, k);
+        }
+    } else if (k < F6_W) {
+        s = dense_param(k - C5_W, 400u, 120u, X4, D5);
+    } else {
+        s = dense_param(k - F6_W, 120u, 84u, X5, D6);
     }
     put_grad(k, s);
-}
-
-// C5's and F6's parameters (contiguous from C5_W: C5's weights and biases, then F6's), one
-// invocation each, summed over the batch in pattern order: neighbouring invocations read
-// neighbouring inputs of one pattern and the same delta.
-@compute @workgroup_size(WG)
-fn dense_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = flat_id(gid, nwg);
-    let c5 = F6_W - C5_W;
-    if (k < c5) {
-        put_grad(C5_W + k, dense_param(k, 400u, 120u, X4, D5));
-    } else if (k < N_PARAMS - C5_W) {
-        put_grad(F6_W + k - c5, dense_param(k - c5, 120u, 84u, X5, D6));
+    if (step.update == 1u && step.mode == 0u) {
+        update_at(k);
     }
 }

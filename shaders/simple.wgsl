@@ -1,21 +1,26 @@
-// The simplest readable form of every layer pass: one invocation per output value, plain
-// loops, no tiles, no unrolling, no workgroup memory. It is the `hardware` family's first
-// version (`--kernels hardware`): on a GPU, thousands of small invocations with a few live
-// values each hide memory latency better than the `software` family's large register
-// tiles, which were shaped for CPU adapters. It is also where a reader learns each pass:
-// every kernel is the loop of its CPU twin (src/cpu/), for one output.
+// The `simple` family (`--kernels simple`): every pass of LeNet-5 in its simplest readable
+// form, one invocation per output value (or per parameter), plain loops, no workgroup
+// memory; 22 dispatches per training batch. It is where a reader learns each pass: every
+// kernel is the loop of its CPU twin (src/cpu/) for one output, and has its name. The
+// fused family (fused.wgsl) computes the same values in 6 dispatches; both are checked
+// tensor by tensor against the CPU.
 //
-// Activations and deltas are read and written one float at a time (act / put_act, delta /
-// put_delta of buffers.wgsl), so this family runs on storage buffers (`Reads::Storage`)
-// only. Parameters come from `state` (param), squared in second-derivative mode (wt, swt);
+// Parameters come from `state` (param), squared in second-derivative mode (wt, swt);
 // inputs to a parameter's gradient are squared in that mode (xin); squashing derivatives
 // come from the layer's output (dfac, squared in that mode). Parameter gradients loop over
 // the batch in pattern order, one invocation per parameter: a fixed order, no atomics.
 // A weight and a bias of one layer run the same loop (the bias multiplying by 1 where a
-// weight multiplies by an input): on lavapipe, bias invocations that looped inside a
-// branch apart from the weight invocations of their SIMD group summed wrong (a third of
-// the sum, over 50,000 terms at batch 64), and uniform loops also keep a GPU's SIMD
-// groups together.
+// weight multiplies by an input), which keeps a GPU's SIMD groups together.
+
+// x0: (B,1,32,32), the padded, scaled (and, with --distort, warped) image. Invocation
+// (b, r, c).
+@compute @workgroup_size(WG)
+fn input_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= step.batch * 1024u) { return; }
+    let r = i % 1024u;
+    put_act(i / 1024u, X0, r, input_at(i / 1024u, r / 32u, r % 32u));
+}
 
 // ---- forward ----------------------------------------------------------------------
 
@@ -33,7 +38,7 @@ fn conv_at(b: u32, xoff: u32, hin: u32, w: u32, cin: u32, y: u32, x: u32) -> f32
 
 // x0: (B,1,32,32) -> x1: (B,6,28,28). Invocation (b, m, y, x).
 @compute @workgroup_size(WG)
-fn c1_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c1_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 4704u) { return; }
     let b = i / 4704u;
@@ -51,7 +56,7 @@ fn subsample_at(b: u32, xoff: u32, h: u32, m: u32, y: u32, x: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn s2_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn s2_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 1176u) { return; }
     let b = i / 1176u;
@@ -63,7 +68,7 @@ fn s2_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 // x2: (B,6,14,14) -> x3: (B,16,10,10), map o reading the S2 maps of its links (table I).
 @compute @workgroup_size(WG)
-fn c3_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c3_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 1600u) { return; }
     let b = i / 1600u;
@@ -72,14 +77,14 @@ fn c3_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let y = (r % 100u) / 10u;
     let x = r % 10u;
     var a = param(C3_B + o);
-    for (var l = C3_START[o]; l < C3_START[o + 1u]; l++) {
-        a += conv_at(b, X2, 14u, C3_W + l * 25u, C3_IN[l], y, x);
+    for (var l = c3_start(o); l < c3_start(o + 1u); l++) {
+        a += conv_at(b, X2, 14u, C3_W + l * 25u, c3_in(l), y, x);
     }
     put_act(b, X3, r, squash(a));
 }
 
 @compute @workgroup_size(WG)
-fn s4_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn s4_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 400u) { return; }
     let b = i / 400u;
@@ -100,7 +105,7 @@ fn dense_at(b: u32, xoff: u32, n_in: u32, w: u32, bias: u32, o: u32) -> f32 {
 
 // x4: (B,400) -> x5: (B,120): C5 is a 5x5 kernel over 5x5 inputs, a dense layer.
 @compute @workgroup_size(WG)
-fn c5_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c5_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 120u) { return; }
     put_act(i / 120u, X5, i % 120u, dense_at(i / 120u, X4, 400u, C5_W, C5_B, i % 120u));
@@ -108,7 +113,7 @@ fn c5_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 // x5: (B,120) -> x6: (B,84)
 @compute @workgroup_size(WG)
-fn f6_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn f6_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 84u) { return; }
     put_act(i / 84u, X6, i % 84u, dense_at(i / 84u, X5, 120u, F6_W, F6_B, i % 84u));
@@ -116,7 +121,7 @@ fn f6_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 // x6: (B,84) -> y: (B,10): the squared distance of F6's output to class c's centre.
 @compute @workgroup_size(WG)
-fn rbf_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn rbf_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * CLASSES) { return; }
     let b = i / CLASSES;
@@ -129,6 +134,17 @@ fn rbf_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     put_act(b, Y, c, s);
 }
 
+// The loss, dE/dy: (B,10), and (loss, argmin y) into stats. Invocation b. Not in the SDLM
+// sweep (mode 1), which starts from the RBF layer's constant second derivative.
+@compute @workgroup_size(WG)
+fn loss_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = flat_id(gid, nwg);
+    if (b >= step.batch || step.mode == 1u) { return; }
+    var y: array<f32, 10>;
+    for (var c = 0u; c < CLASSES; c++) { y[c] = act(b, Y, c); }
+    _ = loss_at(b, y);
+}
+
 // ---- backward: input gradients ------------------------------------------------------
 // Each writes dE/da of the layer below (its d), from the layer above's d; in
 // second-derivative mode the same with squared weights and squashing derivatives.
@@ -136,7 +152,7 @@ fn rbf_forward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 // dy: (B,10) -> d6: (B,84) = f'(a6) sum_c dy[c] 2 (x6 - centre_c); in second-derivative
 // mode (rbf_hessian on the CPU) d2E/dx6^2 = 2, times f'(a6)^2.
 @compute @workgroup_size(WG)
-fn rbf_backward_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn rbf_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * CENTRE_LEN) { return; }
     let b = i / CENTRE_LEN;
@@ -164,7 +180,7 @@ fn dense_input_at(b: u32, n_in: u32, n_out: u32, w: u32, doff: u32, xoff: u32, j
 
 // d6: (B,84) -> d5: (B,120)
 @compute @workgroup_size(WG)
-fn f6_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn f6_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 120u) { return; }
     put_delta(i / 120u, D5, i % 120u, dense_input_at(i / 120u, 120u, 84u, F6_W, D6, X5, i % 120u));
@@ -172,7 +188,7 @@ fn f6_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 
 // d5: (B,120) -> d4: (B,400)
 @compute @workgroup_size(WG)
-fn c5_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c5_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 400u) { return; }
     put_delta(i / 400u, D4, i % 400u, dense_input_at(i / 400u, 400u, 120u, C5_W, D5, X4, i % 400u));
@@ -191,7 +207,7 @@ fn subsample_input_at(b: u32, h: u32, coef: u32, doff: u32, xoff: u32, r: u32) -
 
 // d4: (B,16,5,5) -> d3: (B,16,10,10)
 @compute @workgroup_size(WG)
-fn s4_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn s4_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 1600u) { return; }
     put_delta(i / 1600u, D3, i % 1600u, subsample_input_at(i / 1600u, 5u, S4_W, D4, X3, i % 1600u));
@@ -200,7 +216,7 @@ fn s4_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 // d3: (B,16,10,10) -> d2: (B,6,14,14): S2 map c's input (y, x) gathers, over the links
 // that read map c, the output units whose 5x5 window covers it.
 @compute @workgroup_size(WG)
-fn c3_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c3_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 1176u) { return; }
     let b = i / 1176u;
@@ -209,13 +225,13 @@ fn c3_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     let y = (r % 196u) / 14u;
     let x = r % 14u;
     var s = 0.0;
-    for (var n = C3_BY_INPUT_START[c]; n < C3_BY_INPUT_START[c + 1u]; n++) {
-        let l = C3_BY_INPUT_LINK[n];
+    for (var n = c3_by_input_start(c); n < c3_by_input_start(c + 1u); n++) {
+        let l = c3_by_input_link(n);
         for (var ky = 0u; ky < 5u; ky++) {
             for (var kx = 0u; kx < 5u; kx++) {
                 // The output (y - ky, x - kx), where it exists.
                 if (y >= ky && y - ky < 10u && x >= kx && x - kx < 10u) {
-                    s += wt(C3_W + l * 25u + ky * 5u + kx) * delta(b, D3, C3_MAP[l] * 100u + (y - ky) * 10u + x - kx);
+                    s += wt(C3_W + l * 25u + ky * 5u + kx) * delta(b, D3, c3_map(l) * 100u + (y - ky) * 10u + x - kx);
                 }
             }
         }
@@ -225,7 +241,7 @@ fn c3_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 
 // d2: (B,6,14,14) -> d1: (B,6,28,28)
 @compute @workgroup_size(WG)
-fn s2_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn s2_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= step.batch * 4704u) { return; }
     put_delta(i / 4704u, D1, i % 4704u, subsample_input_at(i / 4704u, 14u, S2_W, D2, X1, i % 4704u));
@@ -237,14 +253,14 @@ fn s2_backward_input_simple(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 // dense_param (common.wgsl): one dense-layer parameter's batch sum.
 
 @compute @workgroup_size(WG)
-fn f6_backward_params_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn f6_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = flat_id(gid, nwg);
     if (k >= 84u * 121u) { return; }
     put_grad(F6_W + k, dense_param(k, 120u, 84u, X5, D6));
 }
 
 @compute @workgroup_size(WG)
-fn c5_backward_params_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c5_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = flat_id(gid, nwg);
     if (k >= 120u * 401u) { return; }
     put_grad(C5_W + k, dense_param(k, 400u, 120u, X4, D5));
@@ -270,14 +286,14 @@ fn subsample_param(k: u32, c: u32, h: u32, xoff: u32, doff: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn s4_backward_params_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn s4_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = flat_id(gid, nwg);
     if (k >= 32u) { return; }
     put_grad(S4_W + k, subsample_param(k, 16u, 5u, X3, D4));
 }
 
 @compute @workgroup_size(WG)
-fn s2_backward_params_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn s2_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = flat_id(gid, nwg);
     if (k >= 12u) { return; }
     put_grad(S2_W + k, subsample_param(k, 6u, 14u, X1, D2));
@@ -305,21 +321,29 @@ fn conv_param(bias: bool, tap: u32, cin: u32, omap: u32, ho: u32, hin: u32, xoff
 
 // C3: 60 links x 25 weights, then 16 biases.
 @compute @workgroup_size(WG)
-fn c3_backward_params_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c3_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = flat_id(gid, nwg);
     if (k >= 1516u) { return; }
     let bias = k >= 1500u;
     let l = select(k / 25u, 0u, bias);
-    let omap = select(C3_MAP[l], k - 1500u, bias);
-    put_grad(C3_W + k, conv_param(bias, k % 25u, C3_IN[l], omap, 10u, 14u, X2, D3));
+    let omap = select(c3_map(l), k - 1500u, bias);
+    put_grad(C3_W + k, conv_param(bias, k % 25u, c3_in(l), omap, 10u, 14u, X2, D3));
 }
 
 // C1: 6 maps x 25 weights, then 6 biases.
 @compute @workgroup_size(WG)
-fn c1_backward_params_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn c1_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = flat_id(gid, nwg);
     if (k >= 156u) { return; }
     let bias = k >= 150u;
     let omap = select(k / 25u, k - 150u, bias);
     put_grad(C1_W + k, conv_param(bias, k % 25u, 0u, omap, 28u, 32u, X0, D1));
+}
+
+// The SDLM step of every parameter (update.wgsl), in batches whose record says update.
+@compute @workgroup_size(WG)
+fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = flat_id(gid, nwg);
+    if (k >= N_PARAMS || step.update == 0u) { return; }
+    update_at(k);
 }

@@ -40,34 +40,119 @@ pub struct DeviceChoice {
     pub adapter: Option<String>,
     pub cpu_adapter: bool,
     pub fallback: bool,
-    /// The GPU kernel family (`--kernels`); None: the adapter's (`gpu::Family::for_adapter`).
-    pub kernels: Option<gpu::Family>,
+    /// The GPU kernel family (`--kernels`).
+    pub kernels: gpu::Family,
+}
+
+/// Where a run trains, saved with it (the checkpoint's `device` entry) so that `--resume`
+/// goes back to the same backend, adapter and kernel family: `cpu`, `cpu-ref`, or
+/// `API:software|hardware:FAMILY:ADAPTER` (`Display` and `parse`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunDevice {
+    Cpu,
+    CpuRef,
+    Gpu {
+        /// The graphics API, as `--backend` names it (`vulkan`, `metal`, `dx12`, `gl`).
+        api: String,
+        /// A software (CPU) adapter: lavapipe, llvmpipe.
+        software: bool,
+        kernels: gpu::Family,
+        adapter: String,
+    },
+}
+
+impl std::fmt::Display for RunDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            RunDevice::Cpu => write!(f, "cpu"),
+            RunDevice::CpuRef => write!(f, "cpu-ref"),
+            RunDevice::Gpu {
+                api,
+                software,
+                kernels,
+                adapter,
+            } => write!(
+                f,
+                "{api}:{}:{}:{adapter}",
+                if *software { "software" } else { "hardware" },
+                kernels.name()
+            ),
+        }
+    }
+}
+
+impl RunDevice {
+    /// The record `Display` wrote; None for anything else. A record written before the
+    /// family was saved (`API:software|hardware:ADAPTER`) reads as the fused family, the
+    /// one such runs trained with on hardware GPUs.
+    pub fn parse(saved: &str) -> Option<RunDevice> {
+        match saved {
+            "cpu" => return Some(RunDevice::Cpu),
+            "cpu-ref" => return Some(RunDevice::CpuRef),
+            _ => {}
+        }
+        let (api, rest) = saved.split_once(':')?;
+        if !["vulkan", "metal", "dx12", "gl"].contains(&api) {
+            return None;
+        }
+        let (kind, rest) = rest.split_once(':')?;
+        let software = match kind {
+            "software" => true,
+            "hardware" => false,
+            _ => return None,
+        };
+        let (kernels, adapter) = match rest.split_once(':') {
+            Some((f, name)) if gpu::Family::from_name(f).is_some() => {
+                (gpu::Family::from_name(f)?, name)
+            }
+            _ => (gpu::Family::Fused, rest),
+        };
+        Some(RunDevice::Gpu {
+            api: api.to_string(),
+            software,
+            kernels,
+            adapter: adapter.to_string(),
+        })
+    }
+
+    /// The kernel family of a GPU run.
+    pub fn kernels(&self) -> Option<gpu::Family> {
+        match self {
+            RunDevice::Gpu { kernels, .. } => Some(*kernels),
+            _ => None,
+        }
+    }
 }
 
 impl DeviceChoice {
     /// The device a saved run trained on (`open`'s second result), chosen exactly again: a
-    /// run on the CPU backend stays there, a GPU run goes back to its adapter.
-    pub fn resolved(saved: &str) -> Self {
+    /// run on the CPU backend stays there, a GPU run goes back to its adapter and family.
+    pub fn resolved(saved: &RunDevice) -> Self {
         let mut d = DeviceChoice {
             kind: Kind::Cpu,
             adapter: None,
             cpu_adapter: false,
             fallback: false,
-            kernels: None,
+            kernels: gpu::Family::Fused,
         };
-        match saved.split_once(':') {
-            None if saved == "cpu-ref" => d.kind = Kind::CpuRef,
-            None => {}
-            Some((api, rest)) => {
-                let (kind, name) = rest.split_once(':').unwrap_or(("hardware", rest));
-                d.kind = match api {
+        match saved {
+            RunDevice::Cpu => {}
+            RunDevice::CpuRef => d.kind = Kind::CpuRef,
+            RunDevice::Gpu {
+                api,
+                software,
+                kernels,
+                adapter,
+            } => {
+                d.kind = match api.as_str() {
                     "metal" => Kind::Metal,
                     "dx12" => Kind::Dx12,
                     "gl" => Kind::Gl,
                     _ => Kind::Vulkan,
                 };
-                d.cpu_adapter = kind == "software";
-                d.adapter = Some(name.to_string());
+                d.cpu_adapter = *software;
+                d.kernels = *kernels;
+                d.adapter = Some(adapter.clone());
             }
         }
         d
@@ -78,9 +163,9 @@ impl DeviceChoice {
         self.kind == Kind::Gpu && self.adapter.is_none() && !self.cpu_adapter && self.fallback
     }
 
-    /// The backend this choice gives, and where it runs in the form `resolved` reads back:
-    /// `cpu`, `cpu-ref`, or `API:software|hardware:ADAPTER`. Notes for the user (a
-    /// fallback, a software adapter) go to stderr.
+    /// The backend this choice gives, and where it runs (`resolved` reads it back). Notes
+    /// for the user (a fallback, a software adapter) go to stderr. Whether the adapter is
+    /// a software one is decided here, once.
     pub fn open(
         &self,
         train: Arc<Dataset>,
@@ -88,14 +173,14 @@ impl DeviceChoice {
         loss: Loss,
         momentum: f32,
         batch: usize,
-    ) -> Result<(Box<dyn Backend>, String)> {
-        let cpu = |kernels| -> Result<(Box<dyn Backend>, String)> {
-            let name = match kernels {
-                CpuKernels::Reference => "cpu-ref",
-                _ => "cpu",
+    ) -> Result<(Box<dyn Backend>, RunDevice)> {
+        let cpu = |kernels| -> Result<(Box<dyn Backend>, RunDevice)> {
+            let on = match kernels {
+                CpuKernels::Reference => RunDevice::CpuRef,
+                _ => RunDevice::Cpu,
             };
             let b = CpuBackend::with_kernels(train.clone(), test.clone(), loss, momentum, kernels);
-            Ok((Box::new(b), name.to_string()))
+            Ok((Box::new(b), on))
         };
         let api = match self.kind {
             Kind::Cpu | Kind::CpuRef => {
@@ -150,19 +235,13 @@ impl DeviceChoice {
                 info.name
             );
         }
-        let on = format!(
-            "{}:{}:{}",
-            format!("{:?}", info.backend).to_lowercase(),
-            if software { "software" } else { "hardware" },
-            info.name
-        );
-        let family = self
-            .kernels
-            .unwrap_or_else(|| gpu::Family::for_adapter(&info));
-        let reads = gpu::Reads::for_family(&adapter, family);
-        let b = gpu::GpuBackend::with_kernels(
-            adapter, train, test, loss, momentum, batch, family, reads,
-        )?;
+        let on = RunDevice::Gpu {
+            api: format!("{:?}", info.backend).to_lowercase(),
+            software,
+            kernels: self.kernels,
+            adapter: info.name.clone(),
+        };
+        let b = gpu::GpuBackend::new(adapter, train, test, loss, momentum, batch, self.kernels)?;
         Ok((Box::new(b), on))
     }
 }

@@ -1,143 +1,89 @@
-//! The fast CPU path (`cpu::fast`, blocks of eight patterns, direct convolutions, GEMMs for C5 and F6) against the
-//! reference loops: every activation, derivative and gradient tensor, the SDLM estimate,
-//! training steps, evaluation, and determinism across thread counts.
+//! The fast CPU path (`cpu::fast`, blocks of eight patterns, direct convolutions, GEMMs
+//! for C5 and F6) against the reference loops: the shared parity suite
+//! (`common::suite`: every tensor, the SDLM estimate, training steps, evaluation,
+//! determinism) for every build of the block passes this CPU runs (portable, AVX2,
+//! AVX-512), then what is the fast path's own: thread counts, the wide dense layers, the
+//! builds through the binary.
 
 mod common;
 
-use common::{compare, parity};
-use lenet_gpu::backend::{Backend, Split};
+use common::suite::{BatchTensors, Subject, train_steps};
+use common::{compare, mnist_subset as mnist};
+use lenet_gpu::backend::Backend;
 use lenet_gpu::cpu;
 use lenet_gpu::cpu::batch::{CpuBackend, CpuKernels};
-use lenet_gpu::cpu::fast::{self, Block, LANES, Weights, Wide};
+use lenet_gpu::cpu::fast::{self, Block, LANES, Simd, Weights, Wide};
 use lenet_gpu::model::RBF_CENTERS;
 use lenet_gpu::model::params::{N_PARAMS, TENSORS};
 use lenet_gpu::model::{Loss, Sweep};
-use lenet_gpu::train;
 
-use common::mnist_subset as mnist;
+/// The fast path in one build of its block passes, run on one thread (the build is chosen
+/// per thread: `fast::with_simd`).
+struct Build(Simd);
 
-/// One block of `idx.len()` patterns against the reference, pattern by pattern, with the
-/// shared harness (`common::parity`): every tensor of the layout table and every gradient,
-/// for the gradient sweep (mse and MAP) and the SDLM sweep.
-fn check_block(idx: &[usize]) {
-    let (train_set, _) = mnist().clone();
-    let p = common::test_params(7);
-    let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
-    let (mut w3, mut w3sq) = (vec![0f32; 1500], vec![0f32; 1500]);
-    fast::c3_transposed(&p, &mut w3);
-    fast::c3_transposed(&p2, &mut w3sq);
-    let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
-    for (mode, sweep, loss) in [
-        ("mse", Sweep::Backward, Loss::Mse),
-        ("map", Sweep::Backward, Loss::Map { j: 5.0 }),
-        ("sdlm", Sweep::Hessian, Loss::Mse),
-    ] {
-        println!("{} patterns, {mode}", idx.len());
-        let want = parity::reference(&train_set, idx, &p, sweep, loss);
+impl Subject for Build {
+    fn name(&self) -> String {
+        format!("fast path, {} build", self.0.name())
+    }
+
+    fn backend(&self, loss: Loss, momentum: f32, _batch: usize) -> Box<dyn Backend> {
+        let (train_set, test_set) = mnist().clone();
+        Box::new(CpuBackend::with_kernels(
+            train_set,
+            test_set,
+            loss,
+            momentum,
+            CpuKernels::Fast,
+        ))
+    }
+
+    /// One block of `idx.len()` patterns (at most 8).
+    fn batch(&self, idx: &[usize], p: &[f32], sweep: Sweep, loss: Loss) -> BatchTensors {
+        let (train_set, _) = mnist().clone();
+        let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
+        let (mut w3, mut w3sq) = (vec![0f32; 1500], vec![0f32; 1500]);
+        fast::c3_transposed(p, &mut w3);
+        fast::c3_transposed(&p2, &mut w3sq);
+        let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
         let mut b = Block::default();
         b.load(idx.len(), |l, x0| {
             cpu::input_forward(train_set.image(idx[l]), 28, x0)
         });
-        b.forward(Weights { p: &p, w3t: &w3 }, &RBF_CENTERS);
-        let mut got_g = vec![0f32; N_PARAMS];
+        b.forward(Weights { p, w3t: &w3 }, &RBF_CENTERS);
+        let mut grad = vec![0f32; N_PARAMS];
         match sweep {
             Sweep::Backward => {
-                let w = Weights { p: &p, w3t: &w3 };
-                let out = b.backward(w, &RBF_CENTERS, loss, &labels, &mut got_g);
-                for (l, ws) in want.ws.iter().enumerate() {
-                    assert_eq!(out[l].1, cpu::predict(&ws.y), "prediction of lane {l}");
-                }
+                b.backward(Weights { p, w3t: &w3 }, &RBF_CENTERS, loss, &labels, &mut grad);
             }
-            Sweep::Hessian => b.hessian(Weights { p: &p2, w3t: &w3sq }, &mut got_g),
+            Sweep::Hessian => b.hessian(Weights { p: &p2, w3t: &w3sq }, &mut grad),
         }
-        let fails = want.check_all(|a, l| Block::lane(b.tensor(a), l), &got_g);
-        assert!(fails.is_empty(), "{mode}:\n{}", fails.join("\n"));
+        BatchTensors {
+            tensor: Box::new(move |a, l| Block::lane(b.tensor(a), l)),
+            grad,
+        }
+    }
+
+    fn run(&self, f: &mut (dyn FnMut() + Send)) {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| fast::with_simd(self.0, f));
     }
 }
 
-/// `check_block` in every build of the block passes this CPU can run (portable, AVX2,
-/// AVX-512).
-fn check_block_every_build(idx: &[usize]) {
-    for s in fast::Simd::available() {
-        println!("build {}", s.name());
-        fast::with_simd(s, || check_block(idx));
-    }
+fn builds() -> Vec<Box<dyn Subject>> {
+    Simd::available()
+        .into_iter()
+        .map(|s| Box::new(Build(s)) as Box<dyn Subject>)
+        .collect()
 }
 
-#[test]
-fn full_block_matches_reference() {
-    check_block_every_build(&[3, 141, 59, 26, 535, 897, 932, 384]);
-}
-
-/// A block with unused lanes: they must add nothing to any sum.
-#[test]
-fn partial_block_matches_reference() {
-    check_block_every_build(&[1999, 0, 626, 433, 83]);
-}
+parity_suite!(builds, 1e-5);
 
 fn backend(kernels: CpuKernels, loss: Loss) -> CpuBackend {
     let (train_set, test_set) = mnist().clone();
     CpuBackend::with_kernels(train_set, test_set, loss, 0.5, kernels)
-}
-
-/// Trains 20 steps of `batch` from init(3) with SDLM step sizes; returns (Hessian,
-/// per-step losses, final weights).
-fn train_steps(b: &mut CpuBackend, batch: usize, distort: bool) -> (Vec<f32>, Vec<f64>, Vec<f32>) {
-    let order: Vec<u32> = (0..20 * batch as u32).map(|i| (i * 7) % 2000).collect();
-    b.set_params(&lenet_gpu::model::params::init(3)).unwrap();
-    let h = b.hessian(&(0..61).collect::<Vec<u32>>()).unwrap();
-    // eta x batch within the stable range measured in docs/experiments.md (section 4).
-    b.set_step_sizes(&train::step_sizes(&h, 1.6e-4 / batch as f64, 0.02))
-        .unwrap();
-    if distort {
-        let d = lenet_gpu::distort::pass_distortions(4, 1, 2000, &lenet_gpu::distort::RANGES);
-        b.set_distortions(Some(&d)).unwrap();
-    }
-    let losses = order
-        .chunks(batch)
-        .map(|c| b.train(c, batch).unwrap().loss_sum)
-        .collect();
-    (h, losses, b.params().unwrap())
-}
-
-/// 20 training steps with the fast kernels and with the reference, at a batch that fills
-/// whole blocks and one that leaves a partial block, with MAP loss and with distortions:
-/// the SDLM estimates, per-step losses (1e-4 relative) and final weights (1e-4 of each
-/// tensor's scale) agree.
-#[test]
-fn training_steps_match_reference() {
-    for (batch, loss, distort) in [
-        (16, Loss::Map { j: 5.0 }, false),
-        (13, Loss::Mse, false),
-        (8, Loss::Map { j: 5.0 }, true),
-    ] {
-        println!("batch {batch}, {loss:?}, distort {distort}");
-        let (h0, l0, p0) = train_steps(&mut backend(CpuKernels::Reference, loss), batch, distort);
-        let (h1, l1, p1) = train_steps(&mut backend(CpuKernels::Fast, loss), batch, distort);
-        let mut fails: Vec<String> = TENSORS
-            .iter()
-            .filter_map(|t| compare(&format!("h {}", t.name), t.of(&h1), t.of(&h0), 1e-5, 1e-4))
-            .collect();
-        for (s, (a, b)) in l1.iter().zip(&l0).enumerate() {
-            if (a - b).abs() > 1e-4 * b.abs() {
-                fails.push(format!("step {s}: fast loss {a}, reference loss {b}"));
-            }
-        }
-        println!(
-            "  losses: first {:.5} / {:.5}, last {:.5} / {:.5} (fast / reference)",
-            l1[0], l0[0], l1[19], l0[19]
-        );
-        assert!(
-            l0[19] < l0[0],
-            "training did not lower the loss; the check would prove little"
-        );
-        fails.extend(
-            TENSORS
-                .iter()
-                .filter_map(|t| compare(t.name, t.of(&p1), t.of(&p0), 1e-4, 0.0)),
-        );
-        assert!(fails.is_empty(), "batch {batch}:\n{}", fails.join("\n"));
-    }
 }
 
 /// The batch sum is taken chunk by chunk in a fixed order, the chunks set by the batch size
@@ -168,33 +114,6 @@ fn fast_training_is_deterministic_across_thread_counts() {
         lenet_gpu::model::params::init(3),
         "training changed nothing"
     );
-}
-
-/// Evaluation of 500 test images (the last block partial: 500 = 62 x 8 + 4).
-#[test]
-fn evaluation_matches_reference() {
-    let p = common::test_params(9);
-    let mut r = backend(CpuKernels::Reference, Loss::Map { j: 2.0 });
-    let mut f = backend(CpuKernels::Fast, Loss::Map { j: 2.0 });
-    r.set_params(&p).unwrap();
-    f.set_params(&p).unwrap();
-    let (re, fe) = (
-        r.evaluate(Split::Test).unwrap(),
-        f.evaluate(Split::Test).unwrap(),
-    );
-    assert_eq!(fe.predictions.len(), 500);
-    let differ = fe
-        .predictions
-        .iter()
-        .zip(&re.predictions)
-        .filter(|(a, b)| a != b)
-        .count();
-    println!(
-        "{differ} of 500 predictions differ; loss {} vs {}",
-        fe.loss_sum, re.loss_sum
-    );
-    assert!(differ <= 1, "{differ} of 500 predictions differ");
-    assert!((fe.loss_sum - re.loss_sum).abs() <= 1e-5 * re.loss_sum.abs());
     assert_eq!(LANES, 8);
 }
 

@@ -27,8 +27,8 @@ fn the_gpu_run_script_runs_every_step_in_short_mode() {
     let text = std::fs::read_to_string(&results).unwrap();
     for step in [
         "devices",
-        "bench, hardware kernels",
-        "bench, software kernels",
+        "bench, fused kernels",
+        "bench, simple kernels",
         "train, defaults",
     ] {
         assert!(
@@ -38,7 +38,7 @@ fn the_gpu_run_script_runs_every_step_in_short_mode() {
     }
     assert!(text.contains("== PyTorch on CUDA"), "{text}");
     assert!(
-        text.contains("hardware kernels") && text.contains("software kernels"),
+        text.contains("fused kernels") && text.contains("simple kernels"),
         "{text}"
     );
     assert!(text.contains("done: test error"), "{text}");

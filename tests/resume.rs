@@ -141,6 +141,12 @@ impl Running {
 const AT: usize = 600;
 
 fn interrupt_and_resume(tag: &str, args: &[&str], cut: Cut) {
+    interrupt_check_resume(tag, args, cut, |_| {});
+}
+
+/// `interrupt_and_resume`, with `check` run on the interrupted run's folder before it is
+/// resumed.
+fn interrupt_check_resume(tag: &str, args: &[&str], cut: Cut, check: impl Fn(&Path)) {
     let whole = tmp(&format!("{tag}-whole"));
     run_ok(train(args, &whole));
     let dir = tmp(&format!("{tag}-cut"));
@@ -201,6 +207,7 @@ fn interrupt_and_resume(tag: &str, args: &[&str], cut: Cut) {
             assert_eq!(position, None);
         }
     }
+    check(&dir);
     let mut resume = common::bin();
     resume
         .arg("train")
@@ -281,6 +288,36 @@ fn kill_mid_pass_then_resume_is_bit_identical_on_gpu() {
         return;
     }
     interrupt_and_resume("kill-gpu", &GPU_RUN, Cut::FaultKill);
+}
+
+/// A run saves its kernel family with its device: `--resume` continues on it (bit for
+/// bit, as an uninterrupted run of that family), and refuses `--kernels` with another.
+#[test]
+fn a_resumed_gpu_run_keeps_its_kernel_family() {
+    if !common::cpu_adapter_available() {
+        return;
+    }
+    let args: Vec<&str> = GPU_RUN.iter().copied().chain(["--kernels", "simple"]).collect();
+    interrupt_check_resume("family-gpu", &args, Cut::FaultStop, |dir| {
+        let saved = checkpoint::load(&dir.join("last.safetensors")).unwrap();
+        let device = saved.meta.extra.get("device").cloned().unwrap_or_default();
+        assert!(device.contains(":simple:"), "saved device: {device}");
+        let out = common::bin()
+            .args(["train", "--kernels", "fused", "--resume"])
+            .arg(dir)
+            .arg("--data")
+            .arg(common::mnist_dir())
+            .env_remove(lenet_gpu::fault::ENV)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--kernels fused was accepted: {err}");
+        assert!(
+            err.contains("--kernels fused would change the run") && err.contains("simple kernels"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    });
 }
 
 #[test]

@@ -76,30 +76,26 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub cpu_adapter: bool,
     /// Which GPU kernels run (shaders/README.md describes each family).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "fused")]
     pub kernels: KernelsArg,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
 pub enum KernelsArg {
-    /// `hardware` on GPUs, `software` on CPU adapters
-    Auto,
-    /// Fused kernels, a few outputs per invocation, workgroup memory: shaped for GPUs
-    Hardware,
-    /// Large register tiles: shaped for CPU adapters such as lavapipe
-    Software,
+    /// Fused kernels with workgroup memory, 6 dispatches per training batch: shaped for
+    /// GPUs (`hardware` is its earlier name)
+    #[value(alias = "hardware")]
+    Fused,
     /// One invocation per output value, plain loops: the readable form of every pass
     Simple,
 }
 
 impl KernelsArg {
-    /// The library's request: None for auto.
-    pub fn family(self) -> Option<lenet_gpu::gpu::Family> {
+    /// The library's family.
+    pub fn family(self) -> lenet_gpu::gpu::Family {
         match self {
-            KernelsArg::Auto => None,
-            KernelsArg::Hardware => Some(lenet_gpu::gpu::Family::Hardware),
-            KernelsArg::Software => Some(lenet_gpu::gpu::Family::Software),
-            KernelsArg::Simple => Some(lenet_gpu::gpu::Family::Simple),
+            KernelsArg::Fused => lenet_gpu::gpu::Family::Fused,
+            KernelsArg::Simple => lenet_gpu::gpu::Family::Simple,
         }
     }
 }

@@ -13,6 +13,7 @@ use lenet_gpu::train::meta::{
     SavedRun, changed_settings, loss_name, parse_schedule, resume_point, run_meta,
 };
 use lenet_gpu::train::{self, EpochReport, Outcome, Progress, TrainConfig};
+use lenet_gpu::select::{DeviceChoice, RunDevice};
 use lenet_gpu::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -158,7 +159,7 @@ fn open_backend(
     cfg: &TrainConfig,
     train_set: Arc<data::Dataset>,
     test_set: Arc<data::Dataset>,
-) -> Result<(Box<dyn Backend>, String)> {
+) -> Result<(Box<dyn Backend>, RunDevice)> {
     let (mut backend, on) =
         start
             .device
@@ -268,9 +269,9 @@ struct Start {
     velocity: Option<Vec<f32>>,
     from: Progress,
     data: DataArgs,
-    device: lenet_gpu::select::DeviceChoice,
+    device: DeviceChoice,
     /// The device a resumed run trained on, when the flags move it elsewhere.
-    was_on: Option<String>,
+    was_on: Option<RunDevice>,
     /// The checkpoint resumed from, and the training patterns it was trained on.
     file: Option<PathBuf>,
     trained_on: Option<usize>,
@@ -328,17 +329,32 @@ impl Start {
         }
     }
 
-    /// The saved run's device, unless a device flag was given (then it is remembered in
-    /// `was_on`).
-    fn use_saved_device(&mut self, run: &SavedRun, m: &clap::ArgMatches) {
+    /// The saved run's device and kernel family, unless a device flag was given (then it
+    /// is remembered in `was_on`); `--kernels` that would change the saved family is
+    /// refused, as other changed settings are.
+    fn use_saved_device(&mut self, run: &SavedRun, m: &clap::ArgMatches, file: &Path) -> Result<()> {
         let device_given = ["backend", "adapter", "cpu_adapter"]
             .iter()
             .any(|id| given(m, id));
+        if let (Some(saved), false) = (run.device.as_ref().and_then(RunDevice::kernels), device_given)
+            && given(m, "kernels")
+            && saved != self.device.kernels
+        {
+            return Err(Error::Config(format!(
+                "--kernels {} would change the run saved in {} (it trained with the {} kernels); \
+                 --resume continues a run with its own settings: drop --kernels, or start a new \
+                 run without --resume",
+                self.device.kernels.name(),
+                file.display(),
+                saved.name()
+            )));
+        }
         match (&run.device, device_given) {
-            (Some(d), false) => self.device = lenet_gpu::select::DeviceChoice::resolved(d),
+            (Some(d), false) => self.device = DeviceChoice::resolved(d),
             (Some(d), true) => self.was_on = Some(d.clone()),
             (None, _) => {}
         }
+        Ok(())
     }
 }
 
@@ -376,7 +392,7 @@ fn resume(
         cfg.epochs = run.epochs.unwrap_or(cfg.epochs);
     }
     start.use_saved_data(&run, &file);
-    start.use_saved_device(&run, m);
+    start.use_saved_device(&run, m, &file)?;
     if start.from.epoch > cfg.epochs {
         return Err(Error::Config(format!(
             "{} already holds {} passes; ask for more with --epochs",

@@ -1,6 +1,13 @@
 //! The `Backend` implementation and the adapter's description.
 
-use super::*;
+use super::GpuBackend;
+use super::batch::PassKind;
+use super::bindings::Region;
+use crate::backend::{Backend, Evaluation, KernelTimes, Split, TrainStats};
+use crate::distort::Affine;
+use crate::model::Sweep;
+use crate::model::params::N_PARAMS;
+use crate::{Error, Result};
 
 /// "gpu: NAME (API, DRIVER)", saying nothing twice: Mesa's software adapters repeat
 /// their name and LLVM version in the driver fields ("llvmpipe (LLVM 15.0.6, 256 bits)",
@@ -26,6 +33,33 @@ pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
     format!("gpu: {} ({})", info.name, parts.join(", "))
 }
 
+impl GpuBackend {
+    /// Bytes of every buffer this backend holds on the device.
+    pub fn buffer_bytes(&self) -> u64 {
+        let split = |s: &super::SplitBuffers| {
+            s.images.size() + s.labels_buf.size() + s.order.size() + s.stats.size()
+        };
+        [
+            &self.state,
+            &self.acts,
+            &self.deltas,
+            &self.small,
+            &self.steps,
+            &self.warps,
+        ]
+        .iter()
+        .map(|b| b.size())
+        .sum::<u64>()
+            + split(&self.train)
+            + split(&self.test)
+    }
+
+    fn write_region(&self, r: Region, v: &[f32]) {
+        self.queue
+            .write_buffer(&self.state, r.byte_offset(), bytemuck::cast_slice(v));
+    }
+}
+
 impl Backend for GpuBackend {
     fn device_memory(&self) -> Option<u64> {
         Some(self.buffer_bytes())
@@ -45,11 +79,7 @@ impl Backend for GpuBackend {
     }
 
     fn set_params(&mut self, p: &[f32]) -> Result<()> {
-        self.queue.write_buffer(
-            &self.state,
-            Region::Params.byte_offset(),
-            bytemuck::cast_slice(p),
-        );
+        self.write_region(Region::Params, p);
         Ok(())
     }
 
@@ -58,26 +88,19 @@ impl Backend for GpuBackend {
     }
 
     fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>> {
-        self.upload_order(Split::Train, idx);
-        let b = self.capacity;
-        let steps: Vec<Step> = Self::batches(idx.len(), b)
-            .map(|(s, n)| self.step(Split::Train, s, n, Sweep::Hessian))
-            .collect();
-        self.prepare_steps(&steps);
         self.clear_hessian();
-        let kernels = sequence(&[self.family.forward(), self.family.backward()]);
-        self.run(Split::Train, &steps, &kernels);
+        let kind = PassKind {
+            sweep: Sweep::Hessian,
+            update: false,
+        };
+        self.pass(Split::Train, idx, self.capacity, kind, self.family.training())?;
         let h = self.read(&self.state, Region::Hacc.offset(), N_PARAMS)?;
         let n = idx.len().max(1) as f32;
         Ok(h.into_iter().map(|v| v / n).collect())
     }
 
     fn set_step_sizes(&mut self, eps: &[f32]) -> Result<()> {
-        self.queue.write_buffer(
-            &self.state,
-            Region::Eps.byte_offset(),
-            bytemuck::cast_slice(eps),
-        );
+        self.write_region(Region::Eps, eps);
         Ok(())
     }
 
@@ -90,11 +113,7 @@ impl Backend for GpuBackend {
     }
 
     fn set_velocity(&mut self, v: &[f32]) -> Result<()> {
-        self.queue.write_buffer(
-            &self.state,
-            Region::Velocity.byte_offset(),
-            bytemuck::cast_slice(v),
-        );
+        self.write_region(Region::Velocity, v);
         Ok(())
     }
 
@@ -105,20 +124,17 @@ impl Backend for GpuBackend {
                 self.capacity
             )));
         }
-        self.upload_order(Split::Train, order);
-        let steps: Vec<Step> = Self::batches(order.len(), batch)
-            .map(|(s, n)| self.step(Split::Train, s, n, Sweep::Backward))
-            .collect();
-        self.prepare_steps(&steps);
-        let kernels = self.family.training();
-        self.run(Split::Train, &steps, &kernels);
-        let (loss_sum, errors, _, first_non_finite) =
-            self.stats_to(Split::Train, Some(order), order.len())?;
+        let kind = PassKind {
+            sweep: Sweep::Backward,
+            update: true,
+        };
+        self.pass(Split::Train, order, batch, kind, self.family.training())?;
+        let s = self.pass_stats(Split::Train, Some(order), order.len())?;
         Ok(TrainStats {
-            loss_sum,
-            errors,
+            loss_sum: s.loss_sum,
+            errors: s.errors,
             patterns: order.len() as u64,
-            first_non_finite,
+            first_non_finite: s.first_non_finite,
         })
     }
 
@@ -141,18 +157,16 @@ impl Backend for GpuBackend {
     fn evaluate(&mut self, split: Split) -> Result<Evaluation> {
         let n = self.split(split).len;
         let identity: Vec<u32> = (0..n as u32).collect();
-        self.upload_order(split, &identity);
-        let steps: Vec<Step> = Self::batches(n, self.capacity)
-            .map(|(s, b)| self.step(split, s, b, Sweep::Backward))
-            .collect();
-        self.prepare_steps(&steps);
-        let kernels = sequence(&[self.family.forward(), self.family.loss()]);
-        self.run(split, &steps, &kernels);
-        let (loss_sum, errors, predictions, _) = self.stats_to(split, None, n)?;
+        let kind = PassKind {
+            sweep: Sweep::Backward,
+            update: false,
+        };
+        self.pass(split, &identity, self.capacity, kind, self.family.evaluation())?;
+        let s = self.pass_stats(split, None, n)?;
         Ok(Evaluation {
-            loss_sum,
-            errors,
-            predictions,
+            loss_sum: s.loss_sum,
+            errors: s.errors,
+            predictions: s.predictions,
         })
     }
 }

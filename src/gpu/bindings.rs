@@ -1,185 +1,179 @@
 //! What the kernels and the host must agree on, declared once here and generated into the
-//! shader header (`shader::header`): the bind-group layout (one table of bindings, which
-//! also makes the WGSL declarations, the layout entries and the bind-group entries), the
-//! `Step` record of each batch and the regions of the `state` buffer.
+//! shader header (`shader::header`): the bind-group layout (one `Binding` per entry, which
+//! also makes the WGSL declarations, the layout entries and, through an exhaustive match
+//! at the one place that binds buffers, the bind-group entries), the `Step` record of each
+//! batch and the regions of the `state` buffer.
 
-use super::*;
+use crate::model::params::N_PARAMS;
+use crate::model::{Loss, Sweep};
+
+/// One binding of group 0; its number is its place in `Binding::ALL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Binding {
+    Step,
+    State,
+    Images,
+    Labels,
+    Order,
+    Stats,
+    Warps,
+    Small,
+    Acts,
+    Deltas,
+}
 
 /// How a binding is declared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
-    /// A uniform buffer; `dynamic`: bound at a per-batch offset.
-    Uniform { dynamic: bool },
+    /// A uniform buffer of this many bytes; `dynamic`: bound at a per-batch offset.
+    Uniform { dynamic: bool, bytes: u64 },
     /// A storage buffer.
     Storage { read_only: bool },
-    /// A read-write rgba32float 2-D storage texture.
-    Texture,
-}
-
-/// One binding of group 0: its WGSL name and type, how it is declared, and what it holds.
-pub(super) struct Binding {
-    pub name: &'static str,
-    pub kind: Kind,
-    /// The WGSL type (may use the header's constants).
-    pub ty: &'static str,
-    pub about: &'static str,
-}
-
-const fn binding(name: &'static str, kind: Kind, ty: &'static str, about: &'static str) -> Binding {
-    Binding {
-        name,
-        kind,
-        ty,
-        about,
-    }
 }
 
 const READ: Kind = Kind::Storage { read_only: true };
 const READ_WRITE: Kind = Kind::Storage { read_only: false };
 
-/// Every kernel's bindings, then those of the storage in use (`store_bindings`).
-pub(super) const COMMON_BINDINGS: [Binding; 8] = [
-    binding(
-        "step",
-        Kind::Uniform { dynamic: true },
-        "Step",
-        "this batch's record",
-    ),
-    binding(
-        "state",
-        READ_WRITE,
-        "array<f32>",
-        "[params | grad | eps | velocity | hacc], N_PARAMS each",
-    ),
-    binding(
-        "images",
-        READ,
-        "array<u32>",
-        "the split's u8 pixels, four to a word",
-    ),
-    binding("labels", READ, "array<u32>", "one per pattern"),
-    binding(
-        "order",
-        READ,
-        "array<u32>",
-        "pattern indices; a batch is order[start .. start + batch]",
-    ),
-    binding(
-        "stats",
-        READ_WRITE,
-        "array<f32>",
-        "per position in order: (loss, predicted class)",
-    ),
-    binding(
-        "warps",
-        READ,
-        "array<f32>",
-        "per training image, its distortion (Affine: m00 m01 m10 m11 tx ty)",
-    ),
-    binding(
-        "small",
-        Kind::Uniform { dynamic: false },
-        "array<vec4<f32>, SMALL_LEN / 4u>",
-        "the parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), then the RBF centres from RBF_CENTERS",
-    ),
-];
+impl Binding {
+    /// Every binding, numbered 0, 1, ... in this order.
+    pub(super) const ALL: [Binding; 10] = [
+        Binding::Step,
+        Binding::State,
+        Binding::Images,
+        Binding::Labels,
+        Binding::Order,
+        Binding::Stats,
+        Binding::Warps,
+        Binding::Small,
+        Binding::Acts,
+        Binding::Deltas,
+    ];
 
-/// Activations, deltas and (textures only) the parameters' second home.
-pub(super) fn store_bindings(reads: Reads) -> &'static [Binding] {
-    const TEXTURES: [Binding; 3] = [
-        binding(
-            "acts_t",
-            Kind::Texture,
-            "texture_storage_2d<rgba32float, read_write>",
-            "(B, ACT_STRIDE / 4)",
-        ),
-        binding(
-            "deltas_t",
-            Kind::Texture,
-            "texture_storage_2d<rgba32float, read_write>",
-            "(B, DELTA_STRIDE / 4)",
-        ),
-        binding(
-            "params_t",
-            Kind::Texture,
-            "texture_storage_2d<rgba32float, read_write>",
-            "(PARAM_ROWS, 64)",
-        ),
-    ];
-    const BUFFERS: [Binding; 2] = [
-        binding(
-            "acts_v",
-            READ_WRITE,
-            "array<vec4<f32>>",
-            "(B, ACT_STRIDE / 4)",
-        ),
-        binding(
-            "deltas_v",
-            READ_WRITE,
-            "array<vec4<f32>>",
-            "(B, DELTA_STRIDE / 4)",
-        ),
-    ];
-    match reads {
-        Reads::Textures => &TEXTURES,
-        Reads::Storage => &BUFFERS,
+    /// (WGSL name, how it is declared, WGSL type, what it holds).
+    const fn declaration(self) -> (&'static str, Kind, &'static str, &'static str) {
+        match self {
+            Binding::Step => (
+                "step",
+                Kind::Uniform {
+                    dynamic: true,
+                    bytes: STEP_BYTES,
+                },
+                "Step",
+                "this batch's record",
+            ),
+            Binding::State => (
+                "state",
+                READ_WRITE,
+                "array<f32>",
+                "[params | grad | eps | velocity | hacc], N_PARAMS each",
+            ),
+            Binding::Images => (
+                "images",
+                READ,
+                "array<u32>",
+                "the split's u8 pixels, four to a word",
+            ),
+            Binding::Labels => ("labels", READ, "array<u32>", "one per pattern"),
+            Binding::Order => (
+                "order",
+                READ,
+                "array<u32>",
+                "pattern indices; a batch is order[start .. start + batch]",
+            ),
+            Binding::Stats => (
+                "stats",
+                READ_WRITE,
+                "array<f32>",
+                "per position in order: (loss, predicted class)",
+            ),
+            Binding::Warps => (
+                "warps",
+                READ,
+                "array<f32>",
+                "per training image, its distortion (Affine: m00 m01 m10 m11 tx ty)",
+            ),
+            Binding::Small => (
+                "small",
+                Kind::Uniform {
+                    dynamic: false,
+                    bytes: SMALL_LEN as u64 * 4,
+                },
+                "array<vec4<f32>, SMALL_LEN / 4u>",
+                "the parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), the RBF centres, the C3 table",
+            ),
+            Binding::Acts => (
+                "acts",
+                READ_WRITE,
+                "array<f32>",
+                "(B, ACT_STRIDE): x0 .. y of each pattern",
+            ),
+            Binding::Deltas => (
+                "deltas",
+                READ_WRITE,
+                "array<f32>",
+                "(B, DELTA_STRIDE): d1 .. dy and PART of each pattern",
+            ),
+        }
+    }
+
+    pub(super) const fn kind(self) -> Kind {
+        self.declaration().1
+    }
+
+    /// Its `@binding` number.
+    pub(super) fn number(self) -> u32 {
+        Binding::ALL.iter().position(|&b| b == self).unwrap() as u32
     }
 }
 
-/// All bindings for `reads`, numbered 0, 1, ... in this order. (wgpu's Vulkan backend
-/// numbers descriptor bindings by their order in the layout, and the SPIR-V handed to it
-/// keeps the WGSL numbers: the two agree because both come from this list.)
-pub(super) fn bindings(reads: Reads) -> impl Iterator<Item = (u32, &'static Binding)> {
-    COMMON_BINDINGS
-        .iter()
-        .chain(store_bindings(reads))
-        .enumerate()
-        .map(|(i, b)| (i as u32, b))
-}
+/// How many bindings are storage buffers.
+pub(super) const STORAGE_BUFFERS: u32 = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < Binding::ALL.len() {
+        if matches!(Binding::ALL[i].kind(), Kind::Storage { .. }) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
 
 /// The WGSL declarations of every binding.
-pub(super) fn wgsl_bindings(reads: Reads) -> String {
+pub(super) fn wgsl_bindings() -> String {
     let mut s = String::new();
-    for (i, b) in bindings(reads) {
-        let space = match b.kind {
+    for b in Binding::ALL {
+        let (name, kind, ty, about) = b.declaration();
+        let space = match kind {
             Kind::Uniform { .. } => "<uniform>",
             Kind::Storage { read_only: true } => "<storage, read>",
             Kind::Storage { read_only: false } => "<storage, read_write>",
-            Kind::Texture => "",
         };
         s += &format!(
-            "@group(0) @binding({i}) var{space} {}: {}; // {}\n",
-            b.name, b.ty, b.about
+            "@group(0) @binding({}) var{space} {name}: {ty}; // {about}\n",
+            b.number()
         );
     }
     s
 }
 
 /// The bind-group layout entries of every binding.
-pub(super) fn layout_entries(reads: Reads) -> Vec<wgpu::BindGroupLayoutEntry> {
-    bindings(reads)
-        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
-            binding: i,
+pub(super) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+    Binding::ALL
+        .iter()
+        .map(|b| wgpu::BindGroupLayoutEntry {
+            binding: b.number(),
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: match b.kind {
-                Kind::Uniform { dynamic } => wgpu::BindingType::Buffer {
+            ty: match b.kind() {
+                Kind::Uniform { dynamic, bytes } => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
                     has_dynamic_offset: dynamic,
-                    min_binding_size: wgpu::BufferSize::new(if dynamic {
-                        STEP_BYTES
-                    } else {
-                        SMALL_LEN as u64 * 4
-                    }),
+                    min_binding_size: wgpu::BufferSize::new(bytes),
                 },
                 Kind::Storage { read_only } => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage { read_only },
                     has_dynamic_offset: false,
                     min_binding_size: None,
-                },
-                Kind::Texture => wgpu::BindingType::StorageTexture {
-                    access: wgpu::StorageTextureAccess::ReadWrite,
-                    format: wgpu::TextureFormat::Rgba32Float,
-                    view_dimension: wgpu::TextureViewDimension::D2,
                 },
             },
             count: None,
@@ -187,21 +181,26 @@ pub(super) fn layout_entries(reads: Reads) -> Vec<wgpu::BindGroupLayoutEntry> {
         .collect()
 }
 
-/// Bind-group entries for every binding of `reads`, each resource found by its name.
+/// Bind-group entries for every binding, each resource given by `resource`.
 pub(super) fn group_entries<'a>(
-    reads: Reads,
-    mut resource: impl FnMut(&str) -> wgpu::BindingResource<'a>,
+    resource: impl Fn(Binding) -> wgpu::BindingResource<'a>,
 ) -> Vec<wgpu::BindGroupEntry<'a>> {
-    bindings(reads)
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i,
-            resource: resource(b.name),
+    Binding::ALL
+        .iter()
+        .map(|&b| wgpu::BindGroupEntry {
+            binding: b.number(),
+            resource: resource(b),
         })
         .collect()
 }
 
-/// Floats in the uniform buffer `small`: the parameters before C5's, then the centres.
-pub(super) const SMALL_LEN: u32 = SMALL_PARAMS + N_CENTRES as u32;
+/// Where the C3 table's lists sit in `small`, after the RBF centres (`shader::c3_table`).
+pub(super) const C3_TABLE: u32 = super::SMALL_PARAMS + crate::model::N_CENTRES as u32;
+/// Floats of the C3 table: 17 link starts, 60 input maps, 60 output maps, 7 starts of the
+/// links by input map and those 60 links; padded to whole vec4s.
+pub(super) const C3_TABLE_LEN: u32 = (17 + 60 + 60 + 7 + 60u32).next_multiple_of(4);
+/// Floats in the uniform buffer `small`: the parameters before C5's, the centres, the table.
+pub(super) const SMALL_LEN: u32 = C3_TABLE + C3_TABLE_LEN;
 
 /// Declares the per-batch record once, as the Rust struct and its WGSL twin (`STEP_WGSL`):
 /// fields of `u32` and `f32` only, so both have the same layout.
@@ -238,6 +237,8 @@ step_record! {
     side: u32,
     /// 1: warp each training image by its entry in `warps` (train --distort)
     distort: u32,
+    /// 1: apply the SDLM step after the gradient (training batches)
+    update: u32,
 }
 
 /// Bytes of one `Step`.

@@ -1,6 +1,14 @@
-//! Looking inside: every intermediate of a batch for the kernel tests, and kernel times.
+//! Looking inside: every intermediate of a batch for the kernel tests, and kernel times
+//! for `bench --profile`.
 
-use super::*;
+use super::batch::PassKind;
+use super::bindings::Region;
+use super::kernels::Kernel;
+use super::{GpuBackend, STEPS_PER_SUBMIT};
+use crate::backend::{KernelTime, KernelTimes, Split};
+use crate::model::Sweep;
+use crate::model::params::N_PARAMS;
+use crate::{Error, Result};
 
 /// Every intermediate of one batch, read back for the kernel tests.
 pub struct Snapshot {
@@ -8,29 +16,14 @@ pub struct Snapshot {
     pub acts: Vec<f32>,
     /// (B, DELTA_STRIDE): d1 .. d6, dy per pattern, at `DELTA_OFFSETS`.
     pub deltas: Vec<f32>,
-    /// (N_PARAMS): the batch gradient (mode 0) or the summed second derivatives (mode 1).
+    /// (N_PARAMS): the batch gradient (Backward) or the summed second derivatives
+    /// (Hessian).
     pub grad: Vec<f32>,
 }
 
-/// The kernels `GpuBackend::snapshot` runs for a sweep, in order: a training batch without
-/// the update (and, for the SDLM sweep, without the loss), then, for the software family
-/// (whose training computes d1 in registers), the kernel that writes d1.
-pub fn snapshot_kernels(sweep: Sweep, family: Family) -> Vec<Kernel> {
-    let loss: &[Kernel] = match sweep {
-        Sweep::Backward => family.loss(),
-        Sweep::Hessian => &[],
-    };
-    let d1: &[Kernel] = match family {
-        Family::Software => &[Kernel::S2BackwardInput],
-        Family::Hardware | Family::Simple => &[],
-    };
-    sequence(&[family.forward(), loss, family.backward(), d1])
-}
-
 impl GpuBackend {
-    /// Runs the forward pass, then the backward or second-derivative sweep, on the
-    /// training patterns `idx` as one batch, without updating, and reads back every
-    /// intermediate.
+    /// Runs a training batch (or the SDLM sweep) of the family on the training patterns
+    /// `idx` as one batch, without updating, and reads back every intermediate.
     pub fn snapshot(&mut self, idx: &[u32], sweep: Sweep) -> Result<Snapshot> {
         if idx.len() > self.capacity {
             return Err(Error::Config(format!(
@@ -39,65 +32,71 @@ impl GpuBackend {
                 self.capacity
             )));
         }
-        self.upload_order(Split::Train, idx);
-        let steps = vec![self.step(Split::Train, 0, idx.len(), sweep)];
-        self.prepare_steps(&steps);
         self.clear_hessian();
-        let kernels = snapshot_kernels(sweep, self.family);
-        self.run(Split::Train, &steps, &kernels);
+        let kind = PassKind {
+            sweep,
+            update: false,
+        };
+        self.pass(Split::Train, idx, idx.len(), kind, self.family.training())?;
         let b = idx.len();
+        let grad = match sweep {
+            Sweep::Backward => Region::Grad,
+            Sweep::Hessian => Region::Hacc,
+        };
         Ok(Snapshot {
-            acts: self.read_store(false, b)?,
-            deltas: self.read_store(true, b)?,
-            grad: self.read(
-                &self.state,
-                match sweep {
-                    Sweep::Backward => Region::Grad,
-                    Sweep::Hessian => Region::Hacc,
-                }
-                .offset(),
-                N_PARAMS,
-            )?,
+            acts: self.read(&self.acts, 0, b * super::ACT_STRIDE as usize)?,
+            deltas: self.read(&self.deltas, 0, b * super::DELTA_STRIDE as usize)?,
+            grad: self.read(&self.state, grad.offset(), N_PARAMS)?,
         })
+    }
+
+    /// The kernels a training batch of this backend's family runs, in order.
+    pub fn training_kernels(&self) -> &'static [Kernel] {
+        self.family.training()
     }
 
     /// A training batch of `batch` patterns kernel by kernel: seconds per batch of each
     /// kernel (entry point), averaged over `reps` dispatches, from GPU timestamp queries
     /// where the adapter has them (the kernel's own time), else from the wall clock around
-    /// repeated single submissions (which includes each submission's fixed cost); with
-    /// each kernel's counts (`costs::cost`), and the host time to encode and submit a
+    /// one submission of the `reps` dispatches (which includes its fixed cost); with
+    /// each kernel's counts (its registry row), and the host time to encode and submit a
     /// batch. One training batch from the start of the training set runs first, so every
-    /// buffer holds real values.
+    /// buffer holds real values; the timed dispatches do not update.
     pub fn profile(&mut self, batch: usize, reps: usize) -> Result<KernelTimes> {
         let reps = reps.max(1);
         let order: Vec<u32> = (0..batch as u32).collect();
-        self.train(&order, batch)?;
-        let steps = vec![self.step(Split::Train, 0, batch, Sweep::Backward)];
-        self.prepare_steps(&steps);
+        let kind = PassKind {
+            sweep: Sweep::Backward,
+            update: false,
+        };
+        self.pass(Split::Train, &order, batch, kind, self.family.training())?;
+        self.wait()?;
         let kernels = self.family.training();
         let times = if self.timestamps {
-            self.profile_timestamps(&kernels, batch as u32, reps)?
+            self.profile_timestamps(kernels, batch as u32, reps)?
         } else {
             let mut out = Vec::new();
-            for &k in &kernels {
-                self.run(Split::Train, &steps, &[k]);
-                self.wait()?;
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    self.run(Split::Train, &steps, &[k]);
-                }
-                self.wait()?;
-                out.push(t.elapsed().as_secs_f64() / reps as f64);
+            for &k in kernels {
+                let time = |reps| -> Result<f64> {
+                    let mut enc = self.device.create_command_encoder(&Default::default());
+                    self.encode_repeated(&mut enc, k, batch as u32, reps, None);
+                    let t = std::time::Instant::now();
+                    self.queue.submit([enc.finish()]);
+                    self.wait()?;
+                    Ok(t.elapsed().as_secs_f64())
+                };
+                time(1)?;
+                out.push(time(reps)? / reps as f64);
             }
             out
         };
-        let (encode_s, submit_s) = self.host_cost(batch, &kernels)?;
+        let (encode_s, submit_s) = self.host_cost(batch, kernels)?;
         Ok(KernelTimes {
             kernels: kernels
                 .iter()
                 .zip(times)
                 .map(|(&k, seconds)| {
-                    let c = costs::cost(k, batch as u64);
+                    let c = k.spec().cost(batch as u64);
                     KernelTime {
                         name: k.entry().to_string(),
                         seconds,
@@ -115,17 +114,24 @@ impl GpuBackend {
     }
 
     /// Host seconds per training batch to encode (record its compute pass and the
-    /// parameter copy, as `run` does) and to submit, best of five command buffers of
+    /// parameter copy, as a pass does) and to submit, best of five command buffers of
     /// STEPS_PER_SUBMIT batches each, waiting for the device between them so only the
     /// host's work is timed.
     fn host_cost(&mut self, batch: usize, kernels: &[Kernel]) -> Result<(f64, f64)> {
         let n = STEPS_PER_SUBMIT;
-        let steps = vec![self.step(Split::Train, 0, batch, Sweep::Backward); n];
-        self.prepare_steps(&steps);
+        let kind = PassKind {
+            sweep: Sweep::Backward,
+            update: true,
+        };
+        // Encoded as a training batch (with the parameter copy), run without the update.
+        let encoded_steps = vec![self.step(Split::Train, 0, batch, kind); n];
+        let mut quiet = encoded_steps[0];
+        quiet.update = 0;
+        self.write_steps(&vec![quiet; n]);
         let (mut encode, mut submit) = (f64::INFINITY, f64::INFINITY);
         for _ in 0..5 {
             let t = std::time::Instant::now();
-            let buffer = self.encode(Split::Train, &steps, 0, kernels);
+            let buffer = self.encode(Split::Train, &encoded_steps, 0, kernels);
             let encoded = t.elapsed().as_secs_f64();
             let t = std::time::Instant::now();
             self.queue.submit([buffer]);
@@ -139,12 +145,7 @@ impl GpuBackend {
 
     /// One compute pass per kernel, `reps` dispatches each, timed by timestamp queries at
     /// the pass's start and end.
-    pub(super) fn profile_timestamps(
-        &self,
-        kernels: &[Kernel],
-        batch: u32,
-        reps: usize,
-    ) -> Result<Vec<f64>> {
+    fn profile_timestamps(&self, kernels: &[Kernel], batch: u32, reps: usize) -> Result<Vec<f64>> {
         let n = 2 * kernels.len() as u32;
         let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("profile timestamps"),
@@ -163,22 +164,13 @@ impl GpuBackend {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("profile"),
             });
-        let bg = self.split(Split::Train).bind_group();
         for (i, &k) in kernels.iter().enumerate() {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(k.entry()),
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: &queries,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                }),
-            });
-            pass.set_bind_group(0, bg, &[0]);
-            pass.set_pipeline(self.pipeline(k));
-            let (x, y, z) = self.groups(k, batch);
-            for _ in 0..reps {
-                pass.dispatch_workgroups(x, y, z);
-            }
+            let writes = wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            };
+            self.encode_repeated(&mut enc, k, batch, reps, Some(writes));
         }
         enc.resolve_query_set(&queries, 0..n, &resolved, 0);
         self.queue.submit([enc.finish()]);
@@ -206,21 +198,5 @@ impl GpuBackend {
             Some(N_PARAMS as u64 * 4),
         );
         self.queue.submit([enc.finish()]);
-    }
-
-    pub(super) fn wait(&self) -> Result<()> {
-        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
-        if let Some(e) = self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(Error::Gpu(format!(
-                "{} failed: {e}. The last checkpoint written is intact; try a smaller --batch or --backend cpu",
-                self.info.name
-            )));
-        }
-        polled.map(|_| ()).map_err(|e| {
-            gpu_err(
-                &format!("{} stopped responding (device lost?); the last checkpoint written is intact; try --backend cpu", self.info.name),
-                e,
-            )
-        })
     }
 }

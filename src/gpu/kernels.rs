@@ -1,47 +1,37 @@
-//! The kernel registry: for every kernel its WGSL entry point (also its pipeline's label),
-//! file, dispatch size and workgroup size, the CPU passes it is the twin of and the tensors
-//! it writes; and the order kernels run in for each kind of batch. Each kernel is a
-//! `Kernel`, never a number: inserting one shifts nothing.
+//! The kernel registry: one row per kernel says everything about it (its WGSL entry point,
+//! also its pipeline's label; the family whose module holds it; its dispatch and workgroup
+//! size; the CPU passes it is the twin of; what it computes, reads and writes, which gives
+//! `bench --profile` its FLOP and bytes and the kernel tests the tensors to compare), and
+//! each family lists the order its kernels run in. Each kernel is a `Kernel`, never a
+//! number or a string: inserting one shifts nothing.
 
-use super::*;
+use super::costs::{Cost, Data, Layer, Work, cost};
+use crate::model::params::{C5_W, N_PARAMS};
+use crate::model::{D1, D2, D3, D4, D5, D6, DY, X0, X1, X2, X3, X4, X5, X6, Y};
 
 /// How many invocations a kernel needs for a batch, which also decides its workgroup size
 /// (`workgroup`): the WGSL entry points declare theirs with the constants the header
 /// generates from these (`shader::header`), and a test checks every entry point.
 #[derive(Clone, Copy, Debug)]
 pub enum Size {
-    /// One invocation per (pattern, unit): units per pattern.
+    /// One invocation per (pattern, unit): units per pattern, in workgroups of `WG`.
     PerPattern(u32),
-    /// One invocation each for this many items.
+    /// One invocation each for this many items, in workgroups of `WG`.
     Threads(u32),
-    /// One invocation per tile of `TILE_B` patterns, times this many blocks of 8 units, in
-    /// workgroups of `DENSE_WG` (dense layers; under 65535 groups for any batch below 80
-    /// million).
-    Tiles(u32),
-    /// One invocation each for this many parameters (or groups of four) of a gradient's
-    /// second stage, in workgroups of `SUM_WG`: there are few, and a CPU adapter runs each
-    /// workgroup on one core, so small groups keep every core busy.
-    Sum(u32),
-    /// `groups` workgroups of `wg` invocations for every `patterns` patterns (the hardware
-    /// family's kernels that own a pattern, or a group of them: fused.wgsl).
+    /// `groups` workgroups of `wg` invocations for every `patterns` patterns (the fused
+    /// kernels that own a pattern, or a group of them).
     Groups { patterns: u32, groups: u32, wg: u32 },
 }
 
-/// Invocations per workgroup of most kernels (`Size::PerPattern`, `Size::Threads`).
+/// Invocations per workgroup of `Size::PerPattern` and `Size::Threads` kernels.
 pub const WG: u32 = 64;
-/// Workgroup size of the dense-layer forward and input-gradient kernels (`Size::Tiles`).
-pub const DENSE_WG: u32 = 16;
-/// Patterns per tile of those kernels.
-pub const TILE_B: u32 = 16;
-/// Workgroup size of the gradients' second-stage sums (`Size::Sum`).
-pub const SUM_WG: u32 = 8;
 
-// The hardware family's workgroups (fused.wgsl; why these sizes: shaders/README.md).
+// The fused family's workgroups (fused.wgsl; why these sizes: shaders/README.md).
 /// c1s2_forward: one invocation per S2 position, 14 x 14.
 pub const C1S2_WG: u32 = 196;
 /// c3s4_forward: one invocation per (C3 map, S4 position), 8 maps x 25 positions.
 pub const C3S4_WG: u32 = 200;
-/// head_forward and head_backward_input: patterns per workgroup (the lanes of a vec4)...
+/// head_forward(_backward): patterns per workgroup (the lanes of a vec4)...
 pub const HEAD_B: u32 = 4;
 /// ... and invocations (C5's 120 outputs, rounded up to whole 32-wide SIMD groups).
 pub const HEAD_WG: u32 = 128;
@@ -51,15 +41,17 @@ pub const C3B_WG: u32 = 256;
 pub const PARAMS_WG: u32 = 64;
 /// ... and workgroups per pattern: one per C1/S2 map (6) and per C3/S4 map (16).
 pub const PARAM_GROUPS: u32 = 22;
-const _: () = assert!(HEAD_B == 4, "head_forward holds HEAD_B patterns in a vec4");
+const _: () = assert!(HEAD_B == 4, "the head holds HEAD_B patterns in a vec4");
+
+/// Floats of the fused family's per-pattern partial sums (`PART`): C1, S2, C3 and S4's
+/// flat parameter layout, the parameters before C5's.
+pub const SMALL_PARAMS: u32 = C5_W.offset as u32;
 
 impl Size {
     /// Invocations per workgroup.
     pub const fn workgroup(self) -> u32 {
         match self {
             Size::PerPattern(_) | Size::Threads(_) => WG,
-            Size::Tiles(_) => DENSE_WG,
-            Size::Sum(_) => SUM_WG,
             Size::Groups { wg, .. } => wg,
         }
     }
@@ -69,8 +61,6 @@ impl Size {
         match self {
             Size::PerPattern(u) => (b * u).div_ceil(WG),
             Size::Threads(t) => t.div_ceil(WG),
-            Size::Sum(t) => t.div_ceil(SUM_WG),
-            Size::Tiles(blocks) => (b.div_ceil(TILE_B) * blocks).div_ceil(DENSE_WG),
             Size::Groups {
                 patterns, groups, ..
             } => b.div_ceil(patterns) * groups,
@@ -78,103 +68,54 @@ impl Size {
     }
 }
 
-/// A set of kernels that together run every pass (`--kernels`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A set of kernels that together run every pass (`--kernels`), each in a module of its
+/// own: its file (shaders/) behind the shared ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// Large per-invocation register tiles from loops unrolled at load (conv.wgsl,
-    /// subsample.wgsl, full.wgsl): shaped for CPU adapters (lavapipe, llvmpipe), where an
-    /// invocation is a SIMD lane of a CPU core and few, fat invocations win.
-    Software,
-    /// Fused kernels, one output or a few per invocation, workgroup memory for what a
-    /// workgroup reuses (fused.wgsl): shaped for GPUs, where thousands of small
-    /// invocations hide memory latency and every dispatch costs microseconds. Storage
-    /// buffers only.
-    Hardware,
-    /// One invocation per output value, plain loops, one kernel per pass (simple.wgsl):
-    /// the simplest readable form of every pass, kept beside the fast families and
-    /// tested like them. Storage buffers only.
+    /// Fused kernels with workgroup memory, shaped for GPUs (fused.wgsl): 6 dispatches per
+    /// training batch. The default.
+    Fused,
+    /// One invocation per output value, plain loops: the readable form of every pass
+    /// (simple.wgsl), 22 dispatches per training batch.
     Simple,
 }
 
 impl Family {
-    /// `software` on CPU adapters, `hardware` on GPUs (`--kernels auto`).
-    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Family {
-        match info.device_type {
-            wgpu::DeviceType::Cpu => Family::Software,
-            _ => Family::Hardware,
-        }
-    }
+    pub const ALL: [Family; 2] = [Family::Fused, Family::Simple];
 
+    /// Its name, as `--kernels` and the saved run's device record say it.
     pub fn name(self) -> &'static str {
         match self {
-            Family::Software => "software",
-            Family::Hardware => "hardware",
+            Family::Fused => "fused",
             Family::Simple => "simple",
         }
     }
 
-    /// The shader files its module is made of (`shader::SHADERS`).
-    pub fn files(self) -> &'static [&'static str] {
-        match self {
-            Family::Software => &[
-                "input",
-                "dense",
-                "conv",
-                "subsample",
-                "full",
-                "rbf",
-                "loss",
-                "update",
-            ],
-            Family::Hardware => &["input", "loss", "update", "fused"],
-            Family::Simple => &["input", "loss", "update", "simple"],
-        }
+    /// The family named `name` (`name`'s inverse).
+    pub fn from_name(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == name)
     }
 
     /// Its kernels, in registry order.
     pub fn kernels(self) -> impl Iterator<Item = &'static KernelSpec> {
-        KERNELS
-            .iter()
-            .filter(move |k| self.files().contains(&k.file))
+        KERNELS.iter().filter(move |k| k.family == self)
     }
 
-    /// The forward pass, input to RBF outputs.
-    pub fn forward(self) -> &'static [Kernel] {
+    /// A training batch (and, with the step record's mode 1, the SDLM sweep): forward,
+    /// loss, backward, and the update where the step record asks for it.
+    pub fn training(self) -> &'static [Kernel] {
         match self {
-            Family::Software => &FORWARD,
-            Family::Hardware => &FORWARD_FUSED,
-            Family::Simple => &FORWARD_SIMPLE,
+            Family::Fused => &FUSED_TRAINING,
+            Family::Simple => &SIMPLE_TRAINING,
         }
     }
 
-    /// The backward sweep (first or second derivatives, by the step record's `mode`), from
-    /// dy (or its constant) to every parameter's gradient.
-    pub fn backward(self) -> &'static [Kernel] {
+    /// An evaluation batch: forward and loss.
+    pub fn evaluation(self) -> &'static [Kernel] {
         match self {
-            Family::Software => &BACKWARD,
-            Family::Hardware => &BACKWARD_FUSED,
-            Family::Simple => &BACKWARD_SIMPLE,
+            Family::Fused => &FUSED_EVALUATION,
+            Family::Simple => &SIMPLE_TRAINING[..9],
         }
-    }
-
-    /// The loss, dE/dy and the statistics after the forward pass, where it is a kernel of
-    /// its own (the hardware family's head_forward computes it).
-    pub fn loss(self) -> &'static [Kernel] {
-        match self {
-            Family::Software | Family::Simple => &LOSS,
-            Family::Hardware => &[],
-        }
-    }
-
-    /// A training batch: forward, loss, backward, update.
-    pub fn training(self) -> Vec<Kernel> {
-        sequence(&[self.forward(), self.loss(), self.backward(), &UPDATE])
-    }
-
-    /// Whether its kernels need activations and deltas in storage buffers (they write
-    /// one float at a time).
-    pub fn needs_storage(self) -> bool {
-        self != Family::Software
     }
 }
 
@@ -184,19 +125,34 @@ pub struct KernelSpec {
     pub kernel: Kernel,
     /// The WGSL entry point and the pipeline's label.
     pub entry: &'static str,
-    /// The file under shaders/ that holds it (without `.wgsl`).
-    pub file: &'static str,
+    /// The family whose module holds it.
+    pub family: Family,
     pub size: Size,
     /// The CPU functions (`cpu::*`) whose work this kernel does, in part or fused.
     pub twins: &'static [&'static str],
-    /// What it leaves for later kernels and the read-backs: layout tensors
-    /// (`model::ACTIVATIONS`, `DELTAS`, by name) and parameter gradients (`params::TENSORS`,
-    /// by name). Empty for a first stage whose partial sums only its second stage reads.
-    pub writes: &'static [&'static str],
+    /// The passes it computes.
+    pub work: &'static [Work],
+    /// What it reads from device memory.
+    pub reads: &'static [Data],
+    /// What it writes: for later kernels, the read-backs and the kernel tests.
+    pub writes: &'static [Data],
+}
+
+impl KernelSpec {
+    /// Its counts for a batch of `b` patterns.
+    pub fn cost(&self, b: u64) -> Cost {
+        cost(self.work, self.reads, self.writes, b)
+    }
+
+    /// The layout and gradient tensors it writes, by name (`Data::tensor_names`).
+    pub fn written_tensors(&self) -> Vec<&'static str> {
+        self.writes.iter().flat_map(|d| d.tensor_names()).collect()
+    }
 }
 
 macro_rules! registry {
-    ($( $kernel:ident = $file:literal, $entry:literal, $size:expr, twins $twins:expr, writes $writes:expr; )*) => {
+    ($( $kernel:ident = $family:ident, $entry:literal, $size:expr,
+        twins $twins:expr, work $work:expr, reads $reads:expr, writes $writes:expr; )*) => {
         /// Every kernel, one pipeline each (`KERNELS` in the same order).
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Kernel { $($kernel),* }
@@ -206,146 +162,133 @@ macro_rules! registry {
             KernelSpec {
                 kernel: Kernel::$kernel,
                 entry: $entry,
-                file: $file,
+                family: Family::$family,
                 size: $size,
                 twins: &$twins,
+                work: &$work,
+                reads: &$reads,
                 writes: &$writes,
             }
         ),*];
     };
 }
 
+use Data::{Image, P, Part, State, Stats, T};
+use Layer::{C1, C3, C5, F6, Rbf, S2, S4};
+use Work::{Forward, Input, InputGrad, Loss, ParamGrad, Sum, Update as Step};
+
+/// The fused family's per-pattern partial sums, in floats.
+const PART: u64 = SMALL_PARAMS as u64;
+
 registry! {
-    InputForward = "input", "input_forward", Size::PerPattern(32),
-        twins ["input_forward"], writes ["x0"];
-    C1Forward = "conv", "c1_forward", Size::PerPattern(49),
-        twins ["c1_forward"], writes ["x1"];
-    S2Forward = "subsample", "s2_forward", Size::PerPattern(1176 / 4),
-        twins ["s2_forward"], writes ["x2"];
-    C3Forward = "conv", "c3_forward", Size::PerPattern(16),
-        twins ["c3_forward"], writes ["x3"];
-    S4Forward = "subsample", "s4_forward", Size::PerPattern(400 / 4),
-        twins ["s4_forward"], writes ["x4"];
-    C5Forward = "conv", "c5_forward", Size::Tiles(15),
-        twins ["c5_forward"], writes ["x5"];
-    F6Forward = "full", "f6_forward", Size::Tiles(11),
-        twins ["f6_forward"], writes ["x6"];
-    RbfForward = "rbf", "rbf_forward", Size::PerPattern(1),
-        twins ["rbf_forward"], writes ["y"];
-    LossForwardBackward = "loss", "loss_forward_backward", Size::PerPattern(1),
-        twins ["loss_forward_backward"], writes ["dy"];
-    RbfBackward = "rbf", "rbf_backward", Size::PerPattern(1),
-        twins ["rbf_backward", "rbf_hessian"], writes ["d6"];
-    F6BackwardInput = "full", "f6_backward_input", Size::Tiles(15),
-        twins ["f6_backward", "f6_hessian"], writes ["d5"];
-    C5BackwardInput = "conv", "c5_backward_input", Size::Tiles(50),
-        twins ["c5_backward", "c5_hessian"], writes ["d4"];
-    S4BackwardInput = "subsample", "s4_backward_input", Size::PerPattern(80),
-        twins ["s4_backward", "s4_hessian"], writes ["d3"];
-    C3BackwardInput = "conv", "c3_backward_input", Size::PerPattern(6),
-        twins ["c3_backward", "c3_hessian"], writes ["d2"];
-    F6BackwardParams = "full", "f6_backward_params", Size::Threads(6 * 15),
-        twins ["f6_backward", "f6_hessian"], writes ["f6.weight", "f6.bias"];
-    C5BackwardParams = "conv", "c5_backward_params", Size::Threads(8 * 50),
-        twins ["c5_backward", "c5_hessian"], writes ["c5.weight", "c5.bias"];
-    S4BackwardParams = "subsample", "s4_backward_params", Size::PerPattern(16),
-        twins ["s4_backward", "s4_hessian"], writes [];
-    S4BackwardParamsSum = "subsample", "s4_backward_params_sum", Size::Sum(16),
-        twins ["s4_backward", "s4_hessian"], writes ["s4.weight", "s4.bias"];
-    C3BackwardParams = "conv", "c3_backward_params", Size::PerPattern(6),
-        twins ["c3_backward", "c3_hessian"], writes [];
-    C3BackwardParamsSum = "conv", "c3_backward_params_sum", Size::Sum(60 * 7 + 6),
-        twins ["c3_backward", "c3_hessian"], writes ["c3.weight", "c3.bias"];
-    // Also computes d1 from d2 (S2's input gradient) into registers and the first stage of
-    // S2's parameter gradients (conv.wgsl); d1 itself is written only by S2BackwardInput.
-    C1BackwardParams = "conv", "c1_backward_params", Size::PerPattern(7),
-        twins ["s2_backward", "c1_backward", "s2_hessian", "c1_hessian"], writes [];
-    C1BackwardParamsSum = "conv", "c1_backward_params_sum", Size::Sum(6 * 7),
-        twins ["s2_backward", "c1_backward", "s2_hessian", "c1_hessian"],
-        writes ["s2.weight", "s2.bias", "c1.weight", "c1.bias"];
-    Update = "update", "update", Size::Threads(N_PARAMS as u32 / 4),
-        twins ["update"], writes [];
-    // Replaces InputForward in batches whose step record says distort.
-    InputForwardDistorted = "input", "input_forward_distorted", Size::PerPattern(32),
-        twins ["input_forward_distorted"], writes ["x0"];
-    // d1 for inspection (`snapshot`): training computes it inside c1_backward_params.
-    S2BackwardInput = "subsample", "s2_backward_input", Size::PerPattern(588),
-        twins ["s2_backward", "s2_hessian"], writes ["d1"];
-    // The hardware family (simple.wgsl): one invocation per output value; it shares the
-    // input, loss and update kernels above.
-    C1ForwardSimple = "simple", "c1_forward_simple", Size::PerPattern(4704),
-        twins ["c1_forward"], writes ["x1"];
-    S2ForwardSimple = "simple", "s2_forward_simple", Size::PerPattern(1176),
-        twins ["s2_forward"], writes ["x2"];
-    C3ForwardSimple = "simple", "c3_forward_simple", Size::PerPattern(1600),
-        twins ["c3_forward"], writes ["x3"];
-    S4ForwardSimple = "simple", "s4_forward_simple", Size::PerPattern(400),
-        twins ["s4_forward"], writes ["x4"];
-    C5ForwardSimple = "simple", "c5_forward_simple", Size::PerPattern(120),
-        twins ["c5_forward"], writes ["x5"];
-    F6ForwardSimple = "simple", "f6_forward_simple", Size::PerPattern(84),
-        twins ["f6_forward"], writes ["x6"];
-    RbfForwardSimple = "simple", "rbf_forward_simple", Size::PerPattern(10),
-        twins ["rbf_forward"], writes ["y"];
-    RbfBackwardSimple = "simple", "rbf_backward_simple", Size::PerPattern(84),
-        twins ["rbf_backward", "rbf_hessian"], writes ["d6"];
-    F6BackwardInputSimple = "simple", "f6_backward_input_simple", Size::PerPattern(120),
-        twins ["f6_backward", "f6_hessian"], writes ["d5"];
-    C5BackwardInputSimple = "simple", "c5_backward_input_simple", Size::PerPattern(400),
-        twins ["c5_backward", "c5_hessian"], writes ["d4"];
-    S4BackwardInputSimple = "simple", "s4_backward_input_simple", Size::PerPattern(1600),
-        twins ["s4_backward", "s4_hessian"], writes ["d3"];
-    C3BackwardInputSimple = "simple", "c3_backward_input_simple", Size::PerPattern(1176),
-        twins ["c3_backward", "c3_hessian"], writes ["d2"];
-    S2BackwardInputSimple = "simple", "s2_backward_input_simple", Size::PerPattern(4704),
-        twins ["s2_backward", "s2_hessian"], writes ["d1"];
-    F6BackwardParamsSimple = "simple", "f6_backward_params_simple", Size::Threads(84 * 121),
-        twins ["f6_backward", "f6_hessian"], writes ["f6.weight", "f6.bias"];
-    C5BackwardParamsSimple = "simple", "c5_backward_params_simple", Size::Threads(120 * 401),
-        twins ["c5_backward", "c5_hessian"], writes ["c5.weight", "c5.bias"];
-    S4BackwardParamsSimple = "simple", "s4_backward_params_simple", Size::Threads(32),
-        twins ["s4_backward", "s4_hessian"], writes ["s4.weight", "s4.bias"];
-    C3BackwardParamsSimple = "simple", "c3_backward_params_simple", Size::Threads(1516),
-        twins ["c3_backward", "c3_hessian"], writes ["c3.weight", "c3.bias"];
-    S2BackwardParamsSimple = "simple", "s2_backward_params_simple", Size::Threads(12),
-        twins ["s2_backward", "s2_hessian"], writes ["s2.weight", "s2.bias"];
-    C1BackwardParamsSimple = "simple", "c1_backward_params_simple", Size::Threads(156),
-        twins ["c1_backward", "c1_hessian"], writes ["c1.weight", "c1.bias"];
-    // The hardware family (fused.wgsl): fused kernels with workgroup memory; it shares the
-    // input and update kernels and loss.wgsl's loss_at.
-    C1S2Forward = "fused", "c1s2_forward",
+    // The simple family (simple.wgsl): one invocation per output value or parameter.
+    InputForward = Simple, "input_forward", Size::PerPattern(1024),
+        twins ["input_forward", "input_forward_distorted"],
+        work [Input], reads [Image], writes [T(X0)];
+    C1Forward = Simple, "c1_forward", Size::PerPattern(4704),
+        twins ["c1_forward"], work [Forward(C1)], reads [T(X0), P(C1)], writes [T(X1)];
+    S2Forward = Simple, "s2_forward", Size::PerPattern(1176),
+        twins ["s2_forward"], work [Forward(S2)], reads [T(X1), P(S2)], writes [T(X2)];
+    C3Forward = Simple, "c3_forward", Size::PerPattern(1600),
+        twins ["c3_forward"], work [Forward(C3)], reads [T(X2), P(C3)], writes [T(X3)];
+    S4Forward = Simple, "s4_forward", Size::PerPattern(400),
+        twins ["s4_forward"], work [Forward(S4)], reads [T(X3), P(S4)], writes [T(X4)];
+    C5Forward = Simple, "c5_forward", Size::PerPattern(120),
+        twins ["c5_forward"], work [Forward(C5)], reads [T(X4), P(C5)], writes [T(X5)];
+    F6Forward = Simple, "f6_forward", Size::PerPattern(84),
+        twins ["f6_forward"], work [Forward(F6)], reads [T(X5), P(F6)], writes [T(X6)];
+    RbfForward = Simple, "rbf_forward", Size::PerPattern(10),
+        twins ["rbf_forward"], work [Forward(Rbf)], reads [T(X6)], writes [T(Y)];
+    LossForwardBackward = Simple, "loss_forward_backward", Size::PerPattern(1),
+        twins ["loss_forward_backward"], work [Loss], reads [T(Y), Image], writes [T(DY), Stats];
+    RbfBackward = Simple, "rbf_backward", Size::PerPattern(84),
+        twins ["rbf_backward", "rbf_hessian"],
+        work [InputGrad(Rbf)], reads [T(DY), T(X6)], writes [T(D6)];
+    F6BackwardInput = Simple, "f6_backward_input", Size::PerPattern(120),
+        twins ["f6_backward", "f6_hessian"],
+        work [InputGrad(F6)], reads [T(D6), T(X5), P(F6)], writes [T(D5)];
+    C5BackwardInput = Simple, "c5_backward_input", Size::PerPattern(400),
+        twins ["c5_backward", "c5_hessian"],
+        work [InputGrad(C5)], reads [T(D5), T(X4), P(C5)], writes [T(D4)];
+    S4BackwardInput = Simple, "s4_backward_input", Size::PerPattern(1600),
+        twins ["s4_backward", "s4_hessian"],
+        work [InputGrad(S4)], reads [T(D4), T(X3), P(S4)], writes [T(D3)];
+    C3BackwardInput = Simple, "c3_backward_input", Size::PerPattern(1176),
+        twins ["c3_backward", "c3_hessian"],
+        work [InputGrad(C3)], reads [T(D3), T(X2), P(C3)], writes [T(D2)];
+    S2BackwardInput = Simple, "s2_backward_input", Size::PerPattern(4704),
+        twins ["s2_backward", "s2_hessian"],
+        work [InputGrad(S2)], reads [T(D2), T(X1), P(S2)], writes [T(D1)];
+    F6BackwardParams = Simple, "f6_backward_params", Size::Threads(84 * 121),
+        twins ["f6_backward", "f6_hessian"],
+        work [ParamGrad(F6)], reads [T(D6), T(X5)], writes [P(F6)];
+    C5BackwardParams = Simple, "c5_backward_params", Size::Threads(120 * 401),
+        twins ["c5_backward", "c5_hessian"],
+        work [ParamGrad(C5)], reads [T(D5), T(X4)], writes [P(C5)];
+    S4BackwardParams = Simple, "s4_backward_params", Size::Threads(32),
+        twins ["s4_backward", "s4_hessian"],
+        work [ParamGrad(S4)], reads [T(D4), T(X3)], writes [P(S4)];
+    C3BackwardParams = Simple, "c3_backward_params", Size::Threads(1516),
+        twins ["c3_backward", "c3_hessian"],
+        work [ParamGrad(C3)], reads [T(D3), T(X2)], writes [P(C3)];
+    S2BackwardParams = Simple, "s2_backward_params", Size::Threads(12),
+        twins ["s2_backward", "s2_hessian"],
+        work [ParamGrad(S2)], reads [T(D2), T(X1)], writes [P(S2)];
+    C1BackwardParams = Simple, "c1_backward_params", Size::Threads(156),
+        twins ["c1_backward", "c1_hessian"],
+        work [ParamGrad(C1)], reads [T(D1), T(X0)], writes [P(C1)];
+    Update = Simple, "update", Size::Threads(N_PARAMS as u32),
+        twins ["update"], work [Step], reads [State(4)], writes [State(2)];
+
+    // The fused family (fused.wgsl): fused kernels with workgroup memory.
+    C1S2Forward = Fused, "c1s2_forward",
         Size::Groups { patterns: 1, groups: 1, wg: C1S2_WG },
-        twins ["c1_forward", "s2_forward"], writes ["x1", "x2"];
-    C3S4Forward = "fused", "c3s4_forward",
+        twins ["input_forward", "input_forward_distorted", "c1_forward", "s2_forward"],
+        work [Input, Forward(C1), Forward(S2)],
+        reads [Image, P(C1), P(S2)],
+        writes [T(X0), T(X1), T(X2)];
+    C3S4Forward = Fused, "c3s4_forward",
         Size::Groups { patterns: 1, groups: 2, wg: C3S4_WG },
-        twins ["c3_forward", "s4_forward"], writes ["x3", "x4"];
-    HeadForward = "fused", "head_forward",
+        twins ["c3_forward", "s4_forward"],
+        work [Forward(C3), Forward(S4)],
+        reads [T(X2), P(C3), P(S4)],
+        writes [T(X3), T(X4)];
+    HeadForward = Fused, "head_forward",
         Size::Groups { patterns: HEAD_B, groups: 1, wg: HEAD_WG },
         twins ["c5_forward", "f6_forward", "rbf_forward", "loss_forward_backward"],
-        writes ["x5", "x6", "y", "dy"];
-    HeadBackwardInput = "fused", "head_backward_input",
+        work [Forward(C5), Forward(F6), Forward(Rbf), Loss],
+        reads [T(X4), P(C5), P(F6), Image],
+        writes [T(X5), T(X6), T(Y), T(DY), Stats];
+    HeadForwardBackward = Fused, "head_forward_backward",
         Size::Groups { patterns: HEAD_B, groups: 1, wg: HEAD_WG },
-        twins ["rbf_backward", "f6_backward", "c5_backward", "rbf_hessian", "f6_hessian", "c5_hessian"],
-        writes ["d6", "d5", "d4"];
-    ConvBackwardInput = "fused", "conv_backward_input",
+        twins ["c5_forward", "f6_forward", "rbf_forward", "loss_forward_backward",
+               "rbf_backward", "f6_backward", "c5_backward",
+               "rbf_hessian", "f6_hessian", "c5_hessian"],
+        work [Forward(C5), Forward(F6), Forward(Rbf), Loss,
+              InputGrad(Rbf), InputGrad(F6), InputGrad(C5)],
+        reads [T(X4), P(C5), P(F6), Image],
+        writes [T(X5), T(X6), T(Y), T(DY), Stats, T(D6), T(D5), T(D4)];
+    ConvBackwardInput = Fused, "conv_backward_input",
         Size::Groups { patterns: 1, groups: 1, wg: C3B_WG },
-        twins ["s4_backward", "c3_backward", "s2_backward", "s4_hessian", "c3_hessian", "s2_hessian"],
-        writes ["d3", "d2", "d1"];
-    ConvBackwardParams = "fused", "conv_backward_params",
+        twins ["s4_backward", "c3_backward", "s2_backward",
+               "s4_hessian", "c3_hessian", "s2_hessian"],
+        work [InputGrad(S4), InputGrad(C3), InputGrad(S2)],
+        reads [T(D4), T(X3), T(X2), T(X1), P(S4), P(C3), P(S2)],
+        writes [T(D3), T(D2), T(D1)];
+    ConvBackwardParams = Fused, "conv_backward_params",
         Size::Groups { patterns: 1, groups: PARAM_GROUPS, wg: PARAMS_WG },
         twins ["c1_backward", "s2_backward", "c3_backward", "s4_backward",
                "c1_hessian", "s2_hessian", "c3_hessian", "s4_hessian"],
-        writes [];
-    DenseBackwardParams = "fused", "dense_backward_params",
-        Size::Threads((N_PARAMS - params::C5_W.offset) as u32),
-        twins ["c5_backward", "f6_backward", "c5_hessian", "f6_hessian"],
-        writes ["c5.weight", "c5.bias", "f6.weight", "f6.bias"];
-    ConvBackwardParamsSum = "fused", "conv_backward_params_sum",
-        Size::Threads(params::C5_W.offset as u32),
+        work [ParamGrad(C1), ParamGrad(S2), ParamGrad(C3), ParamGrad(S4)],
+        reads [T(X0), T(D1), T(X1), T(D2), T(X2), T(D3), T(X3), T(D4)],
+        writes [Part(PART)];
+    GradSumUpdate = Fused, "grad_sum_update", Size::Threads(N_PARAMS as u32),
         twins ["c1_backward", "s2_backward", "c3_backward", "s4_backward",
-               "c1_hessian", "s2_hessian", "c3_hessian", "s4_hessian"],
-        writes ["c1.weight", "c1.bias", "s2.weight", "s2.bias",
-                "c3.weight", "c3.bias", "s4.weight", "s4.bias"];
+               "c5_backward", "f6_backward", "c1_hessian", "s2_hessian", "c3_hessian",
+               "s4_hessian", "c5_hessian", "f6_hessian", "update"],
+        work [Sum(PART), ParamGrad(C5), ParamGrad(F6), Step],
+        reads [Part(PART), T(D5), T(X4), T(D6), T(X5), State(3)],
+        writes [P(C1), P(S2), P(C3), P(S4), P(C5), P(F6), State(2)];
 }
 
 impl Kernel {
@@ -369,8 +312,9 @@ const _: () = {
 
 use Kernel::*;
 
-/// The software family's forward pass, input to RBF outputs.
-pub const FORWARD: [Kernel; 8] = [
+/// The simple family's training batch: forward, loss, input gradients down to d1, every
+/// parameter's gradient, the update. Its first 9 are an evaluation batch.
+const SIMPLE_TRAINING: [Kernel; 22] = [
     InputForward,
     C1Forward,
     S2Forward,
@@ -379,69 +323,69 @@ pub const FORWARD: [Kernel; 8] = [
     C5Forward,
     F6Forward,
     RbfForward,
-];
-/// The loss and dE/dy (training batches only: the SDLM sweep starts from a constant).
-pub const LOSS: [Kernel; 1] = [LossForwardBackward];
-/// The software family's backward sweep. Input gradients first, then the parameter
-/// gradients, which read them.
-pub const BACKWARD: [Kernel; 13] = [
+    LossForwardBackward,
     RbfBackward,
     F6BackwardInput,
     C5BackwardInput,
     S4BackwardInput,
     C3BackwardInput,
+    S2BackwardInput,
     F6BackwardParams,
     C5BackwardParams,
     S4BackwardParams,
-    S4BackwardParamsSum,
     C3BackwardParams,
-    C3BackwardParamsSum,
+    S2BackwardParams,
     C1BackwardParams,
-    C1BackwardParamsSum,
+    Update,
 ];
-/// The hardware family's forward pass.
-pub const FORWARD_SIMPLE: [Kernel; 8] = [
-    InputForward,
-    C1ForwardSimple,
-    S2ForwardSimple,
-    C3ForwardSimple,
-    S4ForwardSimple,
-    C5ForwardSimple,
-    F6ForwardSimple,
-    RbfForwardSimple,
-];
-/// The hardware family's backward sweep: input gradients down to d1, then every
-/// parameter's gradient.
-pub const BACKWARD_SIMPLE: [Kernel; 12] = [
-    RbfBackwardSimple,
-    F6BackwardInputSimple,
-    C5BackwardInputSimple,
-    S4BackwardInputSimple,
-    C3BackwardInputSimple,
-    S2BackwardInputSimple,
-    F6BackwardParamsSimple,
-    C5BackwardParamsSimple,
-    S4BackwardParamsSimple,
-    C3BackwardParamsSimple,
-    S2BackwardParamsSimple,
-    C1BackwardParamsSimple,
-];
-/// The hardware family's forward pass; its last kernel also computes the loss in the
-/// backward sweep (step record mode 0), so `Family::loss` is empty.
-pub const FORWARD_FUSED: [Kernel; 4] = [InputForward, C1S2Forward, C3S4Forward, HeadForward];
-/// The hardware family's backward sweep: input gradients down to d1, then every
-/// parameter's gradient (C1 .. S4 in two stages).
-pub const BACKWARD_FUSED: [Kernel; 5] = [
-    HeadBackwardInput,
+
+/// The fused family's training batch (why it cannot be shorter: shaders/README.md).
+const FUSED_TRAINING: [Kernel; 6] = [
+    C1S2Forward,
+    C3S4Forward,
+    HeadForwardBackward,
     ConvBackwardInput,
     ConvBackwardParams,
-    DenseBackwardParams,
-    ConvBackwardParamsSum,
+    GradSumUpdate,
 ];
-/// The step from the batch gradient.
-pub const UPDATE: [Kernel; 1] = [Update];
+const FUSED_EVALUATION: [Kernel; 3] = [C1S2Forward, C3S4Forward, HeadForward];
 
-/// The kernels of one kind of batch, in order.
-pub fn sequence(parts: &[&[Kernel]]) -> Vec<Kernel> {
-    parts.concat()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each family's training batch does the same arithmetic, give or take its own
+    /// second stages, and every kernel of a family is in one of its sequences.
+    #[test]
+    fn families_count_the_same_layer_arithmetic() {
+        let b = 16;
+        let layers = |f: Family| -> u64 {
+            f.training()
+                .iter()
+                .flat_map(|&k| k.spec().work.iter())
+                .filter(|w| !matches!(w, Work::Sum(_)))
+                .map(|w| w.flop(b))
+                .sum()
+        };
+        assert_eq!(layers(Family::Fused), layers(Family::Simple));
+        for f in Family::ALL {
+            for k in f.kernels() {
+                assert!(
+                    f.training().contains(&k.kernel) || f.evaluation().contains(&k.kernel),
+                    "{} runs in no sequence of its family",
+                    k.entry
+                );
+            }
+            // An evaluation batch is a training batch's forward pass and loss.
+            let head = |s: &[Kernel]| -> Vec<Work> {
+                s.iter()
+                    .flat_map(|k| k.spec().work.iter().copied())
+                    .filter(|w| matches!(w, Work::Input | Work::Forward(_) | Work::Loss))
+                    .collect()
+            };
+            assert_eq!(head(f.evaluation()), head(f.training()), "{f:?}");
+        }
+        // A known figure: C1's forward pass at batch 1.
+        assert_eq!(Kernel::C1Forward.spec().cost(1).flop, 2 * 117_600 + 4704);
+    }
 }

@@ -1,31 +1,14 @@
-//! Portability: every kernel module of both families through the translations wgpu makes
-//! for each graphics API (naga's SPIR-V for Vulkan, MSL for Metal, HLSL for DX12), after
-//! validation with the capabilities the family asks of the adapter; the SPIR-V also through
-//! `spirv-val` (Debian's spirv-tools). Tests only.
+//! Portability: both families' modules through the translations wgpu makes for each
+//! graphics API (naga's SPIR-V for Vulkan, MSL for Metal, HLSL for DX12), after validation
+//! with no capability beyond WebGPU's baseline; the SPIR-V also through `spirv-val`
+//! (Debian's spirv-tools). Tests only.
 
 #[cfg(test)]
 mod tests {
-    use super::super::*;
+    use super::super::kernels::Family;
+    use super::super::shader::module_source;
     use naga::back::{hlsl, msl, spv};
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-
-    /// Each family with each storage it runs on.
-    const COMBINATIONS: [(Reads, Family); 4] = [
-        (Reads::Textures, Family::Software),
-        (Reads::Storage, Family::Software),
-        (Reads::Storage, Family::Hardware),
-        (Reads::Storage, Family::Simple),
-    ];
-
-    /// What the family may ask of the adapter beyond WebGPU's baseline: nothing for the
-    /// hardware family; the software family's read-write storage textures are a wgpu
-    /// feature (TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES), validated with naga's defaults.
-    fn capabilities(family: Family) -> Capabilities {
-        match family {
-            Family::Hardware | Family::Simple => Capabilities::empty(),
-            Family::Software => Capabilities::default(),
-        }
-    }
 
     /// `spirv-val`, or why it cannot run; with LENET_REQUIRE_SPIRV_VAL=1 (as in CI) a
     /// missing one fails the test.
@@ -52,12 +35,12 @@ mod tests {
         let val = spirv_val();
         let dir = std::env::temp_dir().join(format!("lenet-spirv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for (reads, family) in COMBINATIONS {
-            let what = format!("{family:?} kernels, {reads:?}");
-            let code = module_source(reads, family);
+        for family in Family::ALL {
+            let what = format!("{family:?} kernels");
+            let code = module_source(family);
             let module = naga::front::wgsl::parse_str(&code)
                 .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&code)));
-            let info = Validator::new(ValidationFlags::all(), capabilities(family))
+            let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
                 .validate(&module)
                 .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&code)));
 
@@ -124,16 +107,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// WebGPU's baseline limits, which the hardware and simple families ask for: at most
+    /// WebGPU's baseline limits, which both families ask for: at most
     /// 256 invocations and 16 KiB of workgroup memory per workgroup (maxComputeInvocations
     /// PerWorkgroup, maxComputeWorkgroupStorageSize). naga does not check these; this test
     /// adds up the workgroup variables each entry point uses.
     #[test]
     fn gpu_families_fit_baseline_workgroup_limits() {
-        for family in [Family::Hardware, Family::Simple] {
-            let code = module_source(Reads::Storage, family);
+        for family in Family::ALL {
+            let code = module_source(family);
             let module = naga::front::wgsl::parse_str(&code).unwrap();
-            let info = Validator::new(ValidationFlags::all(), capabilities(family))
+            let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
                 .validate(&module)
                 .unwrap();
             for (i, e) in module.entry_points.iter().enumerate() {

@@ -1,56 +1,18 @@
-//! Reading results back: activations, deltas, buffers, the per-pattern records.
+//! Reading results back, and waiting for the device: every wait turns a device error (or
+//! the first error wgpu reported outside an error scope) into a message where it happens.
 
-use super::*;
+use super::{GpuBackend, gpu_err};
+use crate::{Error, Result};
 
 impl GpuBackend {
-    /// The first `rows` patterns' activations (`deltas` false) or deltas, (rows, stride).
-    pub(super) fn read_store(&self, deltas: bool, rows: usize) -> Result<Vec<f32>> {
-        let stride = if deltas { DELTA_STRIDE } else { ACT_STRIDE } as usize;
-        match &self.store {
-            Store::Buffers { acts, deltas: d } => {
-                self.read(if deltas { d } else { acts }, 0, rows * stride)
-            }
-            Store::Textures {
-                acts, deltas: d, ..
-            } => {
-                let texture = if deltas { d } else { acts };
-                let staging = self.staging(rows * stride);
-                let mut enc = self
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("read-back (texture)"),
-                    });
-                // Rows are whole multiples of 256 bytes (ACT_STRIDE, DELTA_STRIDE).
-                enc.copy_texture_to_buffer(
-                    wgpu::TexelCopyTextureInfo {
-                        texture,
-                        mip_level: 0,
-                        origin: wgpu::Origin3d::ZERO,
-                        aspect: wgpu::TextureAspect::All,
-                    },
-                    wgpu::TexelCopyBufferInfo {
-                        buffer: &staging,
-                        layout: wgpu::TexelCopyBufferLayout {
-                            offset: 0,
-                            bytes_per_row: Some(stride as u32 * 4),
-                            rows_per_image: None,
-                        },
-                    },
-                    wgpu::Extent3d {
-                        width: stride as u32 / 4,
-                        height: rows as u32,
-                        depth_or_array_layers: 1,
-                    },
-                );
-                self.queue.submit([enc.finish()]);
-                self.map_back(&staging, rows * stride)
-            }
-        }
-    }
-
     /// Copies `len` floats at `offset` (floats) of `buf` back to the host.
     pub(super) fn read(&self, buf: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
-        let staging = self.staging(len);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: (len as u64 * 4).max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -58,21 +20,6 @@ impl GpuBackend {
             });
         enc.copy_buffer_to_buffer(buf, offset * 4, &staging, 0, len as u64 * 4);
         self.queue.submit([enc.finish()]);
-        self.map_back(&staging, len)
-    }
-
-    /// A host-mappable buffer for `len` floats, to copy into and read back with `map_back`.
-    pub(super) fn staging(&self, len: usize) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size: (len as u64 * 4).max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })
-    }
-
-    /// Waits for the copies submitted into `staging`, then returns its first `len` floats.
-    pub(super) fn map_back(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         let bytes = len as u64 * 4;
         let (tx, rx) = std::sync::mpsc::channel();
         staging
@@ -94,40 +41,28 @@ impl GpuBackend {
         Ok(out)
     }
 
-    /// Uploads `idx` as the order of `split` (from position 0).
-    pub(super) fn upload_order(&self, split: Split, idx: &[u32]) {
-        self.queue
-            .write_buffer(&self.split(split).order, 0, bytemuck::cast_slice(idx));
+    /// Waits for all submitted work.
+    pub(super) fn wait(&self) -> Result<()> {
+        self.wait_for(None)
     }
 
-    pub(super) fn stats_to(
-        &self,
-        split: Split,
-        idx: Option<&[u32]>,
-        n: usize,
-    ) -> Result<(f64, u64, Vec<u8>, Option<u64>)> {
-        let s = self.split(split);
-        let raw = self.read(&s.stats, 0, 2 * n)?;
-        let mut loss = 0.0;
-        let mut errors = 0;
-        let mut first_bad = None;
-        let mut preds = Vec::with_capacity(n);
-        for p in 0..n {
-            if !raw[2 * p].is_finite() && first_bad.is_none() {
-                first_bad = Some(p as u64);
-            }
-            loss += raw[2 * p] as f64;
-            let pred = raw[2 * p + 1] as u8;
-            let i = idx.map_or(p, |v| v[p] as usize);
-            if pred != s.labels[i] {
-                errors += 1;
-            }
-            preds.push(pred);
+    /// Waits for submission `index` (None: all submitted work).
+    pub(super) fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: None,
+        });
+        if let Some(e) = self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(Error::Gpu(format!(
+                "{} failed: {e}. The last checkpoint written is intact; try a smaller --batch or --backend cpu",
+                self.info.name
+            )));
         }
-        Ok((loss, errors, preds, first_bad))
-    }
-
-    pub(super) fn batches(n: usize, b: usize) -> impl Iterator<Item = (usize, usize)> {
-        (0..n).step_by(b).map(move |s| (s, b.min(n - s)))
+        polled.map(|_| ()).map_err(|e| {
+            gpu_err(
+                &format!("{} stopped responding (device lost?); the last checkpoint written is intact; try --backend cpu", self.info.name),
+                e,
+            )
+        })
     }
 }

@@ -87,8 +87,8 @@ pub struct SavedRun {
     pub epochs: Option<u32>,
     pub test_patterns: Option<usize>,
     pub data: Option<PathBuf>,
-    /// `DeviceArgs::resolved`'s form: `cpu`, `cpu-ref` or `API:software|hardware:ADAPTER`.
-    pub device: Option<String>,
+    /// Where it trained (`select::RunDevice`).
+    pub device: Option<crate::select::RunDevice>,
 }
 
 impl SavedRun {
@@ -98,7 +98,9 @@ impl SavedRun {
             epochs: x.get("epochs").and_then(|v| v.parse().ok()),
             test_patterns: x.get("test_patterns").and_then(|v| v.parse().ok()),
             data: x.get("data").map(PathBuf::from),
-            device: x.get("device").cloned(),
+            device: x
+                .get("device")
+                .and_then(|d| crate::select::RunDevice::parse(d)),
         }
     }
 
@@ -113,7 +115,7 @@ impl SavedRun {
             e.insert("data".into(), v.display().to_string());
         }
         if let Some(v) = &self.device {
-            e.insert("device".into(), v.clone());
+            e.insert("device".into(), v.to_string());
         }
     }
 }

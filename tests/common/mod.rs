@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod parity;
+pub mod suite;
 pub mod server;
 
 use lenet_gpu::data::Dataset;
