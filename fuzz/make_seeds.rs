@@ -100,7 +100,7 @@ fn main() {
         b.into_inner()
     };
     let pixels: Vec<u8> = (0..784)
-        .map(|i| if (i % 28) as i32 == 14 { 255 } else { 0 })
+        .map(|i| if (i % 28) == 14 { 255 } else { 0 })
         .collect();
     let post = |ctype: &str, body: &[u8]| {
         [format!("POST /api/classify\n{ctype}\n").as_bytes(), body].concat()

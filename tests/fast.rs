@@ -53,7 +53,13 @@ impl Subject for Build {
         let mut grad = vec![0f32; N_PARAMS];
         match sweep {
             Sweep::Backward => {
-                b.backward(Weights { p, w3t: &w3 }, &RBF_CENTERS, loss, &labels, &mut grad);
+                b.backward(
+                    Weights { p, w3t: &w3 },
+                    &RBF_CENTERS,
+                    loss,
+                    &labels,
+                    &mut grad,
+                );
             }
             Sweep::Hessian => b.hessian(Weights { p: &p2, w3t: &w3sq }, &mut grad),
         }

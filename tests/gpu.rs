@@ -43,7 +43,16 @@ impl OnAdapter {
     fn gpu(&self, loss: Loss, momentum: f32, batch: usize) -> GpuBackend {
         let (train_set, test_set) = mnist().clone();
         let adapter = gpu::pick(&self.choice).unwrap();
-        GpuBackend::new(adapter, train_set, test_set, loss, momentum, batch, self.family).unwrap()
+        GpuBackend::new(
+            adapter,
+            train_set,
+            test_set,
+            loss,
+            momentum,
+            batch,
+            self.family,
+        )
+        .unwrap()
     }
 }
 
@@ -114,7 +123,10 @@ fn each_family_writes_every_tensor() {
             .collect();
         let names = ACTIVATIONS.iter().chain(DELTAS.iter()).map(|a| a.name);
         for name in names.chain(TENSORS.iter().map(|t| t.name)) {
-            assert!(written.contains(&name), "{family:?}: no kernel writes {name}");
+            assert!(
+                written.contains(&name),
+                "{family:?}: no kernel writes {name}"
+            );
         }
     }
 }

@@ -297,7 +297,11 @@ fn a_resumed_gpu_run_keeps_its_kernel_family() {
     if !common::cpu_adapter_available() {
         return;
     }
-    let args: Vec<&str> = GPU_RUN.iter().copied().chain(["--kernels", "simple"]).collect();
+    let args: Vec<&str> = GPU_RUN
+        .iter()
+        .copied()
+        .chain(["--kernels", "simple"])
+        .collect();
     interrupt_check_resume("family-gpu", &args, Cut::FaultStop, |dir| {
         let saved = checkpoint::load(&dir.join("last.safetensors")).unwrap();
         let device = saved.meta.extra.get("device").cloned().unwrap_or_default();

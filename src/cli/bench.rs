@@ -23,7 +23,7 @@ pub struct BenchArgs {
     #[arg(long)]
     cpu_adapter: bool,
     /// Which GPU kernels run (shaders/README.md describes each family).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "fused")]
     kernels: super::KernelsArg,
     /// Batch sizes to measure, comma-separated or repeated.
     #[arg(long, value_delimiter = ',', default_value = "16,256")]

@@ -8,12 +8,12 @@ use lenet_gpu::data;
 use lenet_gpu::model::Loss;
 use lenet_gpu::model::RBF_CENTERS;
 use lenet_gpu::model::params;
+use lenet_gpu::select::{DeviceChoice, RunDevice};
 use lenet_gpu::train::log::{RunLog, read_log};
 use lenet_gpu::train::meta::{
     SavedRun, changed_settings, loss_name, parse_schedule, resume_point, run_meta,
 };
 use lenet_gpu::train::{self, EpochReport, Outcome, Progress, TrainConfig};
-use lenet_gpu::select::{DeviceChoice, RunDevice};
 use lenet_gpu::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -332,12 +332,19 @@ impl Start {
     /// The saved run's device and kernel family, unless a device flag was given (then it
     /// is remembered in `was_on`); `--kernels` that would change the saved family is
     /// refused, as other changed settings are.
-    fn use_saved_device(&mut self, run: &SavedRun, m: &clap::ArgMatches, file: &Path) -> Result<()> {
+    fn use_saved_device(
+        &mut self,
+        run: &SavedRun,
+        m: &clap::ArgMatches,
+        file: &Path,
+    ) -> Result<()> {
         let device_given = ["backend", "adapter", "cpu_adapter"]
             .iter()
             .any(|id| given(m, id));
-        if let (Some(saved), false) = (run.device.as_ref().and_then(RunDevice::kernels), device_given)
-            && given(m, "kernels")
+        if let (Some(saved), false) = (
+            run.device.as_ref().and_then(RunDevice::kernels),
+            device_given,
+        ) && given(m, "kernels")
             && saved != self.device.kernels
         {
             return Err(Error::Config(format!(

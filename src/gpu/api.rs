@@ -93,7 +93,13 @@ impl Backend for GpuBackend {
             sweep: Sweep::Hessian,
             update: false,
         };
-        self.pass(Split::Train, idx, self.capacity, kind, self.family.training())?;
+        self.pass(
+            Split::Train,
+            idx,
+            self.capacity,
+            kind,
+            self.family.training(),
+        )?;
         let h = self.read(&self.state, Region::Hacc.offset(), N_PARAMS)?;
         let n = idx.len().max(1) as f32;
         Ok(h.into_iter().map(|v| v / n).collect())
@@ -161,7 +167,13 @@ impl Backend for GpuBackend {
             sweep: Sweep::Backward,
             update: false,
         };
-        self.pass(split, &identity, self.capacity, kind, self.family.evaluation())?;
+        self.pass(
+            split,
+            &identity,
+            self.capacity,
+            kind,
+            self.family.evaluation(),
+        )?;
         let s = self.pass_stats(split, None, n)?;
         Ok(Evaluation {
             loss_sum: s.loss_sum,

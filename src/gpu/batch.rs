@@ -38,11 +38,8 @@ impl GpuBackend {
         kernels: &[Kernel],
     ) -> Result<()> {
         // 1. The order: which pattern each position of the pass is.
-        self.queue.write_buffer(
-            &self.split(split).order,
-            0,
-            bytemuck::cast_slice(order),
-        );
+        self.queue
+            .write_buffer(&self.split(split).order, 0, bytemuck::cast_slice(order));
         // 2. One step record per batch, at its dynamic offset in `steps`.
         let steps: Vec<Step> = (0..order.len())
             .step_by(batch.max(1))

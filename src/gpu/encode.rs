@@ -1,7 +1,7 @@
 //! Encoding batches: the per-batch records, workgroup counts and the compute pass.
 
-use super::bindings::{STEP_BYTES, Step};
 use super::batch::PassKind;
+use super::bindings::{STEP_BYTES, Step};
 use super::kernels::{Kernel, SMALL_PARAMS};
 use super::setup::{Shared, steps_buffer};
 use super::{GpuBackend, STEP_STRIDE, SplitBuffers};

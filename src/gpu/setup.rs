@@ -7,9 +7,7 @@ use super::bindings::{
 };
 use super::kernels::{Family, KERNELS, KernelSpec, SMALL_PARAMS};
 use super::shader::{C3Lists, module_source};
-use super::{
-    ACT_STRIDE, DELTA_STRIDE, EVAL_BATCH, GpuBackend, STEP_STRIDE, SplitBuffers, gpu_err,
-};
+use super::{ACT_STRIDE, DELTA_STRIDE, EVAL_BATCH, GpuBackend, STEP_STRIDE, SplitBuffers, gpu_err};
 use crate::data::Dataset;
 use crate::distort::Affine;
 use crate::model::{Loss, RBF_CENTERS};
@@ -94,7 +92,6 @@ impl GpuBackend {
             fault,
         })
     }
-
 }
 
 /// Checks what the trainer needs against what the adapter offers, before opening it;
@@ -274,7 +271,14 @@ fn compile_kernels(
                     layout: Some(&pipeline_layout),
                     module: &module,
                     entry_point: Some(spec.entry),
-                    compilation_options: Default::default(),
+                    // Every kernel writes the workgroup memory it reads before a barrier, so
+                    // none is zeroed first: wgpu's zeroing (WebGPU's default) has one
+                    // invocation store every element before the kernel starts, up to 13 KB
+                    // per workgroup, and took llvmpipe minutes to compile (shaders/README.md).
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        zero_initialize_workgroup_memory: false,
+                        ..Default::default()
+                    },
                     cache: None,
                 });
                 // Popped innermost first, as scopes must be.

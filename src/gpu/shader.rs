@@ -132,7 +132,11 @@ impl C3Lists {
             .into_iter()
             .map(|x| x as f32)
             .collect();
-        assert_eq!(v.len(), 204, "the table's lists have the lengths of OFFSETS");
+        assert_eq!(
+            v.len(),
+            204,
+            "the table's lists have the lengths of OFFSETS"
+        );
         v.resize(C3_TABLE_LEN as usize, 0.0);
         v
     }
@@ -201,7 +205,10 @@ mod tests {
         }
         assert_eq!(
             KERNELS.len(),
-            Family::ALL.iter().map(|f| f.kernels().count()).sum::<usize>()
+            Family::ALL
+                .iter()
+                .map(|f| f.kernels().count())
+                .sum::<usize>()
         );
     }
 
@@ -232,7 +239,10 @@ mod tests {
         let v = C3Lists::values();
         let at = |name: &str| C3Lists::OFFSETS.iter().find(|o| o.0 == name).unwrap().1 as usize;
         for (o, links) in C3_LINKS_BY_MAP.iter().enumerate() {
-            let (a, b) = (v[at("C3_START") + o] as usize, v[at("C3_START") + o + 1] as usize);
+            let (a, b) = (
+                v[at("C3_START") + o] as usize,
+                v[at("C3_START") + o + 1] as usize,
+            );
             let ins: Vec<usize> = (a..b).map(|l| v[at("C3_IN") + l] as usize).collect();
             assert_eq!(ins, links.to_vec(), "map {o}");
             assert!((a..b).all(|l| v[at("C3_MAP") + l] as usize == o));

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 pub mod parity;
-pub mod suite;
 pub mod server;
+pub mod suite;
 
 use lenet_gpu::data::Dataset;
 use std::path::PathBuf;

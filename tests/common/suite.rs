@@ -12,10 +12,12 @@ use lenet_gpu::model::params::{TENSORS, init};
 use lenet_gpu::model::{Activation, Loss, Sweep};
 use lenet_gpu::{distort, train};
 
-/// One batch's tensors: pattern p's values of layout tensor a, and the summed gradient (or
-/// SDLM sum).
+/// Pattern p's values of layout tensor a.
+pub type TensorOf = Box<dyn Fn(&Activation, usize) -> Vec<f32>>;
+
+/// One batch's tensors, and the summed gradient (or SDLM sum).
 pub struct BatchTensors {
-    pub tensor: Box<dyn Fn(&Activation, usize) -> Vec<f32>>,
+    pub tensor: TensorOf,
     pub grad: Vec<f32>,
 }
 
@@ -43,7 +45,10 @@ pub trait Subject: Sync {
 pub fn batch_matches_reference(s: &dyn Subject) {
     let (train_set, _) = mnist_subset().clone();
     let p = test_params(7);
-    for idx in [&[3, 141, 59, 26, 535, 897, 932, 384][..], &[1999, 0, 626, 433, 83]] {
+    for idx in [
+        &[3, 141, 59, 26, 535, 897, 932, 384][..],
+        &[1999, 0, 626, 433, 83],
+    ] {
         for (mode, sweep, loss) in [
             ("mse", Sweep::Backward, Loss::Mse),
             ("map", Sweep::Backward, Loss::Map { j: 5.0 }),
@@ -106,7 +111,13 @@ pub fn training_steps_match_reference(s: &dyn Subject) {
         let mut r = CpuBackend::reference(train_set.clone(), test_set.clone(), loss, 0.5);
         let (h0, l0, p0) = train_steps(&mut r, batch, distort);
         let mut got = None;
-        s.run(&mut || got = Some(train_steps(&mut *s.backend(loss, 0.5, batch), batch, distort)));
+        s.run(&mut || {
+            got = Some(train_steps(
+                &mut *s.backend(loss, 0.5, batch),
+                batch,
+                distort,
+            ))
+        });
         let (h1, l1, p1) = got.unwrap();
         let mut fails: Vec<String> = TENSORS
             .iter()
@@ -168,7 +179,11 @@ pub fn evaluation_matches_reference(s: &dyn Subject, rtol: f64) {
         got.loss_sum,
         want.loss_sum
     );
-    assert!(differ <= 1, "{}: {differ} of 500 predictions differ", s.name());
+    assert!(
+        differ <= 1,
+        "{}: {differ} of 500 predictions differ",
+        s.name()
+    );
     assert!(
         (got.loss_sum - want.loss_sum).abs() <= rtol * want.loss_sum.abs(),
         "{}: loss {} vs {}",
