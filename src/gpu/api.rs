@@ -39,24 +39,18 @@ impl GpuBackend {
         let split = |s: &super::SplitBuffers| {
             s.images.size() + s.labels_buf.size() + s.order.size() + s.stats.size()
         };
-        [
-            &self.state,
-            &self.acts,
-            &self.deltas,
-            &self.small,
-            &self.steps,
-            &self.warps,
-        ]
-        .iter()
-        .map(|b| b.size())
-        .sum::<u64>()
+        let b = &self.buf;
+        [&b.state, &b.acts, &b.deltas, &b.small, &b.steps, &b.warps]
+            .iter()
+            .map(|b| b.size())
+            .sum::<u64>()
             + split(&self.train)
             + split(&self.test)
     }
 
     fn write_region(&self, r: Region, v: &[f32]) {
         self.queue
-            .write_buffer(&self.state, r.byte_offset(), bytemuck::cast_slice(v));
+            .write_buffer(&self.buf.state, r.byte_offset(), bytemuck::cast_slice(v));
     }
 }
 
@@ -84,7 +78,7 @@ impl Backend for GpuBackend {
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
-        self.read(&self.state, Region::Params.offset(), N_PARAMS)
+        self.read(&self.buf.state, Region::Params.offset(), N_PARAMS)
     }
 
     fn hessian(&mut self, idx: &[u32]) -> Result<Vec<f32>> {
@@ -100,7 +94,7 @@ impl Backend for GpuBackend {
             kind,
             self.family.training(),
         )?;
-        let h = self.read(&self.state, Region::Hacc.offset(), N_PARAMS)?;
+        let h = self.read(&self.buf.state, Region::Hacc.offset(), N_PARAMS)?;
         let n = idx.len().max(1) as f32;
         Ok(h.into_iter().map(|v| v / n).collect())
     }
@@ -115,7 +109,7 @@ impl Backend for GpuBackend {
     }
 
     fn velocity(&mut self) -> Result<Vec<f32>> {
-        self.read(&self.state, Region::Velocity.offset(), N_PARAMS)
+        self.read(&self.buf.state, Region::Velocity.offset(), N_PARAMS)
     }
 
     fn set_velocity(&mut self, v: &[f32]) -> Result<()> {
@@ -154,7 +148,7 @@ impl Backend for GpuBackend {
                 )));
             }
             self.queue
-                .write_buffer(&self.warps, 0, bytemuck::cast_slice(d));
+                .write_buffer(&self.buf.warps, 0, bytemuck::cast_slice(d));
         }
         self.distorting = d.is_some();
         Ok(())

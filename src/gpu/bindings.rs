@@ -7,21 +7,6 @@
 use crate::model::params::N_PARAMS;
 use crate::model::{Loss, Sweep};
 
-/// One binding of group 0; its number is its place in `Binding::ALL`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Binding {
-    Step,
-    State,
-    Images,
-    Labels,
-    Order,
-    Stats,
-    Warps,
-    Small,
-    Acts,
-    Deltas,
-}
-
 /// How a binding is declared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -34,88 +19,47 @@ pub(super) enum Kind {
 const READ: Kind = Kind::Storage { read_only: true };
 const READ_WRITE: Kind = Kind::Storage { read_only: false };
 
-impl Binding {
-    /// Every binding, numbered 0, 1, ... in this order.
-    pub(super) const ALL: [Binding; 10] = [
-        Binding::Step,
-        Binding::State,
-        Binding::Images,
-        Binding::Labels,
-        Binding::Order,
-        Binding::Stats,
-        Binding::Warps,
-        Binding::Small,
-        Binding::Acts,
-        Binding::Deltas,
-    ];
+/// Declares the bindings once: the `Binding` enum (a binding's number is its place in
+/// `Binding::ALL`) and each one's WGSL name, kind, WGSL type and what it holds.
+macro_rules! bindings {
+    ($( $binding:ident = $name:literal, $kind:expr, $ty:literal, $about:literal; )*) => {
+        /// One binding of group 0.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(super) enum Binding { $($binding),* }
 
-    /// (WGSL name, how it is declared, WGSL type, what it holds).
-    const fn declaration(self) -> (&'static str, Kind, &'static str, &'static str) {
-        match self {
-            Binding::Step => (
-                "step",
-                Kind::Uniform {
-                    dynamic: true,
-                    bytes: STEP_BYTES,
-                },
-                "Step",
-                "this batch's record",
-            ),
-            Binding::State => (
-                "state",
-                READ_WRITE,
-                "array<f32>",
-                "[params | grad | eps | velocity | hacc], N_PARAMS each",
-            ),
-            Binding::Images => (
-                "images",
-                READ,
-                "array<u32>",
-                "the split's u8 pixels, four to a word",
-            ),
-            Binding::Labels => ("labels", READ, "array<u32>", "one per pattern"),
-            Binding::Order => (
-                "order",
-                READ,
-                "array<u32>",
-                "pattern indices; a batch is order[start .. start + batch]",
-            ),
-            Binding::Stats => (
-                "stats",
-                READ_WRITE,
-                "array<f32>",
-                "per position in order: (loss, predicted class)",
-            ),
-            Binding::Warps => (
-                "warps",
-                READ,
-                "array<f32>",
-                "per training image, its distortion (Affine: m00 m01 m10 m11 tx ty)",
-            ),
-            Binding::Small => (
-                "small",
-                Kind::Uniform {
-                    dynamic: false,
-                    bytes: SMALL_LEN as u64 * 4,
-                },
-                "array<vec4<f32>, SMALL_LEN / 4u>",
-                "the parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), the RBF centres, the C3 table",
-            ),
-            Binding::Acts => (
-                "acts",
-                READ_WRITE,
-                "array<f32>",
-                "(B, ACT_STRIDE): x0 .. y of each pattern",
-            ),
-            Binding::Deltas => (
-                "deltas",
-                READ_WRITE,
-                "array<f32>",
-                "(B, DELTA_STRIDE): d1 .. dy and PART of each pattern",
-            ),
+        impl Binding {
+            /// Every binding, numbered 0, 1, ... in this order.
+            pub(super) const ALL: [Binding; [$($name),*].len()] = [$(Binding::$binding),*];
+
+            /// (WGSL name, how it is declared, WGSL type, what it holds).
+            const fn declaration(self) -> (&'static str, Kind, &'static str, &'static str) {
+                match self { $(Binding::$binding => ($name, $kind, $ty, $about)),* }
+            }
         }
-    }
+    };
+}
 
+bindings! {
+    Step = "step", Kind::Uniform { dynamic: true, bytes: STEP_BYTES }, "Step",
+        "this batch's record";
+    State = "state", READ_WRITE, "array<f32>",
+        "[params | grad | eps | velocity | hacc], N_PARAMS each";
+    Images = "images", READ, "array<u32>", "the split's u8 pixels, four to a word";
+    Labels = "labels", READ, "array<u32>", "one per pattern";
+    Order = "order", READ, "array<u32>",
+        "pattern indices; a batch is order[start .. start + batch]";
+    Stats = "stats", READ_WRITE, "array<f32>", "per position in order: (loss, predicted class)";
+    Warps = "warps", READ, "array<f32>",
+        "per training image, its distortion (Affine: m00 m01 m10 m11 tx ty)";
+    Small = "small", Kind::Uniform { dynamic: false, bytes: SMALL_LEN as u64 * 4 },
+        "array<vec4<f32>, SMALL_LEN / 4u>",
+        "the parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), the RBF centres, the C3 table";
+    Acts = "acts", READ_WRITE, "array<f32>", "(B, ACT_STRIDE): x0 .. y of each pattern";
+    Deltas = "deltas", READ_WRITE, "array<f32>",
+        "(B, DELTA_STRIDE): d1 .. dy and PART of each pattern";
+}
+
+impl Binding {
     pub(super) const fn kind(self) -> Kind {
         self.declaration().1
     }

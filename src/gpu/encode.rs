@@ -3,7 +3,7 @@
 use super::batch::PassKind;
 use super::bindings::{STEP_BYTES, Step};
 use super::kernels::{Kernel, SMALL_PARAMS};
-use super::setup::{Shared, steps_buffer};
+use super::setup::steps_buffer;
 use super::{GpuBackend, STEP_STRIDE, SplitBuffers};
 use crate::backend::Split;
 use crate::model::Sweep;
@@ -33,24 +33,16 @@ impl GpuBackend {
         let n = steps.len() as u64;
         if n > self.steps_capacity {
             self.steps_capacity = n.next_power_of_two();
-            self.steps = steps_buffer(&self.device, self.steps_capacity);
+            self.buf.steps = steps_buffer(&self.device, self.steps_capacity);
             // The bind groups point at the old buffer: make them again.
-            let shared = Shared {
-                steps: &self.steps,
-                state: &self.state,
-                acts: &self.acts,
-                deltas: &self.deltas,
-                small: &self.small,
-                warps: &self.warps,
-            };
-            self.train.rebind(&self.device, &self.layout, &shared);
-            self.test.rebind(&self.device, &self.layout, &shared);
+            self.train.rebind(&self.device, &self.layout, &self.buf);
+            self.test.rebind(&self.device, &self.layout, &self.buf);
         }
         let mut bytes = vec![0u8; steps.len() * STEP_STRIDE as usize];
         for (record, s) in bytes.chunks_exact_mut(STEP_STRIDE as usize).zip(steps) {
             record[..STEP_BYTES as usize].copy_from_slice(bytemuck::bytes_of(s));
         }
-        self.queue.write_buffer(&self.steps, 0, &bytes);
+        self.queue.write_buffer(&self.buf.steps, 0, &bytes);
     }
 
     /// Workgroups (x, y, z) for kernel `k` on a batch of `b` patterns: 2-D where one
@@ -149,6 +141,12 @@ impl GpuBackend {
 
     /// Copies the parameters of C1 .. S4 from `state` into the uniform buffer `small`.
     fn copy_params(&self, enc: &mut wgpu::CommandEncoder) {
-        enc.copy_buffer_to_buffer(&self.state, 0, &self.small, 0, SMALL_PARAMS as u64 * 4);
+        enc.copy_buffer_to_buffer(
+            &self.buf.state,
+            0,
+            &self.buf.small,
+            0,
+            SMALL_PARAMS as u64 * 4,
+        );
     }
 }

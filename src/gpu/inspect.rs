@@ -44,15 +44,10 @@ impl GpuBackend {
             Sweep::Hessian => Region::Hacc,
         };
         Ok(Snapshot {
-            acts: self.read(&self.acts, 0, b * super::ACT_STRIDE as usize)?,
-            deltas: self.read(&self.deltas, 0, b * super::DELTA_STRIDE as usize)?,
-            grad: self.read(&self.state, grad.offset(), N_PARAMS)?,
+            acts: self.read(&self.buf.acts, 0, b * super::ACT_STRIDE as usize)?,
+            deltas: self.read(&self.buf.deltas, 0, b * super::DELTA_STRIDE as usize)?,
+            grad: self.read(&self.buf.state, grad.offset(), N_PARAMS)?,
         })
-    }
-
-    /// The kernels a training batch of this backend's family runs, in order.
-    pub fn training_kernels(&self) -> &'static [Kernel] {
-        self.family.training()
     }
 
     /// A training batch of `batch` patterns kernel by kernel: seconds per batch of each
@@ -193,7 +188,7 @@ impl GpuBackend {
                 label: Some("clear hacc"),
             });
         enc.clear_buffer(
-            &self.state,
+            &self.buf.state,
             Region::Hacc.byte_offset(),
             Some(N_PARAMS as u64 * 4),
         );

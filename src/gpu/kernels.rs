@@ -292,6 +292,7 @@ registry! {
 }
 
 impl Kernel {
+    /// Its row: `registry!` makes the enum and the table in one order.
     pub fn spec(self) -> &'static KernelSpec {
         &KERNELS[self as usize]
     }
@@ -301,58 +302,33 @@ impl Kernel {
     }
 }
 
-// `Kernel::spec` indexes the table by the enum: the macro keeps them in one order.
-const _: () = {
-    let mut k = 0;
-    while k < KERNELS.len() {
-        assert!(KERNELS[k].kernel as usize == k);
-        k += 1;
-    }
-};
-
 use Kernel::*;
 
 /// The simple family's training batch: forward, loss, input gradients down to d1, every
 /// parameter's gradient, the update. Its first 9 are an evaluation batch.
+#[rustfmt::skip]
 const SIMPLE_TRAINING: [Kernel; 22] = [
-    InputForward,
-    C1Forward,
-    S2Forward,
-    C3Forward,
-    S4Forward,
-    C5Forward,
-    F6Forward,
-    RbfForward,
+    InputForward, C1Forward, S2Forward, C3Forward, S4Forward, C5Forward, F6Forward, RbfForward,
     LossForwardBackward,
-    RbfBackward,
-    F6BackwardInput,
-    C5BackwardInput,
-    S4BackwardInput,
-    C3BackwardInput,
+    RbfBackward, F6BackwardInput, C5BackwardInput, S4BackwardInput, C3BackwardInput,
     S2BackwardInput,
-    F6BackwardParams,
-    C5BackwardParams,
-    S4BackwardParams,
-    C3BackwardParams,
-    S2BackwardParams,
+    F6BackwardParams, C5BackwardParams, S4BackwardParams, C3BackwardParams, S2BackwardParams,
     C1BackwardParams,
     Update,
 ];
 
-/// The fused family's training batch (why it cannot be shorter: shaders/README.md).
+/// The fused family's training batch (why it cannot be shorter: shaders/README.md) and
+/// evaluation batch.
+#[rustfmt::skip]
 const FUSED_TRAINING: [Kernel; 6] = [
-    C1S2Forward,
-    C3S4Forward,
-    HeadForwardBackward,
-    ConvBackwardInput,
-    ConvBackwardParams,
+    C1S2Forward, C3S4Forward, HeadForwardBackward, ConvBackwardInput, ConvBackwardParams,
     GradSumUpdate,
 ];
 const FUSED_EVALUATION: [Kernel; 3] = [C1S2Forward, C3S4Forward, HeadForward];
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Family, Kernel, Work};
 
     /// Each family's training batch does the same arithmetic, give or take its own
     /// second stages, and every kernel of a family is in one of its sequences.

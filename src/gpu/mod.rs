@@ -64,12 +64,28 @@ pub struct GpuBackend {
     /// Indexed by `Kernel`: the pipelines of the family in use (None for the other's).
     pipelines: Vec<Option<wgpu::ComputePipeline>>,
     family: Family,
+    buf: Buffers,
+    steps_capacity: u64,
+    layout: wgpu::BindGroupLayout,
+    capacity: usize,
+    train: SplitBuffers,
+    test: SplitBuffers,
+    loss: Loss,
+    momentum: f32,
+    max_groups: u32,
+    distorting: bool,
+    /// The device can time passes with timestamp queries (used by `profile`).
+    timestamps: bool,
+    /// The first error wgpu reported outside an error scope.
+    fault: Arc<Mutex<Option<String>>>,
+}
+
+/// The buffers every bind group shares, besides a split's own.
+struct Buffers {
     /// [params | grad | eps | velocity | hacc] (`bindings::Region`).
     state: wgpu::Buffer,
     /// One `Step` record per batch of a pass, STEP_STRIDE apart.
     steps: wgpu::Buffer,
-    steps_capacity: u64,
-    layout: wgpu::BindGroupLayout,
     /// (capacity, ACT_STRIDE): each pattern's activations.
     acts: wgpu::Buffer,
     /// (capacity, DELTA_STRIDE): each pattern's deltas and partial sums.
@@ -77,19 +93,8 @@ pub struct GpuBackend {
     /// The first SMALL_PARAMS parameters, then the RBF centres and the C3 table, as a
     /// uniform buffer.
     small: wgpu::Buffer,
-    capacity: usize,
-    train: SplitBuffers,
-    test: SplitBuffers,
-    loss: Loss,
-    momentum: f32,
-    max_groups: u32,
     /// Per training image, the 6 floats of its warp for this pass (distort::Affine).
     warps: wgpu::Buffer,
-    distorting: bool,
-    /// The device can time passes with timestamp queries (used by `profile`).
-    timestamps: bool,
-    /// The first error wgpu reported outside an error scope.
-    fault: Arc<Mutex<Option<String>>>,
 }
 
 /// The buffers of one split, and its bind group (every binding: these and the backend's).

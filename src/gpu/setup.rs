@@ -7,7 +7,9 @@ use super::bindings::{
 };
 use super::kernels::{Family, KERNELS, KernelSpec, SMALL_PARAMS};
 use super::shader::{C3Lists, module_source};
-use super::{ACT_STRIDE, DELTA_STRIDE, EVAL_BATCH, GpuBackend, STEP_STRIDE, SplitBuffers, gpu_err};
+use super::{
+    ACT_STRIDE, Buffers, DELTA_STRIDE, EVAL_BATCH, GpuBackend, STEP_STRIDE, SplitBuffers, gpu_err,
+};
 use crate::data::Dataset;
 use crate::distort::Affine;
 use crate::model::{Loss, RBF_CENTERS};
@@ -39,23 +41,17 @@ impl GpuBackend {
             label: Some("lenet bind group layout"),
             entries: &layout_entries(),
         });
-        let state = state_buffer(&device);
-        let acts = record_buffer(&device, "acts (B, ACT_STRIDE)", capacity, ACT_STRIDE);
-        let deltas = record_buffer(&device, "deltas (B, DELTA_STRIDE)", capacity, DELTA_STRIDE);
-        let small = small_buffer(&device, &queue);
         let steps_capacity = 1024;
-        let steps = steps_buffer(&device, steps_capacity);
-        let warps = warps_buffer(&device, train.len());
-        let shared = Shared {
-            steps: &steps,
-            state: &state,
-            acts: &acts,
-            deltas: &deltas,
-            small: &small,
-            warps: &warps,
+        let buf = Buffers {
+            state: state_buffer(&device),
+            steps: steps_buffer(&device, steps_capacity),
+            acts: record_buffer(&device, "acts (B, ACT_STRIDE)", capacity, ACT_STRIDE),
+            deltas: record_buffer(&device, "deltas (B, DELTA_STRIDE)", capacity, DELTA_STRIDE),
+            small: small_buffer(&device, &queue),
+            warps: warps_buffer(&device, train.len()),
         };
-        let train_b = SplitBuffers::upload(&device, &queue, &layout, &shared, &train, "train")?;
-        let test_b = SplitBuffers::upload(&device, &queue, &layout, &shared, &test, "test")?;
+        let train_b = SplitBuffers::upload(&device, &queue, &layout, &buf, &train, "train")?;
+        let test_b = SplitBuffers::upload(&device, &queue, &layout, &buf, &test, "test")?;
         // The images are on the device now: free the host copies (when the caller handed
         // over its only reference) before the driver compiles the kernels, which takes
         // memory of its own, so the two do not add up in the peak.
@@ -74,19 +70,14 @@ impl GpuBackend {
             info,
             pipelines,
             family,
-            state,
-            steps,
+            buf,
             steps_capacity,
             layout,
-            acts,
-            deltas,
-            small,
             capacity,
             train: train_b,
             test: test_b,
             loss,
             momentum,
-            warps,
             distorting: false,
             timestamps,
             fault,
@@ -333,23 +324,13 @@ fn check_setup_errors(
     Ok(())
 }
 
-/// The buffers every bind group shares, besides a split's own.
-pub(super) struct Shared<'a> {
-    pub steps: &'a wgpu::Buffer,
-    pub state: &'a wgpu::Buffer,
-    pub acts: &'a wgpu::Buffer,
-    pub deltas: &'a wgpu::Buffer,
-    pub small: &'a wgpu::Buffer,
-    pub warps: &'a wgpu::Buffer,
-}
-
 impl SplitBuffers {
     /// Uploads a split's images, labels and identity order, and makes its bind group.
     fn upload(
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         layout: &wgpu::BindGroupLayout,
-        shared: &Shared,
+        shared: &Buffers,
         set: &Dataset,
         name: &str,
     ) -> Result<SplitBuffers> {
@@ -409,7 +390,7 @@ impl SplitBuffers {
         &mut self,
         device: &wgpu::Device,
         layout: &wgpu::BindGroupLayout,
-        shared: &Shared,
+        shared: &Buffers,
     ) {
         let own = [&self.images, &self.labels_buf, &self.order, &self.stats];
         self.bind_group = bind(device, layout, shared, own, &self.name);
@@ -421,13 +402,13 @@ impl SplitBuffers {
 fn bind(
     device: &wgpu::Device,
     layout: &wgpu::BindGroupLayout,
-    shared: &Shared,
+    shared: &Buffers,
     [images, labels, order, stats]: [&wgpu::Buffer; 4],
     name: &str,
 ) -> wgpu::BindGroup {
     let entries = group_entries(|b| match b {
         Binding::Step => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: shared.steps,
+            buffer: &shared.steps,
             offset: 0,
             size: wgpu::BufferSize::new(STEP_BYTES),
         }),

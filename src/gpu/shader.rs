@@ -170,7 +170,7 @@ pub(super) fn module_source(family: Family) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{C3_LINKS_BY_MAP, C3Lists, Family, module_source};
     use crate::gpu::bindings::STEP_BYTES;
     use crate::gpu::kernels::KERNELS;
 
