@@ -2,23 +2,11 @@
 // from the Rust definitions (src/gpu/shader.rs, `header`): the parameter offsets, the
 // per-pattern layout (X0 .. Y, D1 .. DY, PART), the regions of `state` (P_OFF, G_OFF,
 // E_OFF, V_OFF, H_OFF), the squashing and input constants, the workgroup sizes, where the
-// C3 table sits in `small`, the `Step` record and every binding (src/gpu/bindings.rs).
-//
-// The bindings:
-//   step:   this batch's record (start, batch, mode, loss, map_j, momentum, side, distort,
-//           update)
-//   state:  [params | grad | eps | velocity | hacc], each N_PARAMS floats, flat layout
-//   images: the split's u8 pixels, four to a word; labels: u32 per pattern
-//   order:  pattern indices; a batch is order[start .. start + batch]
-//   stats:  per position in order, (loss, predicted class)
-//   warps:  per training image, its distortion (src/distort.rs, Affine: m00 m01 m10 m11 tx ty)
-//   small:  the parameters of C1, S2, C3 and S4 (the first SMALL_PARAMS), then the RBF
-//           centres (CLASSES, CENTRE_LEN) at RBF_CENTERS, then the C3 table at C3_TABLE
-//   acts:   per pattern (ACT_STRIDE floats) [x0 | x1 | x2 | x3 | x4 | x5 | x6 | y], squashed
-//           outputs; each region starts on a multiple of 4 floats
-//   deltas: per pattern (DELTA_STRIDE floats) [d1 | d2 | d3 | d4 | d5 | d6 | dy | PART]:
-//           dE/da of each layer (or, in second-derivative mode, d2E/da2), then dE/dy, then
-//           each pattern's share of the C1 .. S4 parameter gradients
+// C3 table sits in `small`, the `Step` record and every binding (src/gpu/bindings.rs), each
+// declared with what it holds. Activations and deltas are one
+// record of floats per pattern: acts [x0 | x1 | .. | y], deltas [d1 | .. | dy | PART], where
+// a delta is dE/da of the layer's output (d2E/da2 in the SDLM sweep) and PART the pattern's
+// share of the C1 .. S4 parameter gradients.
 
 // Dispatches are 2-D when one dimension would exceed the device's limit (encode.rs): the
 // invocation's index in a dispatch of WG-wide workgroups...

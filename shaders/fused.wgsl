@@ -15,17 +15,11 @@
 //      F6's from the deltas, then the SDLM step).
 // Evaluation runs c1s2_forward, c3s4_forward and head_forward.
 //
-// Kernels that own a pattern (or HEAD_B patterns) take one workgroup for it, so every
-// barrier is between invocations of one pattern; a workgroup past the batch (the last row
-// of a 2-D dispatch) returns before its first barrier, the same for all its invocations.
-// A value a kernel writes to a storage buffer is read back only by a later dispatch;
-// within a workgroup values pass through workgroup memory. Workgroup memory stays under
-// WebGPU's baseline 16 KiB per workgroup and every workgroup size under its 256
-// invocations (both checked by a unit test). Parameter sums keep a fixed order: a first
-// stage per pattern, in the `PART` region of that pattern's delta record, a second over
-// the batch in pattern order. No atomics.
-
-// Parameter k of the flat layout squared in second-derivative mode: wt (common.wgsl).
+// A kernel that owns a pattern (or HEAD_B patterns) takes one workgroup for it; a
+// workgroup past the batch (the last row of a 2-D dispatch) returns before its first
+// barrier. Within a workgroup values pass through workgroup memory, which each kernel
+// writes before it reads it (it is not zeroed); what a kernel writes to a storage buffer
+// only a later dispatch reads. Sums keep a fixed order, no atomics (shaders/README.md).
 
 // ---- forward --------------------------------------------------------------------------
 

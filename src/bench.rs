@@ -26,16 +26,8 @@ pub struct BenchConfig {
     pub seed: u64,
 }
 
-/// Multiply-adds of one pattern's forward pass, from the layer shapes: C1 6x28x28 outputs of
-/// 25 taps, S2's 2x2 sums, C3's 60 links x 10x10 x 25, S4's sums, C5 120x400, F6 84x120,
-/// the RBF units 10x84. (The squashing functions are left out.)
-pub const FORWARD_MACS: u64 = 6 * 784 * 25
-    + 6 * 196 * 4
-    + (params::C3_LINKS as u64) * 100 * 25
-    + 16 * 25 * 4
-    + 120 * 400
-    + 84 * 120
-    + 10 * 84;
+/// Multiply-adds of one pattern's forward pass (`model::layers`).
+pub const FORWARD_MACS: u64 = crate::model::layers::FORWARD_MACS;
 
 /// Multiply-adds of one pattern's backward pass: every weight gradient (as many as the
 /// forward pass has, C1 to F6) and every input gradient except C1's, which nothing needs.

@@ -18,7 +18,7 @@ pub fn run(a: DevicesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let all = gpu::describe_all();
+    let all: Vec<String> = gpu::adapters(None).iter().map(describe).collect();
     if all.is_empty() {
         println!(
             "no GPU adapter found; `apt-get install mesa-vulkan-drivers` (Debian/Ubuntu) gives lavapipe, or use --backend cpu"
@@ -28,4 +28,25 @@ pub fn run(a: DevicesArgs) -> Result<()> {
         println!("{d}");
     }
     Ok(())
+}
+
+/// An adapter, with the limits that matter to the trainer.
+fn describe(a: &wgpu::Adapter) -> String {
+    let i = a.get_info();
+    let l = a.limits();
+    format!(
+        "{}\n  backend {:?}, type {:?}, driver {} {}\n  limits: storage buffer binding {} MiB, \
+         storage buffers per stage {}, workgroup size x {}, invocations per workgroup {}, \
+         workgroups per dimension {}",
+        i.name,
+        i.backend,
+        i.device_type,
+        i.driver,
+        i.driver_info,
+        l.max_storage_buffer_binding_size / (1 << 20),
+        l.max_storage_buffers_per_shader_stage,
+        l.max_compute_workgroup_size_x,
+        l.max_compute_invocations_per_workgroup,
+        l.max_compute_workgroups_per_dimension
+    )
 }

@@ -6,7 +6,8 @@
 //! counted). `bench --profile` divides them by the kernel's measured time for GFLOP/s and
 //! GB/s; the kernel tests walk the tensors a row says it writes.
 
-use crate::model::params::{LAYERS, N_PARAMS, Tensor};
+pub use crate::model::layers::Layer;
+use crate::model::params::N_PARAMS;
 use crate::model::{ACTIVATIONS, Activation, DELTAS};
 
 /// One kernel's counts for one batch.
@@ -34,44 +35,6 @@ pub enum Work {
     Sum(u64),
     /// The SDLM step of every parameter.
     Update,
-}
-
-/// A layer; the first six in the order of `params::LAYERS`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layer {
-    C1,
-    S2,
-    C3,
-    S4,
-    C5,
-    F6,
-    Rbf,
-}
-
-impl Layer {
-    /// Its parameter tensors (weight, bias); none for the RBF layer, whose centres are
-    /// fixed.
-    pub fn tensors(self) -> &'static [Tensor] {
-        match self {
-            Layer::Rbf => &[],
-            l => &LAYERS[l as usize].1,
-        }
-    }
-
-    /// (inputs, outputs, multiply-adds) of one pattern's forward pass; the input gradient
-    /// and the weight gradient take as many multiply-adds.
-    const fn shape(self) -> (u64, u64, u64) {
-        use crate::model::params::C3_LINKS;
-        match self {
-            Layer::C1 => (1024, 4704, 4704 * 25),
-            Layer::S2 => (4704, 1176, 1176 * 4),
-            Layer::C3 => (1176, 1600, C3_LINKS as u64 * 100 * 25),
-            Layer::S4 => (1600, 400, 400 * 4),
-            Layer::C5 => (400, 120, 400 * 120),
-            Layer::F6 => (120, 84, 120 * 84),
-            Layer::Rbf => (84, 10, 84 * 10),
-        }
-    }
 }
 
 impl Work {

@@ -301,29 +301,3 @@ pub fn parse_api(s: &str) -> Option<wgpu::Backends> {
         _ => return None,
     })
 }
-
-/// One line per adapter, with the limits that matter to the trainer.
-pub fn describe_all() -> Vec<String> {
-    adapters(None)
-        .iter()
-        .map(|a| {
-            let i = a.get_info();
-            let l = a.limits();
-            format!(
-                "{}\n  backend {:?}, type {:?}, driver {} {}\n  limits: storage buffer binding {} MiB, \
-                 storage buffers per stage {}, workgroup size x {}, invocations per workgroup {}, \
-                 workgroups per dimension {}",
-                i.name,
-                i.backend,
-                i.device_type,
-                i.driver,
-                i.driver_info,
-                l.max_storage_buffer_binding_size / (1 << 20),
-                l.max_storage_buffers_per_shader_stage,
-                l.max_compute_workgroup_size_x,
-                l.max_compute_invocations_per_workgroup,
-                l.max_compute_workgroups_per_dimension
-            )
-        })
-        .collect()
-}

@@ -4,6 +4,7 @@
 use super::batch::PassKind;
 use super::bindings::Region;
 use super::kernels::Kernel;
+use super::setup::buffer;
 use super::{GpuBackend, STEPS_PER_SUBMIT};
 use crate::backend::{KernelTime, KernelTimes, Split};
 use crate::model::Sweep;
@@ -148,12 +149,8 @@ impl GpuBackend {
             count: n,
         });
         let bytes = n as u64 * wgpu::QUERY_SIZE as u64;
-        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("profile timestamps (resolved)"),
-            size: bytes,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+        let resolved = buffer(&self.device, "profile timestamps (resolved)", bytes, usage);
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {

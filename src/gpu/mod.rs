@@ -21,9 +21,7 @@ mod setup;
 mod shader;
 
 pub use api::describe_adapter;
-pub use device::{
-    AdapterChoice, Probed, describe_all, parse_api, pick, probe_in_child, probe_lines,
-};
+pub use device::{AdapterChoice, Probed, adapters, parse_api, pick, probe_in_child, probe_lines};
 pub use inspect::Snapshot;
 pub use kernels::{Family, KERNELS, Kernel, KernelSpec, Size};
 

@@ -1,18 +1,15 @@
 //! Reading results back, and waiting for the device: every wait turns a device error (or
 //! the first error wgpu reported outside an error scope) into a message where it happens.
 
+use super::setup::buffer;
 use super::{GpuBackend, gpu_err};
 use crate::{Error, Result};
 
 impl GpuBackend {
     /// Copies `len` floats at `offset` (floats) of `buf` back to the host.
     pub(super) fn read(&self, buf: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size: (len as u64 * 4).max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let staging = buffer(&self.device, "read-back", (len as u64 * 4).max(4), usage);
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {

@@ -48,7 +48,12 @@ impl GpuBackend {
             acts: record_buffer(&device, "acts (B, ACT_STRIDE)", capacity, ACT_STRIDE),
             deltas: record_buffer(&device, "deltas (B, DELTA_STRIDE)", capacity, DELTA_STRIDE),
             small: small_buffer(&device, &queue),
-            warps: warps_buffer(&device, train.len()),
+            warps: buffer(
+                &device,
+                "warps (N, 6): the distortion of each training image",
+                train.len().max(1) as u64 * std::mem::size_of::<Affine>() as u64,
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            ),
         };
         let train_b = SplitBuffers::upload(&device, &queue, &layout, &buf, &train, "train")?;
         let test_b = SplitBuffers::upload(&device, &queue, &layout, &buf, &test, "test")?;
@@ -167,26 +172,37 @@ fn state_buffer(device: &wgpu::Device) -> wgpu::Buffer {
     })
 }
 
-/// Activations or deltas: `stride` floats for each of `capacity` patterns.
-fn record_buffer(device: &wgpu::Device, label: &str, capacity: usize, stride: u32) -> wgpu::Buffer {
+/// An uninitialised buffer of `bytes`.
+pub(super) fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    bytes: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: capacity as u64 * stride as u64 * 4,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        size: bytes,
+        usage,
         mapped_at_creation: false,
     })
+}
+
+/// Activations or deltas: `stride` floats for each of `capacity` patterns.
+fn record_buffer(device: &wgpu::Device, label: &str, capacity: usize, stride: u32) -> wgpu::Buffer {
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    buffer(device, label, capacity as u64 * stride as u64 * 4, usage)
 }
 
 /// The uniform buffer of the small layers' parameters (copied from `state` before each
 /// command buffer and after each update), the RBF centres and the C3 table (written once,
 /// here).
 fn small_buffer(device: &wgpu::Device, queue: &wgpu::Queue) -> wgpu::Buffer {
-    let small = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("small [C1, S2, C3, S4 params | RBF centres | C3 table]"),
-        size: SMALL_LEN as u64 * 4,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let small = buffer(
+        device,
+        "small [C1, S2, C3, S4 params | RBF centres | C3 table]",
+        SMALL_LEN as u64 * 4,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    );
     queue.write_buffer(
         &small,
         SMALL_PARAMS as u64 * 4,
@@ -202,21 +218,13 @@ fn small_buffer(device: &wgpu::Device, queue: &wgpu::Queue) -> wgpu::Buffer {
 
 /// Room for `n` step records.
 pub(super) fn steps_buffer(device: &wgpu::Device, n: u64) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("steps (one uniform record per batch)"),
-        size: n * STEP_STRIDE,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })
-}
-
-fn warps_buffer(device: &wgpu::Device, images: usize) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("warps (N, 6): the distortion of each training image"),
-        size: images.max(1) as u64 * std::mem::size_of::<Affine>() as u64,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })
+    let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+    buffer(
+        device,
+        "steps (one uniform record per batch)",
+        n * STEP_STRIDE,
+        usage,
+    )
 }
 
 /// The family's module (WGSL, which wgpu parses, validates and translates for the API,
@@ -345,12 +353,12 @@ impl SplitBuffers {
             padded = b;
             &padded
         };
-        let images = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(&format!("{name} images (u8 x4 per word)")),
-            size: bytes.len() as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let images = buffer(
+            device,
+            &format!("{name} images (u8 x4 per word)"),
+            bytes.len() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
         upload(device, queue, &images, bytes)?;
         let labels32: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();
         let identity: Vec<u32> = (0..set.len() as u32).collect();
@@ -364,12 +372,12 @@ impl SplitBuffers {
             contents: bytemuck::cast_slice(&identity),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         });
-        let stats = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(&format!("{name} stats (loss, prediction)")),
-            size: set.len() as u64 * 8,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let stats = buffer(
+            device,
+            &format!("{name} stats (loss, prediction)"),
+            set.len() as u64 * 8,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
         let own = [&images, &labels_buf, &order, &stats];
         let bind_group = bind(device, layout, shared, own, name);
         Ok(SplitBuffers {
