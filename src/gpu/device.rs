@@ -39,74 +39,25 @@ pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
 fn quiet_drivers<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(unix)]
     {
-        // One capture at a time: two threads swapping fd 2 at once could leave it pointing
-        // at a deleted file.
+        use std::io::Read;
+        // One capture at a time: the redirection is the whole process's.
         static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        match Capture::start() {
-            // Dropped after `f`, also when it panics: stderr comes back either way.
-            Some(_capture) => f(),
-            None => f(),
+        let Ok(mut capture) = gag::BufferRedirect::stderr() else {
+            return f();
+        };
+        // stderr comes back when `capture` drops, also when `f` panics.
+        let out = f();
+        let mut text = String::new();
+        let _ = capture.read_to_string(&mut text);
+        drop(capture);
+        for line in text.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")) {
+            eprintln!("{line}");
         }
+        out
     }
     #[cfg(not(unix))]
     f()
-}
-
-/// The process's stderr redirected into an unlinked temporary file until dropped, when it
-/// is put back and what was written is passed on (less Mesa's XDG_RUNTIME_DIR lines).
-#[cfg(unix)]
-struct Capture {
-    file: std::fs::File,
-    saved: i32,
-}
-
-#[cfg(unix)]
-impl Capture {
-    fn start() -> Option<Capture> {
-        use std::io::Write;
-        use std::os::fd::AsRawFd;
-        let path = std::env::temp_dir().join(format!("lenet-gpu-probe-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path);
-        let _ = std::fs::remove_file(&path);
-        let file = file.ok()?;
-        let _ = std::io::stderr().flush();
-        // SAFETY: dup and dup2 on the process's own stderr and a file it owns; `drop` puts
-        // the saved descriptor back and closes it.
-        let saved = unsafe { libc::dup(2) };
-        if saved < 0 {
-            return None;
-        }
-        if unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
-            unsafe { libc::close(saved) };
-            return None;
-        }
-        Some(Capture { file, saved })
-    }
-}
-
-#[cfg(unix)]
-impl Drop for Capture {
-    fn drop(&mut self) {
-        use std::io::{Read, Seek, Write};
-        let _ = std::io::stderr().flush();
-        // SAFETY: `saved` is the descriptor `start` duplicated from stderr.
-        unsafe {
-            libc::dup2(self.saved, 2);
-            libc::close(self.saved);
-        }
-        let mut bytes = Vec::new();
-        if self.file.rewind().is_ok() && self.file.read_to_end(&mut bytes).is_ok() {
-            let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")) {
-                eprintln!("{line}");
-            }
-        }
-    }
 }
 
 /// What a probe found, in the form `probe_line` writes: one adapter a line.
