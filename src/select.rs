@@ -92,21 +92,17 @@ impl RunDevice {
             _ => {}
         }
         let (api, rest) = saved.split_once(':')?;
-        if !["vulkan", "metal", "dx12", "gl"].contains(&api) {
-            return None;
-        }
+        gpu::parse_api(api)?;
         let (kind, rest) = rest.split_once(':')?;
         let software = match kind {
             "software" => true,
             "hardware" => false,
             _ => return None,
         };
-        let (kernels, adapter) = match rest.split_once(':') {
-            Some((f, name)) if gpu::Family::from_name(f).is_some() => {
-                (gpu::Family::from_name(f)?, name)
-            }
-            _ => (gpu::Family::Fused, rest),
-        };
+        let (kernels, adapter) = rest
+            .split_once(':')
+            .and_then(|(f, name)| Some((gpu::Family::from_name(f)?, name)))
+            .unwrap_or((gpu::Family::Fused, rest));
         Some(RunDevice::Gpu {
             api: api.to_string(),
             software,

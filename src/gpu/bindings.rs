@@ -64,9 +64,10 @@ impl Binding {
         self.declaration().1
     }
 
-    /// Its `@binding` number.
+    /// Its `@binding` number: its place in `ALL`, which `bindings!` lists in the enum's
+    /// order.
     pub(super) fn number(self) -> u32 {
-        Binding::ALL.iter().position(|&b| b == self).unwrap() as u32
+        self as u32
     }
 }
 
