@@ -288,9 +288,16 @@ pub fn load_prepared(path: &Path) -> Result<Prepared> {
 /// for the caller to attach to where the bytes came from.
 pub fn decode(bytes: &[u8]) -> std::result::Result<Prepared, String> {
     let unreadable = |e: &dyn std::fmt::Display| format!("not a readable PNG or JPEG image: {e}");
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| unreadable(&e))?
+        .map_err(|e| unreadable(&e))?;
+    // A header may claim any size: a digit needs no picture over 8192 a side or 256 MiB.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(8192);
+    limits.max_image_height = Some(8192);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let img = reader
         .decode()
         .map_err(|e| match e {
             image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
