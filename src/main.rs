@@ -26,6 +26,8 @@ enum Command {
     Devices(cli::devices::DevicesArgs),
     /// Draw the learning curve of a `train --log` file as a PNG.
     Plot(cli::plot::PlotArgs),
+    /// Write a trained model as an ONNX graph (onnxruntime, tract, Netron, ...).
+    Export(cli::export::ExportArgs),
     /// Classify your own digit images (PNG or JPEG, any size, dark-on-light or light-on-dark).
     Predict(cli::predict::PredictArgs),
     /// Picture what the network sees: a test digit, its C1 and C3 feature maps, the C1 kernels.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cli::train::run(a, &sub),
         Command::Predict(a) => cli::predict::run(a),
         Command::Eval(a) => cli::eval::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Export(a) => cli::export::run(a).map(|()| ExitCode::SUCCESS),
         Command::Fetch(a) => cli::fetch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Plot(a) => cli::plot::run(a).map(|()| ExitCode::SUCCESS),
         Command::Visualize(a) => cli::visualize::run(a).map(|()| ExitCode::SUCCESS),

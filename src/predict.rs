@@ -297,14 +297,12 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Prepared, String> {
     limits.max_image_height = Some(8192);
     limits.max_alloc = Some(256 << 20);
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| match e {
-            image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                unreadable(&"the file is truncated")
-            }
-            e => unreadable(&e),
-        })?;
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            unreadable(&"the file is truncated")
+        }
+        e => unreadable(&e),
+    })?;
     prepare(&img)
 }
 

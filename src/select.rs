@@ -31,7 +31,7 @@ impl Kind {
     }
 }
 
-/// A device request: `--backend`, `--adapter`, `--cpu-adapter`, and whether a plain
+/// A device request (`Default`: [`DeviceChoice::gpu`]): `--backend`, `--adapter`, `--cpu-adapter`, and whether a plain
 /// `--backend gpu` may fall back to the CPU backend (not in `bench`, which measures what
 /// it was asked to, nor for a resumed run, which goes back to where it ran).
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +121,35 @@ impl RunDevice {
 }
 
 impl DeviceChoice {
+    /// The CPU backend's fast path (`--backend cpu`).
+    ///
+    /// ```
+    /// assert!(lenet_gpu::DeviceChoice::cpu().kind.is_cpu());
+    /// ```
+    pub fn cpu() -> Self {
+        DeviceChoice {
+            kind: Kind::Cpu,
+            ..DeviceChoice::gpu()
+        }
+    }
+
+    /// The best hardware GPU adapter of any graphics API with the fused kernels, or the CPU
+    /// backend where the only adapters are software ones (plain `--backend gpu`, the
+    /// command line's default).
+    ///
+    /// ```
+    /// assert_eq!(lenet_gpu::DeviceChoice::gpu(), lenet_gpu::DeviceChoice::default());
+    /// ```
+    pub fn gpu() -> Self {
+        DeviceChoice {
+            kind: Kind::Gpu,
+            adapter: None,
+            cpu_adapter: false,
+            fallback: true,
+            kernels: gpu::Family::Fused,
+        }
+    }
+
     /// The device a saved run trained on (`open`'s second result), chosen exactly again: a
     /// run on the CPU backend stays there, a GPU run goes back to its adapter and family.
     pub fn resolved(saved: &RunDevice) -> Self {
@@ -272,4 +301,10 @@ fn hardware_adapter_exists() -> bool {
         ),
     }
     false
+}
+
+impl Default for DeviceChoice {
+    fn default() -> Self {
+        DeviceChoice::gpu()
+    }
 }

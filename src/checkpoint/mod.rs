@@ -251,7 +251,15 @@ pub fn save_training(
     optimizer: Option<&Optimizer>,
 ) -> crate::Result<()> {
     let bytes = encode::to_bytes(path, params, centers, meta, optimizer)?;
+    write_atomic(path, &bytes)
+}
 
+/// Writes `bytes` to `path` atomically: into a temporary file `.<name>.tmp-<pid>-<n>` in
+/// the same folder, synced, then renamed over `path`; on any error the temporary file is
+/// removed and `path` is untouched. The folder must exist (it is not created).
+///
+/// Errors: [`Error::Io`] naming `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     let Some(file_name) = path.file_name() else {
         return Err(Error::io(
             path,
@@ -282,7 +290,7 @@ pub fn save_training(
     tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
     let tmp = dir.join(tmp_name);
 
-    let result = write_synced(&tmp, &bytes).and_then(|()| fs::rename(&tmp, path));
+    let result = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(Error::io(path, e));

@@ -5,7 +5,6 @@ use super::{DataArgs, DeviceArgs, load_data, load_model};
 use lenet_gpu::Result;
 use lenet_gpu::backend::Split;
 use lenet_gpu::model::Loss;
-use lenet_gpu::model::RBF_CENTERS;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -24,30 +23,28 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
-    let (ck, file, plain) = load_model(&a.model)?;
+    let model = load_model(&a.model)?;
     let (train_set, test_set) = load_data(&a.data)?;
-    let centers_differ = ck.centers.as_slice() != RBF_CENTERS.as_slice();
     let (mut b, _) = a
         .device
         .choice()
         .open(train_set, test_set.clone(), Loss::Mse, 0.0, 1)?;
-    b.set_params(&ck.params)?;
+    b.set_params(model.params())?;
     let ev = b.evaluate(Split::Test)?;
-    if centers_differ {
+    if model.centres_differ() {
         eprintln!(
             "warning: {} holds RBF centres that differ from this build's; evaluating with this build's",
             a.model.display()
         );
     }
-    if plain {
-        println!("{}: plain weights", file.display());
+    let file = model.file().unwrap_or(&a.model).display();
+    if model.note().is_some() {
+        println!("{file}: plain weights");
     } else {
+        let meta = model.meta();
         println!(
-            "{}: pass {}, seed {}, loss {}",
-            file.display(),
-            ck.meta.epoch,
-            ck.meta.seed,
-            ck.meta.loss
+            "{file}: pass {}, seed {}, loss {}",
+            meta.epoch, meta.seed, meta.loss
         );
     }
     println!(

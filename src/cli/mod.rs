@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod devices;
 pub mod eval;
+pub mod export;
 pub mod fetch;
 pub mod plot;
 pub mod predict;
@@ -17,6 +18,7 @@ use lenet_gpu::checkpoint;
 use lenet_gpu::data::{self, Dataset};
 use lenet_gpu::select::{DeviceChoice, Kind};
 use lenet_gpu::{Error, Result, fetch as fetch_mnist};
+use lenet_gpu::{Mnist, Model};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -135,32 +137,27 @@ pub struct DataArgs {
     pub test_limit: Option<usize>,
 }
 
-pub fn load_data(a: &DataArgs) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
+/// The training and test splits the flags name, as the library's [`Mnist`].
+pub fn load_mnist(a: &DataArgs) -> Result<Mnist> {
     let dir = data::data_dir(a.data.as_deref());
     let explicit =
         a.data.is_some() || std::env::var_os("LENET_DATA").is_some_and(|v| !v.is_empty());
-    let (mut train, mut test) = match data::load_mnist(&dir) {
+    let mnist = match Mnist::load(&dir) {
         // The default folder is ours to fill: fetch MNIST there on first use, so that
         // `lenet-gpu train` works on a fresh machine. A folder the user named is only read.
         Err(Error::DataMissing { .. }) if !explicit => {
             eprintln!("MNIST is not in {}: fetching it (once)", dir.display());
             fetch_mnist::fetch(&fetch_mnist::FetchOptions::new(&dir))?;
-            data::load_mnist(&dir)?
+            Mnist::load(&dir)?
         }
         r => r?,
     };
-    for (limit, set, flag) in [
-        (a.train_limit, &mut train, "--train-limit"),
-        (a.test_limit, &mut test, "--test-limit"),
-    ] {
-        if let Some(n) = limit {
-            if n == 0 {
-                return Err(Error::Config(format!("{flag} must be at least 1")));
-            }
-            *set = std::mem::take(set).truncated(n);
-        }
-    }
-    Ok((Arc::new(train), Arc::new(test)))
+    mnist.limit(a.train_limit, a.test_limit)
+}
+
+pub fn load_data(a: &DataArgs) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
+    let m = load_mnist(a)?;
+    Ok((m.train, m.test))
 }
 
 /// Whether the user wrote flag `id` (clap's field name) on the command line.
@@ -194,12 +191,12 @@ pub fn check_output_file(flag: &str, path: &Path, example: &str) -> Result<()> {
 /// The file in a checkpoint directory that `--resume DIR` reads.
 pub const LAST: &str = checkpoint::LAST;
 
-/// `--model PATH` of eval, predict and visualize: a checkpoint, a checkpoint folder, or
-/// plain weights (with a note on stderr).
-pub fn load_model(path: &Path) -> Result<(checkpoint::Checkpoint, PathBuf, bool)> {
-    let (ck, file, note) = checkpoint::load_weights(path)?;
-    if let Some(n) = &note {
+/// `--model PATH` of eval, predict, visualize, serve and export: a checkpoint, a checkpoint
+/// folder, or plain weights (with a note on stderr); the library's [`Model::load`].
+pub fn load_model(path: &Path) -> Result<Model> {
+    let model = Model::load(path)?;
+    if let Some(n) = model.note() {
         eprintln!("note: {n}");
     }
-    Ok((ck, file, note.is_some()))
+    Ok(model)
 }

@@ -19,16 +19,15 @@ pub struct PredictArgs {
 }
 
 pub fn run(a: PredictArgs) -> Result<ExitCode> {
-    let (ck, _, _) = load_model(&a.model)?;
+    let model = load_model(&a.model)?;
     let mut failed = 0;
     for path in &a.images {
-        match lenet_gpu::predict::load_prepared(path) {
-            Ok(img) => {
-                let p = lenet_gpu::predict::classify(&ck.params, &img.pixels);
+        match model.classify_file(path) {
+            Ok(p) => {
                 if a.json {
                     println!(
                         "{}",
-                        serde_json::json!({"file": path.display().to_string(), "digit": p.digit, "distances": p.distances, "warning": img.warning})
+                        serde_json::json!({"file": path.display().to_string(), "digit": p.digit, "distances": p.distances, "warning": p.warning})
                     );
                 } else {
                     let d: Vec<String> = p.distances.iter().map(|v| format!("{v:.1}")).collect();
@@ -38,7 +37,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
                         p.digit,
                         d.join(" ")
                     );
-                    if let Some(w) = &img.warning {
+                    if let Some(w) = &p.warning {
                         eprintln!("warning: {}: {w}", path.display());
                     }
                 }

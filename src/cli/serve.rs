@@ -26,7 +26,8 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    let (ck, file, _) = load_model(&a.model)?;
+    let model = load_model(&a.model)?;
+    let file = model.file().unwrap_or(&a.model).to_path_buf();
     // The test set to browse; the page still works without it.
     let test = load_data(&a.data).map(|(_, test)| test).map_err(|e| {
         eprintln!("note: no test set to browse: {e}");
@@ -40,7 +41,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
             log.display()
         );
     }
-    let served = Served::new(ck, file.display().to_string(), test, a.log);
+    let served = Served::new(
+        model.checkpoint().clone(),
+        file.display().to_string(),
+        test,
+        a.log,
+    );
     if let Some(e) = served.test_error {
         println!(
             "{}: test error {:.2}% ({} of {} test digits read wrong)",

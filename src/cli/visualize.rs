@@ -20,7 +20,7 @@ pub struct VisualizeArgs {
 }
 
 pub fn run(a: VisualizeArgs) -> Result<()> {
-    let (ck, _, _) = load_model(&a.model)?;
+    let model = load_model(&a.model)?;
     let (_, test_set) = load_data(&a.data)?;
     if a.index >= test_set.len() {
         return Err(Error::Config(format!(
@@ -31,7 +31,7 @@ pub fn run(a: VisualizeArgs) -> Result<()> {
     }
     let caption = format!("test digit {}, label {}", a.index, test_set.labels[a.index]);
     lenet_gpu::render::feature_maps_captioned(
-        &ck.params,
+        model.params(),
         &test_set.digit28(a.index),
         Some(&caption),
         &a.out,
