@@ -1,4 +1,4 @@
-//! What the trainer needs from a backend (the CPU reference, the GPU): the same epoch loop
+//! *Internal:* What the trainer needs from a backend (the CPU reference, the GPU): the same epoch loop
 //! runs on either. A backend owns the training and test sets, the parameters, the step
 //! sizes and the momentum buffer; the host owns the SDLM schedule.
 

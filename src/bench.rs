@@ -1,4 +1,4 @@
-//! `lenet-gpu bench`: what each backend does per second, measured the same way for all.
+//! *Internal:* `lenet-gpu bench`: what each backend does per second, measured the same way for all.
 //!
 //! For a backend and a batch size: one validation step (its loss must match the CPU
 //! reference's for the same parameters and patterns, or nothing is timed), a warm-up, then

@@ -1,4 +1,4 @@
-//! Random affine distortions of the training digits (`train --distort`), as in LeCun et al.
+//! *Internal:* Random affine distortions of the training digits (`train --distort`), as in LeCun et al.
 //! (1998) section III-C-7: horizontal and vertical translation, scaling, squeezing
 //! (horizontal compression with vertical elongation, or the reverse) and horizontal
 //! shearing. Each training image gets a fresh distortion every pass.

@@ -1,4 +1,4 @@
-//! Test-only fault injection: lands an interruption at a chosen point of a training run,
+//! *Internal:* Test-only fault injection: lands an interruption at a chosen point of a training run,
 //! so that the tests of interrupted runs never depend on how fast the machine is.
 //!
 //! `train` reads the environment variable `LENET_FAULT` once, at start:

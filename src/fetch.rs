@@ -1,4 +1,4 @@
-//! `lenet-gpu fetch`: download the four MNIST files from public mirrors and verify them.
+//! *Internal:* `lenet-gpu fetch`: download the four MNIST files from public mirrors and verify them.
 //!
 //! Files are stored exactly as the mirrors serve them (`<name>.gz`), but every file is
 //! checked against the SHA-256 of its *decompressed* content, built in below. Hashing the

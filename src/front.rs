@@ -35,6 +35,12 @@ pub struct Model {
 }
 
 /// What the network makes of one digit.
+///
+/// ```
+/// let answer = lenet_gpu::Model::initial(1).classify(&[0u8; 784]);
+/// let nearest = answer.distances.iter().cloned().fold(f32::INFINITY, f32::min);
+/// assert_eq!(answer.distances[answer.digit as usize], nearest);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classification {
     /// The class whose RBF centre is nearest (the first on ties).
@@ -216,7 +222,7 @@ impl Model {
     /// let answer = lenet_gpu::Model::initial(1).classify_image(&png)?;
     /// assert!(answer.digit < 10 && answer.warning.is_none());
     /// assert!(lenet_gpu::Model::initial(1).classify_image(b"not a picture").is_err());
-    /// # Ok::<(), lenet_gpu::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn classify_image(&self, bytes: &[u8]) -> Result<Classification> {
         let prepared = predict::decode(bytes).map_err(|reason| Error::Image {
@@ -255,7 +261,7 @@ impl Model {
     /// let model = lenet_gpu::Model::initial(2);
     /// model.save(&path)?;
     /// assert_eq!(lenet_gpu::Model::load(&path)?.params(), model.params());
-    /// # std::fs::remove_file(&path)?;
+    /// # std::fs::remove_file(&path).ok();
     /// # Ok::<(), lenet_gpu::Error>(())
     /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
@@ -264,7 +270,7 @@ impl Model {
     }
 
     /// Writes the model as an ONNX graph (see [`crate::onnx`]): input `input` float32
-    /// [N,1,28,28] of raw pixels 0..255, outputs `distances` [N,10] and `digit` [N];
+    /// \[N,1,28,28\] of raw pixels 0..255, outputs `distances` \[N,10\] and `digit` \[N\];
     /// written atomically, the folder must exist.
     ///
     /// Errors: [`Error::Io`] naming `path`.
@@ -302,6 +308,13 @@ impl Mnist {
     ///
     /// Errors: [`Error::DataMissing`] listing the files not found and the command that
     /// fetches them; [`Error::Idx`] for a damaged file.
+    ///
+    /// ```
+    /// let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?;
+    /// assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
+    /// assert!(lenet_gpu::Mnist::load("no/such/folder").is_err());
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn load(dir: impl AsRef<Path>) -> Result<Mnist> {
         let dir = dir.as_ref();
         let (train, test) = data::load_mnist(dir)?;
@@ -316,6 +329,13 @@ impl Mnist {
     /// all of them).
     ///
     /// Errors: [`Error::Config`] for a limit of 0.
+    ///
+    /// ```
+    /// let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?;
+    /// assert_eq!(mnist.clone().limit(None, Some(10))?.test.len(), 10);
+    /// assert!(mnist.limit(Some(0), None).is_err());
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn limit(mut self, train: Option<usize>, test: Option<usize>) -> Result<Mnist> {
         for (limit, set, flag) in [
             (train, &mut self.train, "--train-limit"),
@@ -345,7 +365,7 @@ impl Mnist {
 ///
 /// let mnist = Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(800), Some(200))?;
 /// let config = TrainConfig { epochs: 1, hessian_samples: 100, ..TrainConfig::default() };
-/// let mut trainer = Trainer::new(config, &DeviceChoice::cpu(), &mnist)?;
+/// let mut trainer = Trainer::new(config, &DeviceChoice::cpu(), mnist)?;
 /// let cancel = AtomicBool::new(false); // set it from another thread to stop after a batch
 /// let mut passes = Vec::new();
 /// trainer.run(&cancel, |_pass, _patterns| {}, |report, _| {
@@ -369,6 +389,20 @@ pub struct Trainer {
 
 /// What [`Trainer::run`]'s per-pass callback can read besides the pass's report: the
 /// weights and momentum as they stand after the pass.
+///
+/// ```
+/// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+/// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+/// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+/// let mut kept = Vec::new();
+/// trainer.run(&Default::default(), |_, _| {}, |report, end| {
+///     kept.push(end.model(report)?); // or save it: end.model(report)?.save(path)
+///     assert_eq!(end.velocity()?.len(), 60_000);
+///     Ok(())
+/// })?;
+/// assert_eq!(kept[0].meta().epoch, 1);
+/// # Ok::<(), lenet_gpu::Error>(())
+/// ```
 pub struct PassEnd<'a> {
     trainer: TrainerView<'a>,
 }
@@ -381,7 +415,8 @@ struct TrainerView<'a> {
 }
 
 impl PassEnd<'_> {
-    /// The model after this pass, its metadata recording the pass and its test error.
+    /// The model after this pass, its metadata recording the pass and its test error
+    /// (example: [`PassEnd`]).
     pub fn model(&mut self, report: &EpochReport) -> Result<Model> {
         let v = &mut self.trainer;
         let mut meta = run_meta(v.config, v.n_train, v.run, report.epoch, None);
@@ -390,7 +425,8 @@ impl PassEnd<'_> {
         Ok(Model::from_parts(v.backend.params()?, meta))
     }
 
-    /// The momentum buffer after this pass (zeros without `momentum`).
+    /// The momentum buffer after this pass (zeros without `momentum`; example:
+    /// [`PassEnd`]).
     pub fn velocity(&mut self) -> Result<Vec<f32>> {
         self.trainer.backend.velocity()
     }
@@ -399,15 +435,29 @@ impl PassEnd<'_> {
 impl Trainer {
     /// Opens the backend `device` chooses (`DeviceChoice::cpu()`, `DeviceChoice::gpu()`;
     /// a plain GPU choice trains on the CPU backend where the only adapters are software
-    /// ones), hands it the data and the initial weights of `config.seed`.
+    /// ones) and hands it the data (clone the [`Mnist`] to keep using it: its splits are
+    /// shared, not copied) and the initial weights of `config.seed`.
     ///
     /// Errors: [`Error::Config`] for a setting out of range, [`Error::NoAdapter`] or
     /// [`Error::Gpu`] when the device cannot be opened.
-    pub fn new(config: TrainConfig, device: &DeviceChoice, data: &Mnist) -> Result<Trainer> {
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist.clone())?;
+    /// assert_eq!(trainer.device().to_string(), "cpu");
+    /// let bad = lenet_gpu::TrainConfig { batch: 0, ..Default::default() };
+    /// assert!(lenet_gpu::Trainer::new(bad, &lenet_gpu::DeviceChoice::cpu(), mnist).is_err());
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
+    pub fn new(config: TrainConfig, device: &DeviceChoice, data: Mnist) -> Result<Trainer> {
         config.validate()?;
+        let (n_train, n_test) = (data.train.len(), data.test.len());
+        // The backend takes the only references to the data: a GPU backend frees the host
+        // copies once they are on the device.
         let (mut backend, on) = device.open(
-            data.train.clone(),
-            data.test.clone(),
+            data.train,
+            data.test,
             config.loss,
             config.momentum,
             config.batch,
@@ -417,12 +467,12 @@ impl Trainer {
             backend,
             run: SavedRun {
                 epochs: Some(config.epochs),
-                test_patterns: Some(data.test.len()),
-                data: data.dir.clone(),
+                test_patterns: Some(n_test),
+                data: data.dir,
                 device: Some(on.clone()),
             },
             device: on,
-            n_train: data.train.len(),
+            n_train,
             config,
             from: Progress::start(),
             last: None,
@@ -431,6 +481,16 @@ impl Trainer {
 
     /// Continues a run: its weights, momentum (when it used any) and position, as a
     /// checkpoint of `--checkpoint-dir` records them (`train --resume` does this).
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// let start = lenet_gpu::Model::initial(9);
+    /// trainer.resume_from(start.params(), None, lenet_gpu::Progress::start())?;
+    /// assert_eq!(trainer.model()?.params(), start.params());
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn resume_from(
         &mut self,
         params: &[f32],
@@ -445,23 +505,49 @@ impl Trainer {
         Ok(())
     }
 
-    /// Where the run trains: `cpu`, `cpu-ref`, or the GPU's API, adapter and kernel family.
+    /// Where the run trains: `cpu`, `cpu-ref`, or the GPU's API, adapter and kernel family
+    /// (example: [`Trainer::new`]).
     pub fn device(&self) -> &RunDevice {
         &self.device
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// assert_eq!(trainer.config().epochs, 1);
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
 
     /// The backend (its name and thread or adapter details, for a banner).
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// use lenet_gpu::backend::Backend;
+    /// println!("training on {}", trainer.backend().describe());
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
     }
 
     /// What the run records besides the settings (passes asked for, test patterns, data
     /// folder, device), for checkpoints written along the way.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// assert_eq!(trainer.saved_run().test_patterns, Some(100));
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn saved_run(&self) -> &SavedRun {
         &self.run
     }
@@ -475,6 +561,21 @@ impl Trainer {
     ///
     /// Errors: [`Error::Numeric`] when the loss stops being finite (naming the pass and
     /// batch), device errors, and what `on_pass` returns.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// let cancel = AtomicBool::new(false);
+    /// // Cancel once 64 patterns are done (from another thread in a real program).
+    /// let outcome = trainer.run(&cancel, |_pass, done| {
+    ///     if done >= 64 { cancel.store(true, Ordering::SeqCst) }
+    /// }, |_, _| Ok(()))?;
+    /// let lenet_gpu::Outcome::Stopped(at) = outcome else { panic!("it was cancelled") };
+    /// assert_eq!((at.epoch, at.position), (1, 64));
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn run(
         &mut self,
         cancel: &AtomicBool,
@@ -515,6 +616,14 @@ impl Trainer {
 
     /// The weights as they stand, with the metadata of the last completed pass (its test
     /// error included), or of the initial weights before any.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// assert_eq!(trainer.model()?.params(), lenet_gpu::Model::initial(1).params());
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn model(&mut self) -> Result<Model> {
         let params = self.backend.params()?;
         let completed = self.from.epoch.saturating_sub(1);
@@ -527,6 +636,14 @@ impl Trainer {
     }
 
     /// The momentum buffer as it stands.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// assert!(trainer.velocity()?.iter().all(|&v| v == 0.0));
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn velocity(&mut self) -> Result<Vec<f32>> {
         self.backend.velocity()
     }

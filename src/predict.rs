@@ -1,4 +1,4 @@
-//! Classifying a user's own digit image: decode it (PNG or JPEG, any size), prepare it the
+//! *Internal:* Classifying a user's own digit image: decode it (PNG or JPEG, any size), prepare it the
 //! way MNIST prepared its digits (LeCun et al.: ink bright on black, the digit's bounding
 //! box scaled to fit 20x20 keeping its aspect ratio, then placed in a 28x28 field so that
 //! its centre of mass is at the centre), and run the CPU forward pass on it.

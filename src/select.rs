@@ -47,6 +47,13 @@ pub struct DeviceChoice {
 /// Where a run trains, saved with it (the checkpoint's `device` entry) so that `--resume`
 /// goes back to the same backend, adapter and kernel family: `cpu`, `cpu-ref`, or
 /// `API:software|hardware:FAMILY:ADAPTER` (`Display` and `parse`).
+///
+/// ```
+/// use lenet_gpu::RunDevice;
+/// let d = RunDevice::parse("vulkan:software:fused:llvmpipe (LLVM 15.0.6, 256 bits)").unwrap();
+/// assert_eq!(RunDevice::parse(&d.to_string()), Some(d));
+/// assert_eq!(RunDevice::parse("cpu"), Some(RunDevice::Cpu));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunDevice {
     Cpu,

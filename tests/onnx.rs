@@ -34,7 +34,7 @@ fn exported() -> &'static (Model, Vec<[u8; 784]>, PathBuf) {
             epochs: 2,
             ..TrainConfig::default()
         };
-        let mut t = Trainer::new(config, &DeviceChoice::cpu(), &mnist).unwrap();
+        let mut t = Trainer::new(config, &DeviceChoice::cpu(), mnist.clone()).unwrap();
         t.run(&AtomicBool::new(false), |_, _| {}, |_, _| Ok(()))
             .unwrap();
         let model = t.model().unwrap();

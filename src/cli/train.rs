@@ -1,7 +1,7 @@
 //! `lenet-gpu train`: the run as named steps (settings, resume, data, backend, the passes,
 //! the ending), each a function below; the epoch loop itself is `lenet_gpu::train::train`.
 
-use super::{DataArgs, DeviceArgs, LAST, LossKind, check_output_file, given, load_data};
+use super::{DataArgs, DeviceArgs, LAST, LossKind, check_output_file, given, load_mnist};
 use lenet_gpu::backend::Backend;
 use lenet_gpu::checkpoint;
 use lenet_gpu::data;
@@ -14,7 +14,7 @@ use lenet_gpu::train::meta::{
     SavedRun, changed_settings, loss_name, parse_schedule, resume_point, run_meta,
 };
 use lenet_gpu::train::{self, EpochReport, Outcome, Progress, TrainConfig};
-use lenet_gpu::{Error, Result};
+use lenet_gpu::{Error, Mnist, PassEnd, Result, Trainer};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -108,23 +108,16 @@ pub fn run(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
         Some(path) => resume(&a, m, &mut cfg, path)?,
         None => Start::fresh(&a, &cfg),
     };
-    let (train_set, test_set) = load_data(&start.data)?;
-    let n_train = train_set.len();
+    let mnist = load_mnist(&start.data)?;
+    let (n_train, n_test) = (mnist.train.len(), mnist.test.len());
     start.check_train_size(n_train)?;
-    let n_test = test_set.len();
-    let data_dir = std::path::absolute(data::data_dir(start.data.data.as_deref())).ok();
-    let (mut backend, on) = open_backend(&start, &cfg, train_set, test_set)?;
+    let mut trainer = open_trainer(&start, &cfg, mnist)?;
     if !a.quiet {
-        progress::banner(backend.as_ref(), &cfg, n_train, n_test);
+        progress::banner(trainer.backend(), &cfg, n_train, n_test);
     }
-    let run = SavedRun {
-        epochs: Some(cfg.epochs),
-        test_patterns: Some(n_test),
-        data: data_dir,
-        device: Some(on),
-    };
+    let run = trainer.saved_run().clone();
     let out = Outputs::open(&a, &cfg, n_train, run, checkpoint_dir, &start.from)?;
-    passes(backend.as_mut(), &cfg, n_train, start.from, out)
+    passes(&mut trainer, out)
 }
 
 /// Fails now, not after a pass of training, when --save or --log cannot be written.
@@ -151,60 +144,37 @@ fn checkpoint_dir(a: &TrainArgs) -> Result<Option<PathBuf>> {
     Ok(checkpoint_dir)
 }
 
-/// The backend on the run's device, holding the data and the run's weights and momentum,
-/// and the device's name. The backend takes the only references to the data: a GPU
-/// backend frees the host copies once they are on the device.
-fn open_backend(
-    start: &Start,
-    cfg: &TrainConfig,
-    train_set: Arc<data::Dataset>,
-    test_set: Arc<data::Dataset>,
-) -> Result<(Box<dyn Backend>, RunDevice)> {
-    let (mut backend, on) =
-        start
-            .device
-            .open(train_set, test_set, cfg.loss, cfg.momentum, cfg.batch)?;
-    if let Some(before) = start.was_on.as_ref().filter(|b| **b != on) {
+/// The library's trainer on the run's device, holding the data and the run's weights,
+/// momentum and position.
+fn open_trainer(start: &Start, cfg: &TrainConfig, mnist: Mnist) -> Result<Trainer> {
+    let mut trainer = Trainer::new(cfg.clone(), &start.device, mnist)?;
+    let on = trainer.device();
+    if let Some(before) = start.was_on.as_ref().filter(|b| *b != on) {
         eprintln!(
             "note: this run trained on {before} and continues on {on}; its weights will not be \
              bit-identical to a run that stayed there"
         );
     }
-    backend.set_params(&start.init)?;
-    if let Some(v) = &start.velocity {
-        backend.set_velocity(v)?;
+    if start.file.is_some() {
+        trainer.resume_from(&start.init, start.velocity.as_deref(), start.from.clone())?;
     }
-    Ok((backend, on))
+    Ok(trainer)
 }
 
 /// The passes from `from` on, with the progress bar and the signal handlers, and the
 /// ending: the summary when they finish; when a signal stops them, the run's position
 /// saved and exit code 130 (SIGINT) or 143 (SIGTERM).
-fn passes(
-    backend: &mut dyn Backend,
-    cfg: &TrainConfig,
-    n_train: usize,
-    from: Progress,
-    mut out: Outputs,
-) -> Result<ExitCode> {
+fn passes(trainer: &mut Trainer, mut out: Outputs) -> Result<ExitCode> {
     let (int, term) = stop_flags();
     let stop = stop_on_signal(&int, &term);
     let clock = std::time::Instant::now();
-    let bar = progress::progress_bar(out.a.quiet, n_train);
-    let outcome = train::train(
-        backend,
-        cfg,
-        n_train,
-        from,
-        &stop,
-        progress::tick(&bar),
-        |r, b| {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            out.pass_done(r, b)
-        },
-    )?;
+    let bar = progress::progress_bar(out.a.quiet, out.n_train);
+    let outcome = trainer.run(&stop, progress::tick(&bar), |r, end| {
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        out.pass_done(r, end)
+    })?;
     match outcome {
         Outcome::Finished => out.finished(clock),
         Outcome::Stopped(progress) => {
@@ -212,7 +182,7 @@ fn passes(
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            out.stopped(backend, &progress)?;
+            out.stopped(trainer, &progress)?;
             Ok(ExitCode::from(if term.load(Ordering::SeqCst) {
                 143
             } else {
@@ -483,30 +453,34 @@ impl<'a> Outputs<'a> {
     }
 
     /// After each pass: its line (and SDLM statistics), its log record, its checkpoints.
-    fn pass_done(&mut self, r: &EpochReport, b: &mut dyn Backend) -> Result<()> {
+    fn pass_done(&mut self, r: &EpochReport, end: &mut PassEnd) -> Result<()> {
         if let Some(l) = self.log.as_mut() {
             l.write(r)?;
         }
         if !self.a.quiet {
             progress::print_pass(r, self.a.sdlm_stats);
         }
-        let mut meta = run_meta(self.cfg, self.n_train, &self.run, r.epoch, None);
-        meta.extra
-            .insert("test_error".into(), format!("{:.6}", r.test_error));
-        let p = b.params()?;
+        let model = end.model(r)?;
         if let Some(path) = &self.a.save {
-            checkpoint::save(path, &p, &RBF_CENTERS, &meta)?;
+            model.save(path)?;
         }
         if let Some(dir) = &self.checkpoint_dir {
             let opt = checkpoint::Optimizer {
-                velocity: b.velocity()?,
+                velocity: end.velocity()?,
                 eps: vec![0.0; params::N_PARAMS],
             };
             for name in [
                 format!("epoch-{:03}.safetensors", r.epoch),
                 LAST.to_string(),
             ] {
-                checkpoint::save_training(&dir.join(name), &p, &RBF_CENTERS, &meta, Some(&opt))?;
+                let path = dir.join(name);
+                checkpoint::save_training(
+                    &path,
+                    model.params(),
+                    &RBF_CENTERS,
+                    model.meta(),
+                    Some(&opt),
+                )?;
             }
         }
         self.last = Some(r.clone());
@@ -543,7 +517,7 @@ impl<'a> Outputs<'a> {
     }
 
     /// A signal stopped the run: save its exact position and say how to go on.
-    fn stopped(&self, backend: &mut dyn Backend, progress: &Progress) -> Result<()> {
+    fn stopped(&self, trainer: &mut Trainer, progress: &Progress) -> Result<()> {
         let target = self
             .checkpoint_dir
             .as_ref()
@@ -564,13 +538,14 @@ impl<'a> Outputs<'a> {
             Some(progress),
         );
         let opt = checkpoint::Optimizer {
-            velocity: backend.velocity()?,
+            velocity: trainer.velocity()?,
             eps: progress
                 .eps
                 .clone()
                 .unwrap_or_else(|| vec![0.0; params::N_PARAMS]),
         };
-        checkpoint::save_training(&path, &backend.params()?, &RBF_CENTERS, &meta, Some(&opt))?;
+        let params = trainer.model()?.params().to_vec();
+        checkpoint::save_training(&path, &params, &RBF_CENTERS, &meta, Some(&opt))?;
         let from = self.checkpoint_dir.as_ref().unwrap_or(&path);
         let at = if progress.position == 0 {
             format!("before pass {}", progress.epoch)

@@ -157,7 +157,7 @@ pub fn c3_hessian<T: Real>(p2: &[T], x2sq: &[T], d2a3: &[T], h: &mut [T], d2x2: 
 }
 
 /// x4: (16,5,5) -> x5: (120) (a 1x1 map each). A 5x5 valid convolution of a 5x5 input is
-/// one dot product per output map, and the [120,16,5,5] weights are row-major (120, 400),
+/// one dot product per output map, and the `[120,16,5,5]` weights are row-major (120, 400),
 /// so this is `conv_forward(x4, 5, &C5_MAPS, ..)` computed as a dense layer.
 pub fn c5_forward<T: Real>(p: &[T], x4: &[T], x5: &mut [T]) {
     dense_forward(params::C5_W.of(p), params::C5_B.of(p), x4, x5);

@@ -1,4 +1,4 @@
-//! The CPU reference: LeNet-5 as plain loops, one function per layer and pass
+//! *Internal:* The CPU reference: LeNet-5 as plain loops, one function per layer and pass
 //! (`<layer>_forward`, `<layer>_backward`, `<layer>_hessian`), generic over f32 (training)
 //! and f64 (the tests' independent checks). This code is the spec every GPU kernel is tested
 //! against. Every `<layer>_backward` (and `_hessian`) writes its input's derivative and
@@ -49,7 +49,7 @@ impl Real for f64 {
     }
 }
 
-/// Sum of a[i] * b[i]. Eight independent partial sums let the compiler vectorise what
+/// Sum of `a[i] * b[i]`. Eight independent partial sums let the compiler vectorise what
 /// would otherwise be one long chain of dependent float additions; the order is fixed, so
 /// results are reproducible.
 #[inline]

@@ -1,6 +1,6 @@
 //! Subsampling family: S2 and S4. Each output unit sums a 2x2 block of its input map
 //! (stride 2), multiplies by the map's trainable coefficient, adds the map's bias and
-//! squashes: a = coef[c] * (x00 + x01 + x10 + x11) + bias[c].
+//! squashes: `a = coef[c] * (x00 + x01 + x10 + x11) + bias[c]`.
 //!
 //! The coefficient is one weight shared by the 4 connections of each unit, so its SDLM
 //! term is sum over units of d2E/da^2 * (sum of the 4 squared inputs), and each input's

@@ -1,4 +1,4 @@
-//! The GPU backend: every pass of LeNet-5 as WGSL compute kernels (`shaders/`), run through
+//! *Internal:* The GPU backend: every pass of LeNet-5 as WGSL compute kernels (`shaders/`), run through
 //! wgpu, in one of two kernel families (`Family`): `fused`, shaped for GPUs, and `simple`,
 //! one invocation per output value. Device, pipelines, buffers and bind groups are built
 //! once (`setup.rs`). The training and test sets are uploaded once as bytes; each pass

@@ -1,4 +1,4 @@
-//! The model every implementation shares, the spec the CPU reference, the fast CPU path
+//! *Internal:* The model every implementation shares, the spec the CPU reference, the fast CPU path
 //! and the GPU kernels all derive from: the parameter layout (`params`), the per-pattern
 //! activation and delta layout (`layout`), the layers' arithmetic (`layers`), the loss, the squashing function's constants,
 //! the input scaling and the RBF centres.

@@ -5,15 +5,15 @@
 //!
 //! | step | operators | output |
 //! |---|---|---|
-//! | input | `Pad` by 2 with 0 (MNIST's background), `Mul` 1.275/255, `Add` -0.1 | x0 [N,1,32,32] |
-//! | C1 | `Conv` 5x5 (`c1.weight`, `c1.bias`), squash | x1 [N,6,28,28] |
-//! | S2 | `Reshape` + `Expand` of `s2.weight` (one coefficient per map) to a 2x2 kernel, depthwise `Conv` stride 2 (`group` 6), squash | x2 [N,6,14,14] |
-//! | C3 | `Conv` 5x5 with `c3.weight` [16,6,5,5], zero where the paper's table has no link (the table is in `metadata_props` and the node's doc string), squash | x3 [N,16,10,10] |
-//! | S4 | as S2, 16 maps | x4 [N,16,5,5] |
-//! | C5 | `Conv` 5x5, squash, `Flatten` | x5 [N,120] |
-//! | F6 | `Gemm` (`f6.weight` transposed), squash | x6 [N,84] |
-//! | RBF | `Unsqueeze`, `Sub` the fixed centres `output.centers` [10,84], `Mul` by itself, `ReduceSum` | distances [N,10] |
-//! | answer | `ArgMin` | digit [N] (int64) |
+//! | input | `Pad` by 2 with 0 (MNIST's background), `Mul` 1.275/255, `Add` -0.1 | x0 `[N,1,32,32]` |
+//! | C1 | `Conv` 5x5 (`c1.weight`, `c1.bias`), squash | x1 `[N,6,28,28]` |
+//! | S2 | `Reshape` + `Expand` of `s2.weight` (one coefficient per map) to a 2x2 kernel, depthwise `Conv` stride 2 (`group` 6), squash | x2 `[N,6,14,14]` |
+//! | C3 | `Conv` 5x5 with `c3.weight` `[16,6,5,5]`, zero where the paper's table has no link (the table is in `metadata_props` and the node's doc string), squash | x3 `[N,16,10,10]` |
+//! | S4 | as S2, 16 maps | x4 `[N,16,5,5]` |
+//! | C5 | `Conv` 5x5, squash, `Flatten` | x5 `[N,120]` |
+//! | F6 | `Gemm` (`f6.weight` transposed), squash | x6 `[N,84]` |
+//! | RBF | `Unsqueeze`, `Sub` the fixed centres `output.centers` `[10,84]`, `Mul` by itself, `ReduceSum` | distances `[N,10]` |
+//! | answer | `ArgMin` | digit `[N]` (int64) |
 //!
 //! The squashing function f(a) = 1.7159 tanh(2a/3) is `Mul`, `Tanh`, `Mul`. Initialisers
 //! carry the checkpoint's tensor names and shapes. Opset [`OPSET`] of the default domain,
@@ -39,12 +39,12 @@ pub const OPSET: i64 = 17;
 /// The ONNX IR version that goes with [`OPSET`].
 pub const IR_VERSION: i64 = 8;
 
-/// Name of the graph's input: raw pixels [N,1,28,28], 0 (background) to 255 (ink), as in
+/// Name of the graph's input: raw pixels `[N,1,28,28]`, 0 (background) to 255 (ink), as in
 /// MNIST's files.
 pub const INPUT: &str = "input";
-/// Name of the output of the ten RBF distances [N,10] (the smallest wins).
+/// Name of the output of the ten RBF distances `[N,10]` (the smallest wins).
 pub const DISTANCES: &str = "distances";
-/// Name of the output of the answer [N], int64.
+/// Name of the output of the answer `[N]`, int64.
 pub const DIGIT: &str = "digit";
 
 /// The model as ONNX protobuf bytes: `params` the flat parameter buffer (C3 compact),

@@ -1,4 +1,4 @@
-//! Pictures for people, as PNG files: the learning curve, the grid of misclassified digits
+//! *Internal:* Pictures for people, as PNG files: the learning curve, the grid of misclassified digits
 //! (like figure 8 of the paper) and the feature maps of the network looking at one digit.
 //!
 //! No font files are needed. Digits are drawn with the network's own RBF centre bitmaps

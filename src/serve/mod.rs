@@ -1,4 +1,4 @@
-//! `lenet-gpu serve`: a local web page to write a digit on and watch LeNet-5 read it, and
+//! *Internal:* `lenet-gpu serve`: a local web page to write a digit on and watch LeNet-5 read it, and
 //! the JSON API behind it (documented in the README). An axum router on a tokio runtime;
 //! the model is loaded once, and every reading runs the CPU reference's forward pass, as
 //! `predict` does (`predict::forward`).

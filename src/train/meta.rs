@@ -83,6 +83,7 @@ pub fn run_meta(
 /// What a run needs besides its training settings to go on where it stopped: the passes
 /// asked for, the test subset, the data folder and the device it trains on. Saved in every
 /// checkpoint's metadata beside `run_meta`'s keys; absent from checkpoints written before.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SavedRun {
     pub epochs: Option<u32>,
     pub test_patterns: Option<usize>,

@@ -63,6 +63,14 @@ pub const DEFAULT_MAP_J: f64 = 10.0;
 /// The default criterion: the paper's MAP criterion with j = DEFAULT_MAP_J.
 pub const DEFAULT_LOSS: Loss = Loss::Map { j: DEFAULT_MAP_J };
 
+/// A run's settings (the `train` flags of the same names); `Default` is the command
+/// line's defaults: 20 passes at batch 16, seed 1, the MAP criterion, the default schedule.
+///
+/// ```
+/// let quick = lenet_gpu::TrainConfig { epochs: 2, seed: 7, ..Default::default() };
+/// assert_eq!(quick.eta(1), 1.25e-5); // the small first pass of the default schedule
+/// assert!(quick.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     pub epochs: u32,
@@ -180,7 +188,14 @@ pub fn summary(v: &[f32]) -> [f64; 4] {
     ]
 }
 
-/// What one pass produced.
+/// What one pass produced ([`crate::Trainer::run`] hands it to its per-pass callback).
+///
+/// ```
+/// fn line(r: &lenet_gpu::EpochReport) -> String {
+///     format!("pass {}: train {:.2}%, test {:.2}%, {:.0} samples/s",
+///         r.epoch, 100.0 * r.train_error, 100.0 * r.test_error, r.samples_per_s)
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochReport {
     pub epoch: u32,
@@ -216,6 +231,11 @@ pub struct Progress {
 
 impl Progress {
     /// A fresh run.
+    ///
+    /// ```
+    /// let p = lenet_gpu::Progress::start();
+    /// assert_eq!((p.epoch, p.position), (1, 0));
+    /// ```
     pub fn start() -> Self {
         Progress {
             epoch: 1,
@@ -226,7 +246,7 @@ impl Progress {
     }
 }
 
-/// How `train` ended.
+/// How a run ended ([`crate::Trainer::run`]; example there).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Finished,

@@ -44,7 +44,7 @@ fn conv_strip<const P: usize>(
     }
 }
 
-/// y[o] = b[o] + sum over the links (o, m) of the valid 5x5 correlation of x[m] with the
+/// `y[o] = b[o] +` the sum over the links (o, m) of the valid 5x5 correlation of `x[m]` with the
 /// link's kernel; x: (maps_in, hin*hin L), y: (maps.len(), ho*ho L), ho = hin - 4, which
 /// P must divide. `w` holds 25 weights per link, link-major in table order.
 #[inline(always)]
@@ -266,8 +266,8 @@ unsafe fn correlate_avx512<const HO: usize>(
     }
 }
 
-/// gw[link] += for each tap (ky, kx): the sum over outputs (oy, ox) and lanes of
-/// da[o][oy][ox] * x[m][oy+ky][ox+kx], for every link (o, m) of `maps`; HO = hin - 4.
+/// `gw[link] +=` for each tap (ky, kx): the sum over outputs (oy, ox) and lanes of
+/// `da[o][oy][ox] * x[m][oy+ky][ox+kx]`, for every link (o, m) of `maps`; HO = hin - 4.
 #[inline(always)]
 pub fn conv_backward_params<const HO: usize>(
     x: &[f32],
@@ -369,7 +369,7 @@ pub const C3_READERS: [[usize; 10]; 6] = {
 
 /// C3's weights rearranged for the input gradient: for S2 map m and its j-th reader o
 /// (C3_READERS), the kernel of link (o, m) rotated by 180 degrees, at (m*10 + j)*25.
-/// dE/dx2[m] is then the full correlation of its readers' dE/da3 maps with these kernels
+/// `dE/dx2[m]` is then the full correlation of its readers' dE/da3 maps with these kernels
 /// (`c3_backward_input`).
 pub fn c3_transposed(p: &[f32], w3t: &mut [f32]) {
     let c3 = params::C3_W.of(p);
