@@ -184,6 +184,12 @@ impl Model {
     }
 
     /// The loaded checkpoint whole (parameters, centres, metadata, optimiser state).
+    ///
+    /// ```
+    /// let model = lenet_gpu::Model::initial(1);
+    /// assert_eq!(model.checkpoint().centers.len(), 10 * 84);
+    /// assert!(model.checkpoint().optimizer.is_none());
+    /// ```
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
     }
@@ -283,7 +289,8 @@ impl Model {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn export_onnx(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::onnx::save(path.as_ref(), self.params(), &RBF_CENTERS, self.meta())
+        let meta = self.note.is_none().then(|| self.meta());
+        crate::onnx::save(path.as_ref(), self.params(), &RBF_CENTERS, meta)
     }
 }
 
@@ -291,13 +298,15 @@ impl Model {
 /// images, 10 classes), read from a folder of the four IDX files (plain or `.gz`).
 ///
 /// ```
-/// let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(1000), Some(100))?;
+/// let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(1000), Some(100))?;
 /// assert_eq!((mnist.train.len(), mnist.test.len()), (1000, 100));
 /// # Ok::<(), lenet_gpu::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Mnist {
+    /// The training split (MNIST: 60,000 digits), shared.
     pub train: Arc<Dataset>,
+    /// The test split (MNIST: 10,000 digits), shared.
     pub test: Arc<Dataset>,
     /// The folder it was read from.
     pub dir: Option<PathBuf>,
@@ -310,6 +319,7 @@ impl Mnist {
     /// fetches them; [`Error::Idx`] for a damaged file.
     ///
     /// ```
+    /// # lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?;
     /// let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?;
     /// assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
     /// assert!(lenet_gpu::Mnist::load("no/such/folder").is_err());
@@ -325,13 +335,37 @@ impl Mnist {
         })
     }
 
+    /// [`Mnist::load`], downloading MNIST into `dir` first (from the mirrors of
+    /// `lenet-gpu fetch`, checked against their SHA-256, a progress line on stderr) when
+    /// the folder lacks its files, as `lenet-gpu train` does on first use.
+    ///
+    /// Errors: [`Error::Fetch`] when no mirror can be reached, naming the ways out; the
+    /// errors of [`Mnist::load`].
+    ///
+    /// ```
+    /// let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?;
+    /// assert_eq!(mnist.test.len(), 10_000);
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
+    pub fn load_or_fetch(dir: impl AsRef<Path>) -> Result<Mnist> {
+        let dir = dir.as_ref();
+        match Mnist::load(dir) {
+            Err(Error::DataMissing { .. }) => {
+                eprintln!("MNIST is not in {}: fetching it (once)", dir.display());
+                crate::fetch::fetch(&crate::fetch::FetchOptions::new(dir))?;
+                Mnist::load(dir)
+            }
+            r => r,
+        }
+    }
+
     /// Keeps only the first `train` training and the first `test` test images (`None`:
     /// all of them).
     ///
     /// Errors: [`Error::Config`] for a limit of 0.
     ///
     /// ```
-    /// let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?;
+    /// let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?;
     /// assert_eq!(mnist.clone().limit(None, Some(10))?.test.len(), 10);
     /// assert!(mnist.limit(Some(0), None).is_err());
     /// # Ok::<(), lenet_gpu::Error>(())
@@ -363,7 +397,7 @@ impl Mnist {
 /// use lenet_gpu::{DeviceChoice, Mnist, TrainConfig, Trainer};
 /// use std::sync::atomic::AtomicBool;
 ///
-/// let mnist = Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(800), Some(200))?;
+/// let mnist = Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(800), Some(200))?;
 /// let config = TrainConfig { epochs: 1, hessian_samples: 100, ..TrainConfig::default() };
 /// let mut trainer = Trainer::new(config, &DeviceChoice::cpu(), mnist)?;
 /// let cancel = AtomicBool::new(false); // set it from another thread to stop after a batch
@@ -391,7 +425,7 @@ pub struct Trainer {
 /// weights and momentum as they stand after the pass.
 ///
 /// ```
-/// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+/// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
 /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
 /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
 /// let mut kept = Vec::new();
@@ -415,8 +449,18 @@ struct TrainerView<'a> {
 }
 
 impl PassEnd<'_> {
-    /// The model after this pass, its metadata recording the pass and its test error
-    /// (example: [`PassEnd`]).
+    /// The model after this pass, its metadata recording the pass and its test error.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// # let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// trainer.run(&Default::default(), |_, _| {}, |report, end| {
+    ///     assert_eq!(end.model(report)?.test_error(), Some((report.test_error * 1e6).round() / 1e6));
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn model(&mut self, report: &EpochReport) -> Result<Model> {
         let v = &mut self.trainer;
         let mut meta = run_meta(v.config, v.n_train, v.run, report.epoch, None);
@@ -425,8 +469,19 @@ impl PassEnd<'_> {
         Ok(Model::from_parts(v.backend.params()?, meta))
     }
 
-    /// The momentum buffer after this pass (zeros without `momentum`; example:
-    /// [`PassEnd`]).
+    /// The momentum buffer after this pass: the last update of each parameter (with
+    /// `momentum` > 0, its running blend), what `--checkpoint-dir` saves for `--resume`.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// # let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// trainer.run(&Default::default(), |_, _| {}, |_, end| {
+    ///     assert!(end.velocity()?.iter().any(|&v| v != 0.0)); // the pass's last step
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn velocity(&mut self) -> Result<Vec<f32>> {
         self.trainer.backend.velocity()
     }
@@ -442,7 +497,7 @@ impl Trainer {
     /// [`Error::Gpu`] when the device cannot be opened.
     ///
     /// ```
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist.clone())?;
     /// assert_eq!(trainer.device().to_string(), "cpu");
@@ -483,7 +538,7 @@ impl Trainer {
     /// checkpoint of `--checkpoint-dir` records them (`train --resume` does this).
     ///
     /// ```
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
     /// let start = lenet_gpu::Model::initial(9);
@@ -505,8 +560,15 @@ impl Trainer {
         Ok(())
     }
 
-    /// Where the run trains: `cpu`, `cpu-ref`, or the GPU's API, adapter and kernel family
-    /// (example: [`Trainer::new`]).
+    /// Where the run trains: `cpu`, `cpu-ref`, or the GPU's API, adapter and kernel family.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// assert_eq!(*trainer.device(), lenet_gpu::RunDevice::Cpu);
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
     pub fn device(&self) -> &RunDevice {
         &self.device
     }
@@ -514,7 +576,7 @@ impl Trainer {
     /// The configuration.
     ///
     /// ```
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
     /// assert_eq!(trainer.config().epochs, 1);
@@ -527,7 +589,7 @@ impl Trainer {
     /// The backend (its name and thread or adapter details, for a banner).
     ///
     /// ```
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
     /// use lenet_gpu::backend::Backend;
@@ -542,7 +604,7 @@ impl Trainer {
     /// folder, device), for checkpoints written along the way.
     ///
     /// ```
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
     /// assert_eq!(trainer.saved_run().test_patterns, Some(100));
@@ -564,7 +626,7 @@ impl Trainer {
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
     /// let cancel = AtomicBool::new(false);
@@ -618,7 +680,7 @@ impl Trainer {
     /// error included), or of the initial weights before any.
     ///
     /// ```
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
     /// assert_eq!(trainer.model()?.params(), lenet_gpu::Model::initial(1).params());
@@ -635,10 +697,10 @@ impl Trainer {
         Ok(Model::from_parts(params, meta))
     }
 
-    /// The momentum buffer as it stands.
+    /// The momentum buffer as it stands (zeros before the first update).
     ///
     /// ```
-    /// # let mnist = lenet_gpu::Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
     /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
     /// let mut trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
     /// assert!(trainer.velocity()?.iter().all(|&v| v == 0.0));

@@ -19,15 +19,16 @@
 //! lenet-gpu = { path = "../lenet-gpu" }   # or { git = "<this repository's URL>" }
 //! ```
 //!
-//! Then train a network on part of MNIST (`lenet-gpu fetch --dir data/mnist` downloads it;
+//! Then train a network on part of MNIST (fetched into `data/mnist` on first use;
 //! `LENET_DATA` names another folder), keep it, and read a digit with it:
 //!
 //! ```
 //! use lenet_gpu::{DeviceChoice, Mnist, Model, TrainConfig, Trainer};
 //! use std::sync::atomic::AtomicBool;
 //!
-//! // 1. The data: MNIST's four IDX files (plain or .gz), here the first 2,000 training digits.
-//! let mnist = Mnist::load(lenet_gpu::data::data_dir(None))?.limit(Some(2000), Some(500))?;
+//! // 1. The data: MNIST's four IDX files (plain or .gz; downloaded when the folder lacks
+//! //    them), here the first 2,000 training digits.
+//! let mnist = Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(2000), Some(500))?;
 //!
 //! // 2. Train one pass with the paper's defaults on the CPU backend (DeviceChoice::gpu()
 //! //    takes the best GPU), printing each pass; raising `cancel` stops after a batch.

@@ -17,7 +17,7 @@ use clap::ValueEnum;
 use lenet_gpu::checkpoint;
 use lenet_gpu::data::{self, Dataset};
 use lenet_gpu::select::{DeviceChoice, Kind};
-use lenet_gpu::{Error, Result, fetch as fetch_mnist};
+use lenet_gpu::{Error, Result};
 use lenet_gpu::{Mnist, Model};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,15 +142,12 @@ pub fn load_mnist(a: &DataArgs) -> Result<Mnist> {
     let dir = data::data_dir(a.data.as_deref());
     let explicit =
         a.data.is_some() || std::env::var_os("LENET_DATA").is_some_and(|v| !v.is_empty());
-    let mnist = match Mnist::load(&dir) {
-        // The default folder is ours to fill: fetch MNIST there on first use, so that
-        // `lenet-gpu train` works on a fresh machine. A folder the user named is only read.
-        Err(Error::DataMissing { .. }) if !explicit => {
-            eprintln!("MNIST is not in {}: fetching it (once)", dir.display());
-            fetch_mnist::fetch(&fetch_mnist::FetchOptions::new(&dir))?;
-            Mnist::load(&dir)?
-        }
-        r => r?,
+    // The default folder is ours to fill: fetch MNIST there on first use, so that
+    // `lenet-gpu train` works on a fresh machine. A folder the user named is only read.
+    let mnist = if explicit {
+        Mnist::load(&dir)?
+    } else {
+        Mnist::load_or_fetch(&dir)?
     };
     mnist.limit(a.train_limit, a.test_limit)
 }

@@ -49,19 +49,24 @@ pub const DIGIT: &str = "digit";
 
 /// The model as ONNX protobuf bytes: `params` the flat parameter buffer (C3 compact),
 /// `centers` the 10x84 RBF centres, `meta` the checkpoint's metadata (copied into
-/// `metadata_props`).
-pub fn to_bytes(params: &[f32], centers: &[f32], meta: &Meta) -> Vec<u8> {
+/// `metadata_props`; `None` for plain weights, whose pass, seed and loss are unknown).
+pub fn to_bytes(params: &[f32], centers: &[f32], meta: Option<&Meta>) -> Vec<u8> {
     model(params, centers, meta).encode_to_vec()
 }
 
 /// [`to_bytes`], written atomically to `path` (as checkpoints are: a complete file or
 /// none; the folder must exist).
-pub fn save(path: &Path, params: &[f32], centers: &[f32], meta: &Meta) -> crate::Result<()> {
+pub fn save(
+    path: &Path,
+    params: &[f32],
+    centers: &[f32],
+    meta: Option<&Meta>,
+) -> crate::Result<()> {
     checkpoint::write_atomic(path, &to_bytes(params, centers, meta))
 }
 
 /// The whole `ModelProto`.
-pub fn model(params: &[f32], centers: &[f32], meta: &Meta) -> ModelProto {
+pub fn model(params: &[f32], centers: &[f32], meta: Option<&Meta>) -> ModelProto {
     assert_eq!(params.len(), params::N_PARAMS, "a full parameter buffer");
     assert_eq!(centers.len(), checkpoint::N_CENTERS, "10 x 84 centres");
     ModelProto {
@@ -97,18 +102,25 @@ pub fn c3_table_text() -> String {
 }
 
 /// `metadata_props`: the checkpoint's metadata (pass, seed, loss, test error when it was
-/// recorded, the run's settings), the input's scaling, and the C3 table.
-fn metadata(meta: &Meta) -> Vec<StringStringEntryProto> {
+/// recorded, the run's settings; "unknown" for plain weights), the input's scaling, and
+/// the C3 table. A checkpoint entry with the name of one of these is left out: keys are
+/// unique.
+fn metadata(meta: Option<&Meta>) -> Vec<StringStringEntryProto> {
+    let known = |f: fn(&Meta) -> String| meta.map_or_else(|| "unknown".to_string(), f);
     let mut props = vec![
         ("format".to_string(), checkpoint::FORMAT.to_string()),
-        ("pass".into(), meta.epoch.to_string()),
-        ("seed".into(), meta.seed.to_string()),
-        ("loss".into(), meta.loss.clone()),
+        ("pass".into(), known(|m| m.epoch.to_string())),
+        ("seed".into(), known(|m| m.seed.to_string())),
+        ("loss".into(), known(|m| m.loss.clone())),
         ("input".into(), "raw pixels [N,1,28,28], 0 background to 255 ink (MNIST's polarity); padded to 32x32 and scaled to -0.1..1.175 in the graph".into()),
         ("normalisation".into(), checkpoint::NORMALISATION.into()),
         ("c3_table".into(), c3_table_text()),
     ];
-    props.extend(meta.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (k, v) in meta.iter().flat_map(|m| &m.extra) {
+        if !props.iter().any(|(key, _)| key == k) {
+            props.push((k.clone(), v.clone()));
+        }
+    }
     props
         .into_iter()
         .map(|(k, v)| StringStringEntryProto {
@@ -459,5 +471,33 @@ fn value(name: &str, ty: DataType, dims: &[Option<i64>]) -> ValueInfoProto {
             }),
         }),
         doc_string: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(meta: Option<&Meta>) -> Vec<(String, String)> {
+        metadata(meta)
+            .into_iter()
+            .map(|p| (p.key.unwrap(), p.value.unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn plain_weights_say_unknown_and_keys_stay_unique() {
+        let plain = props(None);
+        for key in ["pass", "seed", "loss"] {
+            assert!(plain.contains(&(key.into(), "unknown".into())), "{key}");
+        }
+        let mut meta = Meta::unknown();
+        meta.epoch = 3;
+        meta.extra.insert("pass".into(), "99".into());
+        meta.extra.insert("test_error".into(), "0.0090".into());
+        let p = props(Some(&meta));
+        let passes: Vec<_> = p.iter().filter(|(k, _)| k == "pass").collect();
+        assert_eq!(passes, [&("pass".to_string(), "3".to_string())]);
+        assert!(p.contains(&("test_error".into(), "0.0090".into())));
     }
 }

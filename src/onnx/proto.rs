@@ -1,5 +1,6 @@
 //! The ONNX messages the exporter writes, as `prost` derives: only the messages and fields
-//! a LeNet-5 graph needs, with the field numbers of ONNX's `onnx.proto` (proto2). Fields
+//! a LeNet-5 graph needs, numbered as the ONNX format numbers them (proto2; see
+//! docs/design.md section 3.6; tests/onnx.rs has onnx.checker and two runtimes read them). Fields
 //! whose zero value means something (an attribute's `i`, a tensor's `data_type`) are
 //! `optional`, so they are written even when zero, as proto2 would.
 

@@ -246,7 +246,17 @@ impl Progress {
     }
 }
 
-/// How a run ended ([`crate::Trainer::run`]; example there).
+/// How a run ended ([`crate::Trainer::run`]).
+///
+/// ```
+/// fn said(o: &lenet_gpu::Outcome) -> String {
+///     match o {
+///         lenet_gpu::Outcome::Finished => "finished".into(),
+///         lenet_gpu::Outcome::Stopped(at) => format!("stopped in pass {} at pattern {}", at.epoch, at.position),
+///     }
+/// }
+/// assert_eq!(said(&lenet_gpu::Outcome::Stopped(lenet_gpu::Progress::start())), "stopped in pass 1 at pattern 0");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Finished,
