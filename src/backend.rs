@@ -113,4 +113,21 @@ pub trait Backend {
     fn profile(&mut self, _batch: usize, _reps: usize) -> Result<Option<KernelTimes>> {
         Ok(None)
     }
+    /// Checks the kernels against the CPU reference on the first training patterns
+    /// (`sample` holds them as the host sees them; `check::run`); None for a backend
+    /// without kernels. Leaves the parameters to be set again.
+    fn self_check(
+        &mut self,
+        _sample: &crate::data::Dataset,
+    ) -> Result<Option<crate::check::FamilyCheck>> {
+        Ok(None)
+    }
+    /// What identifies `self_check`'s result for the cache (`check::key`); None without
+    /// kernels.
+    fn self_check_key(&self) -> Option<String> {
+        None
+    }
+    /// Test-only (`LENET_FAULT=lose:P:N`): destroys the device, as a driver reset would;
+    /// nothing where there is no device.
+    fn lose_device(&mut self) {}
 }

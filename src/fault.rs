@@ -14,6 +14,13 @@
 //!
 //! The loop ends a group of batches at pattern N (rounded up to a whole batch) so the
 //! fault lands there on every backend, however many patterns a backend trains per call.
+//! - `lose:P:N`: at the same point the GPU backend destroys its device, as a driver reset
+//!   or a GPU going away would; the run must stop with its last checkpoint intact and say
+//!   how to continue (nothing happens on the CPU backend).
+//! - `corrupt:KERNEL,...`: the GPU kernels named (entry points, `c3s4_forward`) are not
+//!   dispatched, as if the driver had compiled them wrong: the on-device check (`check`)
+//!   must catch it.
+//!
 //! It is not a user setting: it is not saved in checkpoints, and nothing else reads it.
 
 use crate::{Error, Result};
@@ -26,6 +33,19 @@ pub enum FaultKind {
     Stop,
     Kill,
     Pause,
+    Lose,
+}
+
+/// The kernels `LENET_FAULT=corrupt:KERNEL,...` names (entry points); none otherwise.
+pub fn corrupted() -> Vec<String> {
+    match std::env::var(ENV) {
+        Ok(s) => s
+            .trim()
+            .strip_prefix("corrupt:")
+            .map(|k| k.split(',').map(|k| k.trim().to_string()).collect())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Where and how a run is interrupted.
@@ -42,6 +62,7 @@ impl Fault {
     /// `LENET_FAULT` as a fault; None when unset or empty.
     pub fn from_env() -> Result<Option<Fault>> {
         match std::env::var(ENV) {
+            Ok(s) if s.trim().starts_with("corrupt:") => Ok(None),
             Ok(s) if !s.trim().is_empty() => Fault::parse(s.trim()).map(Some),
             _ => Ok(None),
         }
@@ -51,7 +72,8 @@ impl Fault {
     pub fn parse(s: &str) -> Result<Fault> {
         let bad = || {
             Error::Config(format!(
-                "{ENV}={s:?}: expected stop:PASS:PATTERN, kill:PASS:PATTERN or pause:PASS:PATTERN \
+                "{ENV}={s:?}: expected stop:PASS:PATTERN, kill:PASS:PATTERN, pause:PASS:PATTERN, \
+                 lose:PASS:PATTERN or corrupt:KERNEL,... \
                  (a test-only setting; unset it for a normal run)"
             ))
         };
@@ -60,6 +82,7 @@ impl Fault {
             Some("stop") => FaultKind::Stop,
             Some("kill") => FaultKind::Kill,
             Some("pause") => FaultKind::Pause,
+            Some("lose") => FaultKind::Lose,
             _ => return Err(bad()),
         };
         let epoch: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;

@@ -419,6 +419,99 @@ pub struct Trainer {
     run: SavedRun,
     from: Progress,
     last: Option<EpochReport>,
+    checked: Option<String>,
+}
+
+/// The backend `device` gives, its kernels checked on the adapter first (`check`): when
+/// the family fails, the other family if it passes, else the CPU backend, unless the user
+/// chose the family or API (`DeviceChoice::forced`): then the run stops with the failure.
+fn open_checked(
+    device: &DeviceChoice,
+    config: &TrainConfig,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+) -> Result<(Box<dyn Backend>, RunDevice, Option<String>)> {
+    let n = crate::check::PATTERNS.min(train.len());
+    let side2 = train.side * train.side;
+    let sample = Dataset {
+        images: train.images[..n * side2].to_vec(),
+        labels: train.labels[..n].to_vec(),
+        side: train.side,
+    };
+    let open = |d: &DeviceChoice| {
+        d.open(
+            train.clone(),
+            test.clone(),
+            config.loss,
+            config.momentum,
+            config.batch,
+        )
+    };
+    let (mut backend, on) = open(device)?;
+    let RunDevice::Gpu { kernels, .. } = &on else {
+        return Ok((backend, on, None));
+    };
+    let failed = *kernels;
+    let first = match verify(backend.as_mut(), &sample)? {
+        Ok(said) => return Ok((backend, on, Some(said))),
+        Err(failure) => failure,
+    };
+    if device.forced {
+        return Err(Error::Gpu(format!(
+            "{first}. The kernels or the API were chosen on the command line (or by the run \
+             resumed), so the run stops: drop --kernels/--backend to let it move to kernels \
+             that pass or to the CPU backend, and please report this with the table of \
+             `lenet-gpu devices --check`"
+        )));
+    }
+    eprintln!("warning: {first}");
+    let other = match failed {
+        crate::gpu::Family::Fused => crate::gpu::Family::Simple,
+        crate::gpu::Family::Simple => crate::gpu::Family::Fused,
+    };
+    drop(backend);
+    let mut again = DeviceChoice::resolved(&on);
+    again.kernels = other;
+    let (mut backend, on) = open(&again)?;
+    match verify(backend.as_mut(), &sample)? {
+        Ok(said) => {
+            eprintln!("note: training on the {} kernels instead", other.name());
+            let said = format!("{said}; the {} kernels failed it", failed.name());
+            Ok((backend, on, Some(said)))
+        }
+        Err(second) => {
+            eprintln!("warning: {second}");
+            eprintln!("note: training on the CPU backend instead");
+            drop(backend);
+            let (backend, on) = open(&DeviceChoice::cpu())?;
+            let said = "both GPU kernel families failed the check; on the CPU backend instead";
+            Ok((backend, on, Some(said.into())))
+        }
+    }
+}
+
+/// The check of a GPU backend's kernels, or its record from an earlier run: Ok(what to
+/// say) when they pass, Err(the failure) when not.
+fn verify(
+    backend: &mut dyn Backend,
+    sample: &Dataset,
+) -> Result<std::result::Result<String, String>> {
+    let Some(key) = backend.self_check_key() else {
+        return Ok(Ok(String::new()));
+    };
+    if crate::check::passed_before(&key) {
+        return Ok(Ok("checked earlier".into()));
+    }
+    let Some(c) = backend.self_check(sample)? else {
+        return Ok(Ok(String::new()));
+    };
+    match c.failure() {
+        None => {
+            crate::check::remember(&key, &c);
+            Ok(Ok(format!("checked on this adapter ({:.2} s)", c.seconds)))
+        }
+        Some(f) => Ok(Err(f)),
+    }
 }
 
 /// What [`Trainer::run`]'s per-pass callback can read besides the pass's report: the
@@ -508,15 +601,7 @@ impl Trainer {
     pub fn new(config: TrainConfig, device: &DeviceChoice, data: Mnist) -> Result<Trainer> {
         config.validate()?;
         let (n_train, n_test) = (data.train.len(), data.test.len());
-        // The backend takes the only references to the data: a GPU backend frees the host
-        // copies once they are on the device.
-        let (mut backend, on) = device.open(
-            data.train,
-            data.test,
-            config.loss,
-            config.momentum,
-            config.batch,
-        )?;
+        let (mut backend, on, checked) = open_checked(device, &config, data.train, data.test)?;
         backend.set_params(&params::init(config.seed))?;
         Ok(Trainer {
             backend,
@@ -531,7 +616,22 @@ impl Trainer {
             config,
             from: Progress::start(),
             last: None,
+            checked,
         })
+    }
+
+    /// What the on-device check said, for a GPU backend: "checked on this adapter
+    /// (0.21 s)", "checked earlier", or where the run went after a failed check.
+    ///
+    /// ```
+    /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;
+    /// # let config = lenet_gpu::TrainConfig { epochs: 1, hessian_samples: 50, ..Default::default() };
+    /// let trainer = lenet_gpu::Trainer::new(config, &lenet_gpu::DeviceChoice::cpu(), mnist)?;
+    /// assert_eq!(trainer.checked(), None); // the CPU backend has no kernels to check
+    /// # Ok::<(), lenet_gpu::Error>(())
+    /// ```
+    pub fn checked(&self) -> Option<&str> {
+        self.checked.as_deref()
     }
 
     /// Continues a run: its weights, momentum (when it used any) and position, as a

@@ -72,6 +72,7 @@ pub use train::{EpochReport, Outcome, Progress, TrainConfig};
 
 pub mod backend;
 pub mod bench;
+pub mod check;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;

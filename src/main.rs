@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => cli::plot::run(a).map(|()| ExitCode::SUCCESS),
         Command::Visualize(a) => cli::visualize::run(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => cli::bench::run(a).map(|()| ExitCode::SUCCESS),
-        Command::Devices(a) => cli::devices::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Devices(a) => cli::devices::run(a),
         Command::Serve(a) => cli::serve::run(a).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {

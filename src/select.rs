@@ -42,6 +42,9 @@ pub struct DeviceChoice {
     pub fallback: bool,
     /// The GPU kernel family (`--kernels`).
     pub kernels: gpu::Family,
+    /// The family or the API was chosen by the user (or is a resumed run's): a family that
+    /// fails the on-device check stops a run instead of being replaced.
+    pub forced: bool,
 }
 
 /// Where a run trains, saved with it (the checkpoint's `device` entry) so that `--resume`
@@ -154,6 +157,7 @@ impl DeviceChoice {
             cpu_adapter: false,
             fallback: true,
             kernels: gpu::Family::Fused,
+            forced: false,
         }
     }
 
@@ -166,6 +170,7 @@ impl DeviceChoice {
             cpu_adapter: false,
             fallback: false,
             kernels: gpu::Family::Fused,
+            forced: true,
         };
         match saved {
             RunDevice::Cpu => {}
@@ -268,7 +273,7 @@ impl DeviceChoice {
             );
         }
         let on = RunDevice::Gpu {
-            api: format!("{:?}", info.backend).to_lowercase(),
+            api: gpu::api_name(info.backend),
             software,
             kernels: self.kernels,
             adapter: info.name.clone(),

@@ -108,6 +108,7 @@ fn measure_all(a: &BenchArgs) -> Result<Measured> {
             cpu_adapter: a.cpu_adapter && !kind.is_cpu(),
             fallback: false,
             kernels: a.kernels.family(),
+            forced: true,
         };
         let mut b = match device
             .open(train_set.clone(), test_set.clone(), loss, 0.0, max_batch)

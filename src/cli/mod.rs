@@ -77,9 +77,11 @@ pub struct DeviceArgs {
     /// Use a software (CPU) GPU adapter, such as lavapipe or llvmpipe.
     #[arg(long)]
     pub cpu_adapter: bool,
-    /// Which GPU kernels run (shaders/README.md describes each family).
-    #[arg(long, value_enum, default_value = "fused")]
-    pub kernels: KernelsArg,
+    /// Which GPU kernels run (shaders/README.md describes each family) [default: fused].
+    /// Naming them (or an API with --backend) makes a failed on-device check stop `train`
+    /// instead of moving it to the other family or the CPU backend.
+    #[arg(long, value_enum)]
+    pub kernels: Option<KernelsArg>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
@@ -110,7 +112,8 @@ impl DeviceArgs {
             adapter: self.adapter.clone(),
             cpu_adapter: self.cpu_adapter,
             fallback: true,
-            kernels: self.kernels.family(),
+            kernels: self.kernels.unwrap_or(KernelsArg::Fused).family(),
+            forced: self.kernels.is_some() || self.backend != BackendKind::Gpu,
         }
     }
 }

@@ -113,7 +113,7 @@ pub fn run(a: TrainArgs, m: &clap::ArgMatches) -> Result<ExitCode> {
     start.check_train_size(n_train)?;
     let mut trainer = open_trainer(&start, &cfg, mnist)?;
     if !a.quiet {
-        progress::banner(trainer.backend(), &cfg, n_train, n_test);
+        progress::banner(trainer.backend(), trainer.checked(), &cfg, n_train, n_test);
     }
     let run = trainer.saved_run().clone();
     let out = Outputs::open(&a, &cfg, n_train, run, checkpoint_dir, &start.from)?;
@@ -174,7 +174,17 @@ fn passes(trainer: &mut Trainer, mut out: Outputs) -> Result<ExitCode> {
             bar.finish_and_clear();
         }
         out.pass_done(r, end)
-    })?;
+    });
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(Error::Gpu(what)) => {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Err(Error::Gpu(out.device_failed(&what)));
+        }
+        Err(e) => return Err(e),
+    };
     match outcome {
         Outcome::Finished => out.finished(clock),
         Outcome::Stopped(progress) => {
@@ -514,6 +524,29 @@ impl<'a> Outputs<'a> {
             );
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// The device failed mid-run (lost, out of memory): nothing more can be read from it,
+    /// so the last completed pass's checkpoint stands; the message says how to go on.
+    fn device_failed(&self, what: &str) -> String {
+        let from = self.checkpoint_dir.clone().or(self.a.save.clone());
+        let passes = self.last.as_ref().map_or(0, |r| r.epoch);
+        match from {
+            Some(from) if passes > 0 => format!(
+                "{what}\nThe checkpoint of pass {passes} in {} is intact. Continue the run with:\n  \
+                 lenet-gpu train --resume {0}                 # on the same adapter, once it is back\n  \
+                 lenet-gpu train --resume {0} --backend cpu   # on the CPU backend",
+                from.display()
+            ),
+            Some(_) => format!(
+                "{what}\nNo pass had completed, so nothing was saved: start the run again (with \
+                 --backend cpu to leave the GPU)"
+            ),
+            None => format!(
+                "{what}\nNothing was saved (--checkpoint-dir DIR keeps every pass and lets a run \
+                 continue): start the run again, with --backend cpu to leave the GPU"
+            ),
+        }
     }
 
     /// A signal stopped the run: save its exact position and say how to go on.

@@ -48,6 +48,26 @@ impl GpuBackend {
             + split(&self.test)
     }
 
+    /// The most patterns a batch (or a snapshot) may hold.
+    pub fn capacity_patterns(&self) -> usize {
+        self.capacity
+    }
+
+    /// The kernel family in use.
+    pub fn family(&self) -> super::Family {
+        self.family
+    }
+
+    /// The criterion of the following training batches.
+    pub fn set_loss(&mut self, loss: crate::model::Loss) {
+        self.loss = loss;
+    }
+
+    /// The adapter's name, driver and API.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
     fn write_region(&self, r: Region, v: &[f32]) {
         self.queue
             .write_buffer(&self.buf.state, r.byte_offset(), bytemuck::cast_slice(v));
@@ -57,6 +77,32 @@ impl GpuBackend {
 impl Backend for GpuBackend {
     fn device_memory(&self) -> Option<u64> {
         Some(self.buffer_bytes())
+    }
+
+    fn self_check(
+        &mut self,
+        sample: &crate::data::Dataset,
+    ) -> Result<Option<crate::check::FamilyCheck>> {
+        let loss = self.loss;
+        let check = crate::check::run(self, sample);
+        self.loss = loss;
+        check.map(Some)
+    }
+
+    fn self_check_key(&self) -> Option<String> {
+        let mut key = crate::check::key(&self.info, self.family);
+        if !self.skip.is_empty() {
+            let skipped: Vec<&str> = self.skip.iter().map(|k| k.entry()).collect();
+            key.push_str(&format!(
+                "; test fault: {} not dispatched",
+                skipped.join(",")
+            ));
+        }
+        Some(key)
+    }
+
+    fn lose_device(&mut self) {
+        self.device.destroy();
     }
 
     fn profile(&mut self, batch: usize, reps: usize) -> Result<Option<KernelTimes>> {

@@ -104,7 +104,7 @@ impl GpuBackend {
                     timestamp_writes: None,
                 });
                 pass.set_bind_group(0, bg, &[offset]);
-                for &k in kernels {
+                for &k in kernels.iter().filter(|k| !self.skip.contains(k)) {
                     let (x, y, z) = self.groups(k, s.batch);
                     pass.set_pipeline(self.pipeline(k));
                     pass.dispatch_workgroups(x, y, z);

@@ -21,7 +21,17 @@ mod setup;
 mod shader;
 
 pub use api::describe_adapter;
-pub use device::{AdapterChoice, Probed, adapters, parse_api, pick, probe_in_child, probe_lines};
+pub use device::{
+    AdapterChoice, Probed, adapters, api_name, parse_api, pick, probe_in_child, probe_lines,
+};
+
+/// A short hash of a family's WGSL module as this build generates it: a check done with
+/// other kernels does not count (`check::key`).
+pub fn kernel_hash(family: Family) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(shader::module_source(family).as_bytes());
+    h[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
 pub use inspect::Snapshot;
 pub use kernels::{Family, KERNELS, Kernel, KernelSpec, Size};
 
@@ -74,8 +84,10 @@ pub struct GpuBackend {
     distorting: bool,
     /// The device can time passes with timestamp queries (used by `profile`).
     timestamps: bool,
-    /// The first error wgpu reported outside an error scope.
+    /// The first error wgpu reported outside an error scope, or the device's loss.
     fault: Arc<Mutex<Option<String>>>,
+    /// Test-only: kernels not dispatched (`LENET_FAULT=corrupt:...`, `fault::corrupted`).
+    skip: Vec<Kernel>,
 }
 
 /// The buffers every bind group shares, besides a split's own.

@@ -86,6 +86,16 @@ impl GpuBackend {
             distorting: false,
             timestamps,
             fault,
+            skip: crate::fault::corrupted()
+                .iter()
+                .filter_map(|name| {
+                    Family::ALL
+                        .iter()
+                        .flat_map(|f| f.training().iter().chain(f.evaluation()))
+                        .copied()
+                        .find(|k| k.entry() == name)
+                })
+                .collect(),
         })
     }
 }
@@ -157,6 +167,17 @@ fn keep_first_error(device: &wgpu::Device) -> Arc<Mutex<Option<String>>> {
         let mut f = keep.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert_with(|| e.to_string());
     }));
+    let lost = fault.clone();
+    // The loss is the cause of whatever else fails after it: it replaces an earlier error.
+    device.set_device_lost_callback(move |reason, message| {
+        let mut f = lost.lock().unwrap_or_else(|p| p.into_inner());
+        let message = message.trim();
+        *f = Some(if message.is_empty() {
+            format!("the device was lost ({reason:?})")
+        } else {
+            format!("the device was lost ({reason:?}: {message})")
+        });
+    });
     fault
 }
 

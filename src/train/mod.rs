@@ -278,6 +278,7 @@ fn land(f: Fault, epoch: u32, at: usize, stop: &AtomicBool) {
             let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
             std::process::exit(137);
         }
+        FaultKind::Lose => {}
         FaultKind::Pause => {
             eprintln!("fault: paused in pass {epoch} at pattern {at}");
             while !stop.load(Ordering::SeqCst) {
@@ -508,7 +509,12 @@ fn train_segment(
         at = end;
         tick(epoch, at);
         if let Some(f) = cfg.fault.filter(|f| f.due(epoch, before, at)) {
-            land(f, epoch, at, stop);
+            if f.kind == FaultKind::Lose {
+                eprintln!("fault: destroying the device in pass {epoch} at pattern {at}");
+                backend.lose_device();
+            } else {
+                land(f, epoch, at, stop);
+            }
         }
         if stop.load(Ordering::SeqCst) && at < pass.n_train {
             return Ok(Some(at));

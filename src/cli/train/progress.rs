@@ -4,7 +4,13 @@
 use super::{Backend, EpochReport, TrainConfig, loss_name, params};
 
 /// The run's first line and the header of the table of passes.
-pub(super) fn banner(backend: &dyn Backend, cfg: &TrainConfig, n_train: usize, n_test: usize) {
+pub(super) fn banner(
+    backend: &dyn Backend,
+    checked: Option<&str>,
+    cfg: &TrainConfig,
+    n_train: usize,
+    n_test: usize,
+) {
     println!(
         "LeNet-5, {} parameters | backend {} | {} training, {} test images | batch {} | loss {} | seed {}",
         params::N_PARAMS,
@@ -15,6 +21,9 @@ pub(super) fn banner(backend: &dyn Backend, cfg: &TrainConfig, n_train: usize, n
         loss_name(cfg.loss),
         cfg.seed
     );
+    if let Some(c) = checked {
+        println!("kernels against the CPU reference: {c}");
+    }
     println!(
         "{:>5} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}  mean step size C1 S2 C3 S4 C5 F6",
         "pass", "eta", "train loss", "train err", "test err", "seconds", "samples/s"
