@@ -257,3 +257,22 @@ fn a_lost_device_keeps_the_last_checkpoint_and_the_run_continues_on_the_cpu() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_gpu_batch_over_the_dispatch_bound_is_refused() {
+    if common::adapter("vulkan", true).is_none() {
+        return;
+    }
+    let cache = common::tmp("bound");
+    let (ok, out, err) = train(
+        &cache,
+        None,
+        &["--batch", "4097", "--epochs", "1", "--train-limit", "5000"],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("--batch 4097 is over 4096") && err.contains("watchdog"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -32,7 +32,8 @@ pub struct TrainArgs {
     /// Number of passes over the training set.
     #[arg(long, default_value_t = TrainConfig::default().epochs)]
     epochs: u32,
-    /// Patterns per update; the batch gradient is the sum of the patterns' gradients.
+    /// Patterns per update; the batch gradient is the sum of the patterns' gradients. At
+    /// most 4096 on a GPU (longer dispatches could meet a display driver's watchdog).
     #[arg(long, default_value_t = TrainConfig::default().batch)]
     batch: usize,
     /// Seed of the initial weights, the shuffles and the Hessian samples.

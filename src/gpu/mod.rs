@@ -61,6 +61,11 @@ const STEPS_PER_SUBMIT: usize = 16;
 const MAX_IN_FLIGHT: usize = 2;
 /// Uniform records are this far apart (the largest min_uniform_buffer_offset_alignment).
 const STEP_STRIDE: u64 = 256;
+/// The largest batch the GPU backend runs. Every kernel's dispatch grows with the batch
+/// (the per-pattern kernels' grids, `grad_sum_update`'s loop over the batch); at this one
+/// the largest, `conv_backward_params`, is 2.3 GFLOP, under 0.6 s even at 4 GFLOP/s, so no
+/// dispatch nears a display driver's 2 s watchdog on a slow GPU (docs/design.md 4.7).
+pub const MAX_BATCH: usize = 4096;
 /// The fewest patterns per batch when only evaluating; evaluation uses batches as large as
 /// the buffers (the training batch, if larger).
 const EVAL_BATCH: usize = 64;

@@ -111,6 +111,15 @@ fn check_adapter(
 ) -> Result<u64> {
     let info = adapter.get_info();
     let limits = adapter.limits();
+    if max_batch > super::MAX_BATCH {
+        return Err(Error::Config(format!(
+            "--batch {max_batch} is over {}, the largest batch the GPU backend runs: each \
+             kernel's dispatch grows with the batch, and a larger one could outrun a display \
+             driver's watchdog (2 s on Windows) on a slow GPU; use a smaller --batch, or \
+             --backend cpu",
+            super::MAX_BATCH
+        )));
+    }
     let act_bytes = capacity as u64 * ACT_STRIDE.max(DELTA_STRIDE) as u64 * 4;
     let image_bytes = (train.images.len().max(test.images.len()) as u64).div_ceil(4) * 4;
     let need_binding = act_bytes.max(image_bytes).max(STATE_LEN * 4);

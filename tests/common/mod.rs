@@ -124,25 +124,10 @@ pub fn fails(args: &[&str], want: &[&str]) -> String {
     err
 }
 
-/// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial.
+/// Initial weights with biases and subsampling terms drawn wide, so no pass is trivial
+/// (the on-device check's parameters, `lenet_gpu::check::params`).
 pub fn test_params(seed: u64) -> Vec<f32> {
-    use lenet_gpu::model::params;
-    use rand::{RngExt, SeedableRng};
-    let mut p = params::init(seed);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 100);
-    for t in [
-        params::C1_B,
-        params::S2_W,
-        params::S2_B,
-        params::C3_B,
-        params::S4_W,
-        params::S4_B,
-    ] {
-        for v in t.of_mut(&mut p) {
-            *v = rng.random_range(-0.5..0.5);
-        }
-    }
-    p
+    lenet_gpu::check::params(seed)
 }
 
 /// Checks a tensor against its reference: |got - want| <= atol + rtol |want|, with atol =

@@ -4,10 +4,10 @@
 //! fast-path tests (tests/fast.rs) and the GPU kernel tests (tests/gpu.rs) both use it.
 
 use super::compare;
-use lenet_gpu::cpu::{self, Workspace};
+use lenet_gpu::cpu::Workspace;
 use lenet_gpu::data::Dataset;
-use lenet_gpu::model::params::{N_PARAMS, TENSORS};
-use lenet_gpu::model::{ACTIVATIONS, Activation, DELTAS, DY, Loss, RBF_CENTERS, Sweep};
+use lenet_gpu::model::params::TENSORS;
+use lenet_gpu::model::{ACTIVATIONS, Activation, DELTAS, DY, Loss, Sweep};
 
 /// Tolerances for every tensor: f32 sums of up to 20,000 terms in another order, so 1e-5
 /// of the tensor's largest value plus 1e-4 relative.
@@ -25,26 +25,9 @@ pub struct Reference {
 }
 
 /// Runs the reference on training patterns `idx` of `set` with parameters `p` (squared
-/// for the Hessian sweep).
+/// for the Hessian sweep): the on-device check's reference (`lenet_gpu::check::reference`).
 pub fn reference(set: &Dataset, idx: &[usize], p: &[f32], sweep: Sweep, loss: Loss) -> Reference {
-    let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
-    let mut grad = vec![0f32; N_PARAMS];
-    let ws = idx
-        .iter()
-        .map(|&i| {
-            let mut ws = Workspace::<f32>::default();
-            cpu::input_forward(set.image(i), set.side, &mut ws.x0);
-            cpu::pattern_forward(p, &RBF_CENTERS, &mut ws);
-            match sweep {
-                Sweep::Backward => {
-                    let label = set.labels[i] as usize;
-                    cpu::pattern_backward(p, &RBF_CENTERS, loss, label, &mut ws, &mut grad);
-                }
-                Sweep::Hessian => cpu::pattern_hessian(&p2, &mut ws, &mut grad),
-            }
-            ws
-        })
-        .collect();
+    let (ws, grad) = lenet_gpu::check::reference(set, idx, p, sweep, loss);
     Reference { sweep, ws, grad }
 }
 
