@@ -1,8 +1,9 @@
 //! *Internal:* the on-device check (docs/design.md section 4.7): a kernel family on the user's adapter
 //! against the CPU reference, tensor by tensor, before it is trusted with a run. A few
 //! patterns go through every kernel of a training batch (MAP loss) and of the SDLM
-//! second-derivative pass, without an update; every activation, delta and parameter sum is
-//! compared with the reference at the test suite's tolerances, and each kernel is given
+//! second-derivative pass, then one training batch with its update; every activation,
+//! delta, parameter sum and updated parameter is compared with the reference at the test
+//! suite's tolerances, and each kernel is given
 //! the worst ratio of error to tolerance among the tensors it writes (the registry's
 //! `writes`). `train` runs it on the first patterns of its training set, once per
 //! (adapter, driver, API, family, build), remembered in the user's cache folder;
@@ -25,8 +26,9 @@ use std::time::Instant;
 pub const ABS: f32 = 1e-5;
 pub const REL: f32 = 1e-4;
 
-/// Patterns checked (fewer when the batch is smaller).
-pub const PATTERNS: usize = 8;
+/// Patterns checked: not a multiple of the fused head's 4 patterns per workgroup, so a
+/// partly filled workgroup is checked too.
+pub const PATTERNS: usize = 10;
 
 /// Parameters for checking: `seed`'s initial weights with the biases and subsampling
 /// coefficients drawn wide (+-0.5), so that no layer's pass is trivial (the check uses
@@ -182,6 +184,8 @@ pub struct FamilyCheck {
     pub family: Family,
     /// Every kernel of the family's training batch, in order.
     pub kernels: Vec<KernelCheck>,
+    /// Patterns checked.
+    pub patterns: usize,
     pub seconds: f64,
 }
 
@@ -288,6 +292,33 @@ pub fn run(backend: &mut GpuBackend, sample: &Dataset) -> Result<FamilyCheck> {
             }
         }
     }
+    // One batch with its update (v = g from a zero velocity, w -= eps v): the updated
+    // parameters, written by the last kernel of the batch in both families.
+    let eps: Vec<f32> = (0..N_PARAMS).map(|i| 1e-3 * (1 + i % 7) as f32).collect();
+    let zero = vec![0f32; N_PARAMS];
+    backend.set_loss(Loss::Map { j: 5.0 });
+    crate::backend::Backend::set_step_sizes(backend, &eps)?;
+    crate::backend::Backend::set_velocity(backend, &zero)?;
+    crate::backend::Backend::train(backend, &idx32, n)?;
+    let got = crate::backend::Backend::params(backend)?;
+    let (_, grad) = reference(sample, &idx, &p, Sweep::Backward, Loss::Map { j: 5.0 });
+    let want: Vec<f32> = p
+        .iter()
+        .zip(&grad)
+        .zip(&eps)
+        .map(|((w, g), e)| w - e * g)
+        .collect();
+    // What training would see next must not depend on the check.
+    crate::backend::Backend::set_velocity(backend, &zero)?;
+    crate::backend::Backend::set_params(backend, &p)?;
+    let last = worst.len() - 1;
+    for t in TENSORS {
+        let d = Diff::of(format!("updated {}", t.name), t.of(&got), t.of(&want));
+        worst[last] = Some(match worst[last].take() {
+            Some(prev) => prev.worse(d),
+            None => d,
+        });
+    }
     let info = backend.adapter_info();
     Ok(FamilyCheck {
         adapter: info.name.clone(),
@@ -301,21 +332,22 @@ pub fn run(backend: &mut GpuBackend, sample: &Dataset) -> Result<FamilyCheck> {
             .zip(worst)
             .map(|((k, _), w)| KernelCheck {
                 kernel: k.entry(),
-                // Partial sums and the update: checked through the kernels that read them.
+                // Partial sums: checked through the kernels that read them.
                 worst: w.unwrap_or_else(|| {
                     Diff::of("(partial sums: via the next kernels)".into(), &[], &[])
                 }),
             })
             .collect(),
+        patterns: n,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
 
-/// What identifies a check: adapter, driver, API, family and this build (its version and
-/// the hash of the family's kernel source).
+/// What identifies a check: adapter, driver, API, family and this build (its version, the
+/// hash of the family's kernel source, and the wgpu release that translates it).
 pub fn key(info: &wgpu::AdapterInfo, family: Family) -> String {
     format!(
-        "adapter={}; vendor={:#x}; device={:#x}; driver={} {}; api={}; family={}; build={} {}",
+        "adapter={}; vendor={:#x}; device={:#x}; driver={} {}; api={}; family={}; build={} {} wgpu 30",
         info.name,
         info.vendor,
         info.device,
@@ -354,8 +386,12 @@ pub fn passed_before(key: &str) -> bool {
 }
 
 /// Remembers a passed check (best effort: a cache folder that cannot be written only
-/// means the check runs again next time). Returns the record's path when written.
+/// means the check runs again next time). Returns the record's path when written. A check
+/// on fewer than `PATTERNS` patterns (a tiny training set) is not remembered.
 pub fn remember(key: &str, check: &FamilyCheck) -> Option<PathBuf> {
+    if check.patterns < PATTERNS {
+        return None;
+    }
     let path = record(key)?;
     std::fs::create_dir_all(path.parent()?).ok()?;
     let text = format!(

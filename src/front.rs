@@ -452,15 +452,18 @@ fn open_checked(
         return Ok((backend, on, None));
     };
     let failed = *kernels;
-    let first = match verify(backend.as_mut(), &sample)? {
-        Ok(said) => return Ok((backend, on, Some(said))),
-        Err(failure) => failure,
+    let first = match verify(backend.as_mut(), &sample) {
+        Ok(Ok(said)) => return Ok((backend, on, Some(said))),
+        Ok(Err(failure)) => failure,
+        Err(e) if !device.forced => format!("the {} kernels' check failed: {e}", failed.name()),
+        Err(e) => return Err(e),
     };
     if device.forced {
         return Err(Error::Gpu(format!(
-            "{first}. The kernels or the API were chosen on the command line (or by the run \
-             resumed), so the run stops: drop --kernels/--backend to let it move to kernels \
-             that pass or to the CPU backend, and please report this with the table of \
+            "{first}. The kernels or the API were chosen (by --kernels or --backend, or by \
+             resuming a run on the device it trained on), so the run stops. To let it move to \
+             kernels that pass or to the CPU backend, drop --kernels and give --backend gpu \
+             (or --backend cpu); and please report this with the table of \
              `lenet-gpu devices --check`"
         )));
     }
@@ -472,9 +475,16 @@ fn open_checked(
     drop(backend);
     let mut again = DeviceChoice::resolved(&on);
     again.kernels = other;
-    let (mut backend, on) = open(&again)?;
-    match verify(backend.as_mut(), &sample)? {
-        Ok(said) => {
+    let second = open(&again).and_then(|(mut backend, on)| {
+        let verdict = verify(backend.as_mut(), &sample)?;
+        Ok((backend, on, verdict))
+    });
+    let second = match second {
+        Ok((backend, on, verdict)) => verdict.map(|said| (backend, on, said)),
+        Err(e) => Err(format!("the {} kernels' check failed: {e}", other.name())),
+    };
+    match second {
+        Ok((backend, on, said)) => {
             eprintln!("note: training on the {} kernels instead", other.name());
             let said = format!("{said}; the {} kernels failed it", failed.name());
             Ok((backend, on, Some(said)))
@@ -482,7 +492,7 @@ fn open_checked(
         Err(second) => {
             eprintln!("warning: {second}");
             eprintln!("note: training on the CPU backend instead");
-            drop(backend);
+
             let (backend, on) = open(&DeviceChoice::cpu())?;
             let said = "both GPU kernel families failed the check; on the CPU backend instead";
             Ok((backend, on, Some(said.into())))
@@ -584,10 +594,16 @@ impl Trainer {
     /// Opens the backend `device` chooses (`DeviceChoice::cpu()`, `DeviceChoice::gpu()`;
     /// a plain GPU choice trains on the CPU backend where the only adapters are software
     /// ones) and hands it the data (clone the [`Mnist`] to keep using it: its splits are
-    /// shared, not copied) and the initial weights of `config.seed`.
+    /// shared, not copied) and the initial weights of `config.seed`. A GPU backend's
+    /// kernels are first checked against the CPU reference on the first training patterns
+    /// (`crate::check`; a pass is remembered in the user's cache folder, and
+    /// [`Trainer::checked`] says which); when they fail, the other kernel family or else
+    /// the CPU backend trains instead, with a warning on stderr, unless `device.forced`:
+    /// then the failure is the error.
     ///
     /// Errors: [`Error::Config`] for a setting out of range, [`Error::NoAdapter`] or
-    /// [`Error::Gpu`] when the device cannot be opened.
+    /// [`Error::Gpu`] when the device cannot be opened or (forced) its kernels fail the
+    /// check.
     ///
     /// ```
     /// # let mnist = lenet_gpu::Mnist::load_or_fetch(lenet_gpu::data::data_dir(None))?.limit(Some(200), Some(100))?;

@@ -122,7 +122,11 @@ fn print_rows(info: &wgpu::AdapterInfo, family: Family, result: &Result<FamilyCh
         family.name()
     );
     match result {
-        Err(e) => println!("{head}| - | - | - | error: {e} | - |"),
+        Err(e) => {
+            // One table cell: no column bars or line breaks from the message.
+            let e = e.to_string().replace('|', "/").replace('\n', " ");
+            println!("{head}| - | - | - | error: {e} | - |")
+        }
         Ok(c) => {
             for (i, k) in c.kernels.iter().enumerate() {
                 println!(

@@ -530,24 +530,37 @@ impl<'a> Outputs<'a> {
     /// The device failed mid-run (lost, out of memory): nothing more can be read from it,
     /// so the last completed pass's checkpoint stands; the message says how to go on.
     fn device_failed(&self, what: &str) -> String {
-        let from = self.checkpoint_dir.clone().or(self.a.save.clone());
-        let passes = self.last.as_ref().map_or(0, |r| r.epoch);
-        match from {
-            Some(from) if passes > 0 => format!(
-                "{what}\nThe checkpoint of pass {passes} in {} is intact. Continue the run with:\n  \
-                 lenet-gpu train --resume {0}                 # on the same adapter, once it is back\n  \
-                 lenet-gpu train --resume {0} --backend cpu   # on the CPU backend",
-                from.display()
-            ),
-            Some(_) => format!(
-                "{what}\nNo pass had completed, so nothing was saved: start the run again (with \
-                 --backend cpu to leave the GPU)"
-            ),
-            None => format!(
+        let in_dir = self
+            .checkpoint_dir
+            .as_ref()
+            .map(|d| (d.clone(), d.join(LAST)))
+            .filter(|(_, f)| f.is_file());
+        let saved = in_dir.or_else(|| {
+            self.a
+                .save
+                .clone()
+                .filter(|p| p.is_file())
+                .map(|p| (p.clone(), p))
+        });
+        let Some((from, file)) = saved else {
+            return format!(
                 "{what}\nNothing was saved (--checkpoint-dir DIR keeps every pass and lets a run \
                  continue): start the run again, with --backend cpu to leave the GPU"
-            ),
-        }
+            );
+        };
+        let pass = checkpoint::load(&file).map_or("?".to_string(), |c| c.meta.epoch.to_string());
+        let no_momentum = if self.checkpoint_dir.is_none() && self.cfg.momentum != 0.0 {
+            " (--save keeps no momentum buffer: the continued run restarts it from zero)"
+        } else {
+            ""
+        };
+        format!(
+            "{what}\n{} (pass {pass}) is intact. Continue the run{no_momentum} with:\n  \
+             lenet-gpu train --resume {}                 # on the same adapter, once it is back\n  \
+             lenet-gpu train --resume {1} --backend cpu   # on the CPU backend",
+            file.display(),
+            from.display()
+        )
     }
 
     /// A signal stopped the run: save its exact position and say how to go on.

@@ -242,12 +242,12 @@ fn pick_from(all: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<wgpu::Ad
     }
 }
 
-/// Parses `vulkan|metal|dx12|gl`.
 /// The API's name as `--backend` spells it (`vulkan`, `metal`, `dx12`, `gl`).
 pub fn api_name(b: wgpu::Backend) -> String {
     format!("{b:?}").to_lowercase()
 }
 
+/// Parses `vulkan|metal|dx12|gl`.
 pub fn parse_api(s: &str) -> Option<wgpu::Backends> {
     Some(match s {
         "vulkan" => wgpu::Backends::VULKAN,

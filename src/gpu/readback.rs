@@ -50,8 +50,13 @@ impl GpuBackend {
             timeout: None,
         });
         if let Some(e) = self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let hint = if e.starts_with("the device was lost") {
+                "the last checkpoint written is intact"
+            } else {
+                "the last checkpoint written is intact; try a smaller --batch or --backend cpu"
+            };
             return Err(Error::Gpu(format!(
-                "{} failed: {e}. The last checkpoint written is intact; try a smaller --batch or --backend cpu",
+                "{} failed: {e}; {hint}",
                 self.info.name
             )));
         }
