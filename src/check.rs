@@ -29,6 +29,19 @@ pub const REL: f32 = 1e-4;
 /// Patterns checked: not a multiple of the fused head's 4 patterns per workgroup, so a
 /// partly filled workgroup is checked too.
 pub const PATTERNS: usize = 10;
+/// The partial batch of `Depth::Full`.
+const PARTIAL: usize = 5;
+
+/// How much a check runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Before training (`train`): a batch of the MAP loss and the SDLM sweep, then a batch
+    /// with its update.
+    Quick,
+    /// `devices --check`: the parity suite's modes (MSE, MAP, SDLM) on a full batch and a
+    /// partial one, then the update.
+    Full,
+}
 
 /// Parameters for checking: `seed`'s initial weights with the biases and subsampling
 /// coefficients drawn wide (+-0.5), so that no layer's pass is trivial (the check uses
@@ -230,11 +243,34 @@ impl FamilyCheck {
 
 /// Checks `backend`'s family: training patterns `0..n` of its training set, `sample`
 /// holding (at least) those patterns as the host sees them.
-pub fn run(backend: &mut GpuBackend, sample: &Dataset) -> Result<FamilyCheck> {
+pub fn run(backend: &mut GpuBackend, sample: &Dataset, depth: Depth) -> Result<FamilyCheck> {
     let start = Instant::now();
     let n = PATTERNS.min(sample.len()).min(backend.capacity_patterns());
     let idx: Vec<usize> = (0..n).collect();
     let idx32: Vec<u32> = (0..n as u32).collect();
+    let map = Loss::Map { j: 5.0 };
+    let modes: Vec<(Sweep, Loss, String, usize)> = match depth {
+        Depth::Quick => vec![
+            (Sweep::Backward, map, String::new(), n),
+            (Sweep::Hessian, map, "sdlm:".into(), n),
+        ],
+        // The parity suite's modes (tests/common/suite.rs), on a full and a partial batch.
+        Depth::Full => [n, PARTIAL.min(n)]
+            .into_iter()
+            .flat_map(|b| {
+                let at = if b == n {
+                    String::new()
+                } else {
+                    format!("{b} patterns, ")
+                };
+                [
+                    (Sweep::Backward, Loss::Mse, format!("{at}mse:"), b),
+                    (Sweep::Backward, map, at.clone(), b),
+                    (Sweep::Hessian, map, format!("{at}sdlm:"), b),
+                ]
+            })
+            .collect(),
+    };
     let p = params(7);
     let family = backend.family();
     let writers: Vec<(Kernel, Vec<&'static str>)> = family
@@ -244,13 +280,10 @@ pub fn run(backend: &mut GpuBackend, sample: &Dataset) -> Result<FamilyCheck> {
         .collect();
     let mut worst: Vec<Option<Diff>> = vec![None; writers.len()];
     crate::backend::Backend::set_params(backend, &p)?;
-    for (sweep, loss, tag) in [
-        (Sweep::Backward, Loss::Map { j: 5.0 }, ""),
-        (Sweep::Hessian, Loss::Map { j: 5.0 }, "sdlm:"),
-    ] {
+    for (sweep, loss, tag, n) in modes {
         backend.set_loss(loss);
-        let snap = backend.snapshot(&idx32, sweep)?;
-        let (ws, grad) = reference(sample, &idx, &p, sweep, loss);
+        let snap = backend.snapshot(&idx32[..n], sweep)?;
+        let (ws, grad) = reference(sample, &idx[..n], &p, sweep, loss);
         let mut diffs: Vec<(&'static str, Diff)> = Vec::new();
         for (i, a) in ACTIVATIONS.iter().enumerate() {
             let got: Vec<f32> = (0..n)

@@ -77,8 +77,8 @@ fn devices_check_passes_both_families_and_names_a_corrupted_kernel() {
         !fail_rows.is_empty() && fail_rows.iter().all(|l| l.contains("| fused |")),
         "{out}"
     );
-    assert!(fail_rows[0].contains("| c3s4_forward | x3 |"), "{out}");
-    assert!(out.contains("| simple | c3_forward | x3 |"), "{out}");
+    assert!(fail_rows[0].contains("| c3s4_forward | mse:x3 |"), "{out}");
+    assert!(out.contains("| simple | c3_forward | mse:x3 |"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

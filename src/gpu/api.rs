@@ -84,7 +84,7 @@ impl Backend for GpuBackend {
         sample: &crate::data::Dataset,
     ) -> Result<Option<crate::check::FamilyCheck>> {
         let loss = self.loss;
-        let check = crate::check::run(self, sample);
+        let check = crate::check::run(self, sample, crate::check::Depth::Quick);
         self.loss = loss;
         check.map(Some)
     }
