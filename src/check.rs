@@ -12,9 +12,7 @@
 use crate::Result;
 use crate::cpu::{self, Workspace};
 use crate::data::Dataset;
-use crate::gpu::{
-    ACT_OFFSETS, ACT_STRIDE, DELTA_OFFSETS, DELTA_STRIDE, Family, GpuBackend, Kernel,
-};
+use crate::gpu::{Family, GpuBackend, Kernel};
 use crate::model::params::{self, N_PARAMS, TENSORS};
 use crate::model::{ACTIVATIONS, DELTAS, DY, Loss, RBF_CENTERS, Sweep};
 use rand::{RngExt, SeedableRng};
@@ -280,33 +278,25 @@ pub fn run(backend: &mut GpuBackend, sample: &Dataset, depth: Depth) -> Result<F
         .collect();
     let mut worst: Vec<Option<Diff>> = vec![None; writers.len()];
     crate::backend::Backend::set_params(backend, &p)?;
+    // The reference's MAP gradient of the whole batch, for the update below.
+    let mut map_grad = None;
     for (sweep, loss, tag, n) in modes {
         backend.set_loss(loss);
         let snap = backend.snapshot(&idx32[..n], sweep)?;
         let (ws, grad) = reference(sample, &idx[..n], &p, sweep, loss);
         let mut diffs: Vec<(&'static str, Diff)> = Vec::new();
-        for (i, a) in ACTIVATIONS.iter().enumerate() {
-            let got: Vec<f32> = (0..n)
-                .flat_map(|b| {
-                    let at = b * ACT_STRIDE as usize + ACT_OFFSETS[i];
-                    snap.acts[at..at + a.len()].to_vec()
-                })
-                .collect();
+        // The second-derivative pass starts from a constant: no dy.
+        let computed = ACTIVATIONS
+            .iter()
+            .chain(DELTAS.iter())
+            .filter(|a| !(sweep == Sweep::Hessian && **a == DY));
+        for a in computed {
+            let got: Vec<f32> = (0..n).flat_map(|b| snap.tensor(a, b).to_vec()).collect();
             let want: Vec<f32> = ws.iter().flat_map(|w| w.tensor(a).to_vec()).collect();
             diffs.push((a.name, Diff::of(format!("{tag}{}", a.name), &got, &want)));
         }
-        for (i, a) in DELTAS.iter().enumerate() {
-            if sweep == Sweep::Hessian && *a == DY {
-                continue; // the second-derivative pass starts from a constant
-            }
-            let got: Vec<f32> = (0..n)
-                .flat_map(|b| {
-                    let at = b * DELTA_STRIDE as usize + DELTA_OFFSETS[i];
-                    snap.deltas[at..at + a.len()].to_vec()
-                })
-                .collect();
-            let want: Vec<f32> = ws.iter().flat_map(|w| w.tensor(a).to_vec()).collect();
-            diffs.push((a.name, Diff::of(format!("{tag}{}", a.name), &got, &want)));
+        if sweep == Sweep::Backward && loss == map && n == idx.len() {
+            map_grad = Some(grad.clone());
         }
         for t in TENSORS {
             diffs.push((
@@ -329,12 +319,12 @@ pub fn run(backend: &mut GpuBackend, sample: &Dataset, depth: Depth) -> Result<F
     // parameters, written by the last kernel of the batch in both families.
     let eps: Vec<f32> = (0..N_PARAMS).map(|i| 1e-3 * (1 + i % 7) as f32).collect();
     let zero = vec![0f32; N_PARAMS];
-    backend.set_loss(Loss::Map { j: 5.0 });
+    backend.set_loss(map);
     crate::backend::Backend::set_step_sizes(backend, &eps)?;
     crate::backend::Backend::set_velocity(backend, &zero)?;
     crate::backend::Backend::train(backend, &idx32, n)?;
     let got = crate::backend::Backend::params(backend)?;
-    let (_, grad) = reference(sample, &idx, &p, Sweep::Backward, Loss::Map { j: 5.0 });
+    let grad = map_grad.expect("every depth runs the MAP batch on all the patterns");
     let want: Vec<f32> = p
         .iter()
         .zip(&grad)

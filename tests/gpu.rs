@@ -10,9 +10,7 @@ mod common;
 use common::suite::{BatchTensors, Subject, train_steps};
 use lenet_gpu::backend::Backend;
 use lenet_gpu::cpu;
-use lenet_gpu::gpu::{
-    self, ACT_OFFSETS, ACT_STRIDE, AdapterChoice, DELTA_OFFSETS, DELTA_STRIDE, Family, GpuBackend,
-};
+use lenet_gpu::gpu::{self, ACT_STRIDE, AdapterChoice, Family, GpuBackend};
 use lenet_gpu::model::params::TENSORS;
 use lenet_gpu::model::{ACTIVATIONS, DELTAS, Loss, Sweep};
 
@@ -71,18 +69,11 @@ impl Subject for OnAdapter {
         let mut g = self.gpu(loss, 0.0, idx.len());
         g.set_params(p).unwrap();
         let idx: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-        let snap = g.snapshot(&idx, sweep).unwrap();
+        let mut snap = g.snapshot(&idx, sweep).unwrap();
+        let grad = std::mem::take(&mut snap.grad);
         BatchTensors {
-            tensor: Box::new(move |a, b| {
-                let act = ACTIVATIONS.iter().position(|x| x == a);
-                let (values, at) = match (act, DELTAS.iter().position(|x| x == a)) {
-                    (Some(i), _) => (&snap.acts, b * ACT_STRIDE as usize + ACT_OFFSETS[i]),
-                    (_, Some(i)) => (&snap.deltas, b * DELTA_STRIDE as usize + DELTA_OFFSETS[i]),
-                    _ => panic!("{} is not a layout tensor", a.name),
-                };
-                values[at..at + a.len()].to_vec()
-            }),
-            grad: snap.grad,
+            tensor: Box::new(move |a, b| snap.tensor(a, b).to_vec()),
+            grad,
         }
     }
 }

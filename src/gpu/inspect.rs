@@ -22,6 +22,30 @@ pub struct Snapshot {
     pub grad: Vec<f32>,
 }
 
+impl Snapshot {
+    /// Layout tensor `a` (`model::ACTIVATIONS` or `DELTAS`) of pattern `b` of the batch.
+    ///
+    /// Panics if `a` is in neither table.
+    pub fn tensor(&self, a: &crate::model::Activation, b: usize) -> &[f32] {
+        use crate::model::{ACTIVATIONS, DELTAS};
+        let (values, at) = match (
+            ACTIVATIONS.iter().position(|x| x == a),
+            DELTAS.iter().position(|x| x == a),
+        ) {
+            (Some(i), _) => (
+                &self.acts,
+                b * super::ACT_STRIDE as usize + super::ACT_OFFSETS[i],
+            ),
+            (_, Some(i)) => (
+                &self.deltas,
+                b * super::DELTA_STRIDE as usize + super::DELTA_OFFSETS[i],
+            ),
+            _ => panic!("{} is not a layout tensor", a.name),
+        };
+        &values[at..at + a.len()]
+    }
+}
+
 impl GpuBackend {
     /// Runs a training batch (or the SDLM sweep) of the family on the training patterns
     /// `idx` as one batch, without updating, and reads back every intermediate.
